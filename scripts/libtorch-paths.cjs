@@ -1,0 +1,67 @@
+// Prints compiler/linker flags for the libtorch the addon is built against (used by native/binding.gyp).
+// Default: Debian's libtorch-dev (/usr). With LIBTORCH=/path/to/libtorch (a directory holding include/ and lib/,
+// e.g. `python3 -c "import torch,os;print(os.path.dirname(torch.__file__))"`), that libtorch is used instead,
+// linked with an rpath so no LD_LIBRARY_PATH is needed; its CUDA libraries are linked when present.
+'use strict';
+const fs = require('fs');
+const path = require('path');
+
+const root = process.env.LIBTORCH || '';
+const what = process.argv[2];
+
+function debianPaths() {
+  return {
+    // /usr/include is a system directory already; naming it again with -I breaks libstdc++'s #include_next.
+    include: ['/usr/include/torch/csrc/api/include'],
+    libDir: null,
+    cuda: false,
+    abi: null,
+  };
+}
+
+function customPaths() {
+  const libDir = path.join(root, 'lib');
+  if (!fs.existsSync(path.join(root, 'include', 'torch'))) {
+    throw new Error(`LIBTORCH=${root} has no include/torch directory: point it at a libtorch (or torch package) root`);
+  }
+  const cuda = fs.existsSync(path.join(libDir, 'libtorch_cuda.so'));
+  // PyTorch wheels state their C++ ABI; a mismatch gives undefined std::string symbols at load time.
+  let abi = process.env.LIBTORCH_CXX11_ABI ?? null;
+  if (abi === null) {
+    const probe = ['libtorch_cpu.so'].map((f) => path.join(libDir, f)).find((f) => fs.existsSync(f));
+    if (probe) {
+      const bytes = fs.readFileSync(probe);
+      // Symbols of the new ABI mangle std::string as ...__cxx11...; old-ABI builds have none.
+      abi = bytes.includes(Buffer.from('__cxx11')) ? '1' : '0';
+    }
+  }
+  return {
+    include: [path.join(root, 'include'), path.join(root, 'include', 'torch', 'csrc', 'api', 'include')],
+    libDir,
+    cuda,
+    abi,
+  };
+}
+
+const p = root ? customPaths() : debianPaths();
+const libs = ['-ltorch', '-ltorch_cpu', '-lc10'];
+if (p.cuda) libs.push('-ltorch_cuda', '-lc10_cuda');
+
+switch (what) {
+  case 'include':
+    console.log(p.include.join(' '));
+    break;
+  case 'libs':
+    console.log((p.libDir ? [`-L${p.libDir}`] : []).concat(libs).join(' '));
+    break;
+  case 'ldflags':
+    // --no-as-needed keeps libtorch_cuda loaded although no symbol of it is referenced: it registers the CUDA kernels.
+    console.log(['-Wl,--no-as-needed'].concat(p.libDir ? [`-Wl,-rpath,${p.libDir}`] : []).join(' '));
+    break;
+  case 'defines':
+    console.log([p.abi !== null ? `_GLIBCXX_USE_CXX11_ABI=${p.abi}` : '', p.cuda ? 'CROSSMAX_WITH_CUDA=1' : '']
+      .filter(Boolean).join(' '));
+    break;
+  default:
+    throw new Error(`usage: libtorch-paths.cjs include|libs|ldflags|defines`);
+}

@@ -1,0 +1,606 @@
+// The typed Tensor API. Each operation is one call into libtorch's dispatcher (native/src/dispatch.cc)
+// through an operator resolved once by its ATen name; argument order follows ATen's schemas.
+import { native, type NativeTensorHandle } from './native.js';
+import { type DType, type AnyTypedArray, dtypeCode, dtypeFromCode, dtypeOfTypedArray, typedArrayOf } from './dtype.js';
+import { trackInScope } from './scope.js';
+
+export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
+export type Shape = readonly number[];
+export type TensorLike = Tensor | number;
+
+/** Options shared by every creation function. Defaults: float32 on the CPU, no gradient. */
+export interface CreationOptions {
+  dtype?: DType;
+  device?: Device;
+  requiresGrad?: boolean;
+}
+
+// ---- operator plumbing --------------------------------------------------------------------------------------
+
+type RawResult = NativeTensorHandle | null | number | boolean | RawResult[];
+
+/** A libtorch operator by ATen name and overload, resolved on first use and cached. */
+export function aten(name: string, overload = ''): (...args: unknown[]) => RawResult {
+  let id = -1;
+  return (...args: unknown[]) => {
+    if (id < 0) id = native.resolveOp(name, overload);
+    return native.callOp(id, args.map(unwrapArg)) as RawResult;
+  };
+}
+
+/** An in-place operator: runs it and returns nothing (the caller returns `this`). */
+function atenInPlace(name: string, overload = ''): (...args: unknown[]) => void {
+  let id = -1;
+  return (...args: unknown[]) => {
+    if (id < 0) id = native.resolveOp(name, overload);
+    native.callOp(id, args.map(unwrapArg), true);
+  };
+}
+
+function unwrapArg(a: unknown): unknown {
+  if (a instanceof Tensor) return a.handle;
+  if (Array.isArray(a) && a.length > 0 && a[0] instanceof Tensor) return a.map((t: Tensor | null) => t?.handle ?? null);
+  return a;
+}
+
+function wrap(raw: RawResult): Tensor {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error('operator did not return a tensor');
+  return new Tensor(raw);
+}
+
+function wrapList(raw: RawResult): Tensor[] {
+  if (!Array.isArray(raw)) throw new Error('operator did not return a list of tensors');
+  return raw.map((r) => wrap(r));
+}
+
+function wrapPair(raw: RawResult): [Tensor, Tensor] {
+  const [a, b] = wrapList(raw);
+  return [a!, b!];
+}
+
+function dims(dim: number | readonly number[] | undefined): number[] | null {
+  if (dim === undefined) return null;
+  return typeof dim === 'number' ? [dim] : [...dim];
+}
+
+const op = {
+  add: aten('add', 'Tensor'), addScalar: aten('add', 'Scalar'),
+  sub: aten('sub', 'Tensor'), subScalar: aten('sub', 'Scalar'), rsub: aten('rsub', 'Scalar'),
+  mul: aten('mul', 'Tensor'), mulScalar: aten('mul', 'Scalar'),
+  div: aten('div', 'Tensor'), divScalar: aten('div', 'Scalar'),
+  remainder: aten('remainder', 'Scalar'),
+  pow: aten('pow', 'Tensor_Tensor'), powScalar: aten('pow', 'Tensor_Scalar'),
+  neg: aten('neg'), abs: aten('abs'), sign: aten('sign'), exp: aten('exp'), log: aten('log'), log1p: aten('log1p'),
+  sqrt: aten('sqrt'), rsqrt: aten('rsqrt'), square: aten('square'), reciprocal: aten('reciprocal'),
+  floor: aten('floor'), ceil: aten('ceil'), round: aten('round'), sin: aten('sin'), cos: aten('cos'),
+  relu: aten('relu'), gelu: aten('gelu'), sigmoid: aten('sigmoid'), tanh: aten('tanh'), silu: aten('silu'),
+  softmax: aten('softmax', 'int'), logSoftmax: aten('log_softmax', 'int'),
+  clamp: aten('clamp'), clampTensor: aten('clamp', 'Tensor'),
+  maximum: aten('maximum'), minimum: aten('minimum'),
+  eq: aten('eq', 'Tensor'), eqScalar: aten('eq', 'Scalar'), ne: aten('ne', 'Tensor'), neScalar: aten('ne', 'Scalar'),
+  lt: aten('lt', 'Tensor'), ltScalar: aten('lt', 'Scalar'), le: aten('le', 'Tensor'), leScalar: aten('le', 'Scalar'),
+  gt: aten('gt', 'Tensor'), gtScalar: aten('gt', 'Scalar'), ge: aten('ge', 'Tensor'), geScalar: aten('ge', 'Scalar'),
+  logicalNot: aten('logical_not'), logicalAnd: aten('logical_and'), logicalOr: aten('logical_or'),
+  isnan: aten('isnan'), isfinite: aten('isfinite'), any: aten('any'), all: aten('all'),
+  where: aten('where', 'self'), whereScalarOther: aten('where', 'ScalarOther'), whereScalarSelf: aten('where', 'ScalarSelf'),
+  sumAll: aten('sum'), sumDim: aten('sum', 'dim_IntList'), meanAll: aten('mean'), meanDim: aten('mean', 'dim'),
+  maxAll: aten('max'), maxDim: aten('max', 'dim'), minAll: aten('min'), minDim: aten('min', 'dim'),
+  amax: aten('amax'), amin: aten('amin'), argmax: aten('argmax'), argmin: aten('argmin'),
+  std: aten('std', 'correction'), var: aten('var', 'correction'), norm: aten('norm', 'ScalarOpt_dim'), normAll: aten('norm', 'Scalar'),
+  prod: aten('prod'), logsumexp: aten('logsumexp'), cumsum: aten('cumsum'),
+  sort: aten('sort'), argsort: aten('argsort'), topk: aten('topk'), kthvalue: aten('kthvalue'),
+  medianAll: aten('median'), medianDim: aten('median', 'dim'),
+  gather: aten('gather'), scatter: aten('scatter', 'src'), scatterValue: aten('scatter', 'value'), scatterAdd: aten('scatter_add'),
+  indexSelect: aten('index_select'), index: aten('index', 'Tensor'), maskedFill: aten('masked_fill', 'Scalar'),
+  maskedFillTensor: aten('masked_fill', 'Tensor'), maskedSelect: aten('masked_select'), nonzero: aten('nonzero'),
+  oneHot: aten('one_hot'),
+  reshape: aten('reshape'), view: aten('view'), permute: aten('permute'), transpose: aten('transpose', 'int'),
+  flatten: aten('flatten', 'using_ints'), unflatten: aten('unflatten', 'int'), squeeze: aten('squeeze'), squeezeDim: aten('squeeze', 'dim'),
+  unsqueeze: aten('unsqueeze'), expand: aten('expand'), expandAs: aten('expand_as'), repeat: aten('repeat'),
+  repeatInterleave: aten('repeat_interleave', 'self_int'),
+  slice: aten('slice', 'Tensor'), narrow: aten('narrow'), select: aten('select', 'int'),
+  cat: aten('cat'), stack: aten('stack'), chunk: aten('chunk'), split: aten('split', 'Tensor'), splitSizes: aten('split_with_sizes'),
+  flip: aten('flip'), roll: aten('roll'), contiguous: aten('contiguous'), tril: aten('tril'), triu: aten('triu'),
+  matmul: aten('matmul'), mm: aten('mm'), bmm: aten('bmm'), outer: aten('outer'),
+  toDtype: aten('to', 'dtype'), toDevice: aten('to', 'device'), clone: aten('clone'), detach: aten('detach'),
+  zeros: aten('zeros'), ones: aten('ones'), full: aten('full'), empty: aten('empty', 'memory_format'),
+  zerosLike: aten('zeros_like'), onesLike: aten('ones_like'), fullLike: aten('full_like'), emptyLike: aten('empty_like'),
+  randLike: aten('rand_like'), randnLike: aten('randn_like'),
+  rand: aten('rand', 'generator'), randn: aten('randn', 'generator'), randint: aten('randint', 'low_generator'),
+  randperm: aten('randperm', 'generator'),
+  arange: aten('arange', 'start_step'), linspace: aten('linspace'), eye: aten('eye'),
+  allclose: aten('allclose'), equal: aten('equal'),
+  // in place
+  add_: atenInPlace('add_', 'Tensor'), addScalar_: atenInPlace('add_', 'Scalar'),
+  sub_: atenInPlace('sub_', 'Tensor'), subScalar_: atenInPlace('sub_', 'Scalar'),
+  mul_: atenInPlace('mul_', 'Tensor'), mulScalar_: atenInPlace('mul_', 'Scalar'),
+  div_: atenInPlace('div_', 'Tensor'), divScalar_: atenInPlace('div_', 'Scalar'),
+  addcmul_: atenInPlace('addcmul_'), addcdiv_: atenInPlace('addcdiv_'), lerp_: atenInPlace('lerp_', 'Scalar'),
+  clamp_: atenInPlace('clamp_'), clampTensor_: atenInPlace('clamp_', 'Tensor'), sqrt_: atenInPlace('sqrt_'),
+  copy_: atenInPlace('copy_'), zero_: atenInPlace('zero_'), fill_: atenInPlace('fill_', 'Scalar'),
+  uniform_: atenInPlace('uniform_'), normal_: atenInPlace('normal_'), relu_: atenInPlace('relu_'),
+  maskedFill_: atenInPlace('masked_fill_', 'Scalar'),
+};
+
+/** A seedable stream of random numbers (torch.Generator). */
+export class Generator {
+  readonly raw;
+  constructor(seed: number, device: Device = 'cpu') {
+    this.raw = native.newGenerator(seed, device);
+  }
+  get seed(): number { return native.generatorSeed(this.raw); }
+  manualSeed(seed: number): this { native.generatorSeed(this.raw, seed); return this; }
+  /** The full state, to save in a checkpoint. */
+  getState(): Tensor { return new Tensor(native.generatorState(this.raw)); }
+  setState(state: Tensor): void { native.setGeneratorState(this.raw, state.handle); }
+}
+
+/** Seeds libtorch's default generators (CPU and, where present, CUDA), like torch.manual_seed. */
+export function manualSeed(seed: number): void {
+  if (!Number.isInteger(seed) || seed < 0) throw new RangeError(`seed must be a non-negative integer, got ${seed}`);
+  native.manualSeed(seed);
+}
+
+// ---- the Tensor -----------------------------------------------------------------------------------------------
+
+export class Tensor implements Disposable {
+  readonly isTensor = true;
+  /** The native handle (one libtorch at::Tensor). */
+  readonly handle: NativeTensorHandle;
+
+  constructor(handle: NativeTensorHandle) {
+    this.handle = handle;
+    trackInScope(this);
+  }
+
+  get shape(): number[] { return this.handle.shape; }
+  get strides(): number[] { return this.handle.strides; }
+  get ndim(): number { return this.handle.dim; }
+  get numel(): number { return this.handle.numel; }
+  get dtype(): DType { return dtypeFromCode(this.handle.dtype); }
+  get device(): string { return this.handle.device; }
+  get disposed(): boolean { return this.handle.disposed; }
+  get requiresGrad(): boolean { return this.handle.requiresGrad; }
+  get isLeaf(): boolean { return this.handle.isLeaf; }
+  /** Version counter, bumped by every in-place change (as in PyTorch). */
+  get version(): number { return this.handle.version; }
+  isContiguous(): boolean { return this.handle.isContiguous(); }
+  size(dim: number): number {
+    const s = this.shape;
+    const d = dim < 0 ? dim + s.length : dim;
+    if (d < 0 || d >= s.length) throw new RangeError(`dimension ${dim} out of range for a ${s.length}-d tensor`);
+    return s[d]!;
+  }
+
+  /** Frees the native memory now (idempotent). */
+  dispose(): void { this.handle.dispose(); }
+  [Symbol.dispose](): void { this.handle.dispose(); }
+
+  setRequiresGrad(value = true): this { this.handle.setRequiresGrad(value); return this; }
+  /** The accumulated gradient, a new handle sharing its memory (null before any backward). */
+  get grad(): Tensor | null {
+    const g = this.handle.grad();
+    return g ? new Tensor(g) : null;
+  }
+  set grad(value: Tensor | null) { this.handle.setGrad(value ? value.handle : null); }
+  retainGrad(): this { this.handle.retainGrad(); return this; }
+  /** Back-propagates from this tensor (a scalar unless `gradient` is given), accumulating into leaves' grad. */
+  backward(gradient?: Tensor, options: { retainGraph?: boolean; createGraph?: boolean } = {}): void {
+    native.backward([this.handle], [gradient?.handle ?? null], options.retainGraph ?? false, options.createGraph ?? false);
+  }
+
+  // -- data out
+  item(): number {
+    const v = this.handle.item();
+    return typeof v === 'boolean' ? Number(v) : v;
+  }
+  /** A copy of the elements as a TypedArray of this dtype (row-major; moved to the CPU if needed). */
+  toTypedArray(): AnyTypedArray { return typedArrayOf(this.dtype, this.handle.copyToArrayBuffer()); }
+  /** The elements as plain numbers (int64 converted to Number). */
+  toArray(): number[] {
+    const a = this.toTypedArray();
+    return a instanceof BigInt64Array ? Array.from(a, Number) : Array.from(a as ArrayLike<number>);
+  }
+  /** A zero-copy view of a contiguous CPU tensor's memory; it keeps the memory alive and sees in-place changes. */
+  dataView(): AnyTypedArray { return typedArrayOf(this.dtype, this.handle.viewAsArrayBuffer()); }
+  toString(): string { return `Tensor(shape=[${this.shape}], dtype=${this.dtype}, device=${this.device})`; }
+
+  // -- conversion
+  to(target: Device | DType | { device?: Device; dtype?: DType }, options: { copy?: boolean } = {}): Tensor {
+    const spec = typeof target === 'string'
+      ? (isDeviceName(target) ? { device: target as Device } : { dtype: target as DType })
+      : target;
+    const dtype = spec.dtype ?? this.dtype;
+    if (spec.device !== undefined) return wrap(op.toDevice(this, spec.device, dtypeCode(dtype), false, options.copy ?? false));
+    return wrap(op.toDtype(this, dtypeCode(dtype), false, options.copy ?? false));
+  }
+  float(): Tensor { return this.to('float32'); }
+  double(): Tensor { return this.to('float64'); }
+  long(): Tensor { return this.to('int64'); }
+  int(): Tensor { return this.to('int32'); }
+  bool(): Tensor { return this.to('bool'); }
+  clone(): Tensor { return wrap(op.clone(this)); }
+  /** Shares memory, cut from the autograd graph. */
+  detach(): Tensor { return wrap(op.detach(this)); }
+  contiguous(): Tensor { return wrap(op.contiguous(this)); }
+
+  // -- arithmetic (broadcasting)
+  add(other: TensorLike, alpha = 1): Tensor {
+    return wrap(typeof other === 'number' ? op.addScalar(this, other, alpha) : op.add(this, other, alpha));
+  }
+  sub(other: TensorLike, alpha = 1): Tensor {
+    return wrap(typeof other === 'number' ? op.subScalar(this, other, alpha) : op.sub(this, other, alpha));
+  }
+  /** other - this */
+  rsub(other: number): Tensor { return wrap(op.rsub(this, other)); }
+  mul(other: TensorLike): Tensor { return wrap(typeof other === 'number' ? op.mulScalar(this, other) : op.mul(this, other)); }
+  div(other: TensorLike): Tensor { return wrap(typeof other === 'number' ? op.divScalar(this, other) : op.div(this, other)); }
+  remainder(other: number): Tensor { return wrap(op.remainder(this, other)); }
+  pow(exponent: TensorLike): Tensor {
+    return wrap(typeof exponent === 'number' ? op.powScalar(this, exponent) : op.pow(this, exponent));
+  }
+  neg(): Tensor { return wrap(op.neg(this)); }
+  abs(): Tensor { return wrap(op.abs(this)); }
+  sign(): Tensor { return wrap(op.sign(this)); }
+  exp(): Tensor { return wrap(op.exp(this)); }
+  log(): Tensor { return wrap(op.log(this)); }
+  log1p(): Tensor { return wrap(op.log1p(this)); }
+  sqrt(): Tensor { return wrap(op.sqrt(this)); }
+  rsqrt(): Tensor { return wrap(op.rsqrt(this)); }
+  square(): Tensor { return wrap(op.square(this)); }
+  reciprocal(): Tensor { return wrap(op.reciprocal(this)); }
+  floor(): Tensor { return wrap(op.floor(this)); }
+  ceil(): Tensor { return wrap(op.ceil(this)); }
+  round(): Tensor { return wrap(op.round(this)); }
+  sin(): Tensor { return wrap(op.sin(this)); }
+  cos(): Tensor { return wrap(op.cos(this)); }
+  relu(): Tensor { return wrap(op.relu(this)); }
+  /** GELU; `approximate: 'tanh'` is the tanh approximation. */
+  gelu(options: { approximate?: 'none' | 'tanh' } = {}): Tensor { return wrap(op.gelu(this, options.approximate ?? 'none')); }
+  sigmoid(): Tensor { return wrap(op.sigmoid(this)); }
+  tanh(): Tensor { return wrap(op.tanh(this)); }
+  silu(): Tensor { return wrap(op.silu(this)); }
+  softmax(dim: number): Tensor { return wrap(op.softmax(this, dim)); }
+  logSoftmax(dim: number): Tensor { return wrap(op.logSoftmax(this, dim)); }
+  /** Clamp to [min, max]; bounds are numbers or tensors (broadcast), either may be omitted. */
+  clamp(min?: TensorLike | null, max?: TensorLike | null): Tensor {
+    if (min instanceof Tensor || max instanceof Tensor) {
+      return wrap(op.clampTensor(this, toTensorOrNull(min, this), toTensorOrNull(max, this)));
+    }
+    return wrap(op.clamp(this, min ?? null, max ?? null));
+  }
+  maximum(other: Tensor): Tensor { return wrap(op.maximum(this, other)); }
+  minimum(other: Tensor): Tensor { return wrap(op.minimum(this, other)); }
+  matmul(other: Tensor): Tensor { return wrap(op.matmul(this, other)); }
+  mm(other: Tensor): Tensor { return wrap(op.mm(this, other)); }
+  bmm(other: Tensor): Tensor { return wrap(op.bmm(this, other)); }
+  outer(other: Tensor): Tensor { return wrap(op.outer(this, other)); }
+
+  // -- comparison and logic
+  eq(other: TensorLike): Tensor { return wrap(typeof other === 'number' ? op.eqScalar(this, other) : op.eq(this, other)); }
+  ne(other: TensorLike): Tensor { return wrap(typeof other === 'number' ? op.neScalar(this, other) : op.ne(this, other)); }
+  lt(other: TensorLike): Tensor { return wrap(typeof other === 'number' ? op.ltScalar(this, other) : op.lt(this, other)); }
+  le(other: TensorLike): Tensor { return wrap(typeof other === 'number' ? op.leScalar(this, other) : op.le(this, other)); }
+  gt(other: TensorLike): Tensor { return wrap(typeof other === 'number' ? op.gtScalar(this, other) : op.gt(this, other)); }
+  ge(other: TensorLike): Tensor { return wrap(typeof other === 'number' ? op.geScalar(this, other) : op.ge(this, other)); }
+  logicalNot(): Tensor { return wrap(op.logicalNot(this)); }
+  logicalAnd(other: Tensor): Tensor { return wrap(op.logicalAnd(this, other)); }
+  logicalOr(other: Tensor): Tensor { return wrap(op.logicalOr(this, other)); }
+  isnan(): Tensor { return wrap(op.isnan(this)); }
+  isfinite(): Tensor { return wrap(op.isfinite(this)); }
+  any(): Tensor { return wrap(op.any(this)); }
+  all(): Tensor { return wrap(op.all(this)); }
+  /** True when every element of both is within atol + rtol·|other|. */
+  allclose(other: Tensor, options: { rtol?: number; atol?: number } = {}): boolean {
+    return op.allclose(this, other, options.rtol ?? 1e-5, options.atol ?? 1e-8, false) as boolean;
+  }
+  equal(other: Tensor): boolean { return op.equal(this, other) as boolean; }
+
+  // -- reductions
+  sum(options: ReduceOptions = {}): Tensor {
+    return wrap(options.dim === undefined ? op.sumAll(this) : op.sumDim(this, dims(options.dim), options.keepdim ?? false));
+  }
+  mean(options: ReduceOptions = {}): Tensor {
+    return wrap(options.dim === undefined ? op.meanAll(this) : op.meanDim(this, dims(options.dim), options.keepdim ?? false));
+  }
+  /** Maximum over everything (a scalar tensor) or, with a dim, values and indices. */
+  max(): Tensor;
+  max(options: { dim: number; keepdim?: boolean }): { values: Tensor; indices: Tensor };
+  max(options?: { dim: number; keepdim?: boolean }): Tensor | { values: Tensor; indices: Tensor } {
+    if (options === undefined) return wrap(op.maxAll(this));
+    const [values, indices] = wrapPair(op.maxDim(this, options.dim, options.keepdim ?? false));
+    return { values, indices };
+  }
+  min(): Tensor;
+  min(options: { dim: number; keepdim?: boolean }): { values: Tensor; indices: Tensor };
+  min(options?: { dim: number; keepdim?: boolean }): Tensor | { values: Tensor; indices: Tensor } {
+    if (options === undefined) return wrap(op.minAll(this));
+    const [values, indices] = wrapPair(op.minDim(this, options.dim, options.keepdim ?? false));
+    return { values, indices };
+  }
+  amax(options: ReduceOptions = {}): Tensor { return wrap(op.amax(this, dims(options.dim) ?? [], options.keepdim ?? false)); }
+  amin(options: ReduceOptions = {}): Tensor { return wrap(op.amin(this, dims(options.dim) ?? [], options.keepdim ?? false)); }
+  argmax(options: { dim?: number; keepdim?: boolean } = {}): Tensor { return wrap(op.argmax(this, options.dim ?? null, options.keepdim ?? false)); }
+  argmin(options: { dim?: number; keepdim?: boolean } = {}): Tensor { return wrap(op.argmin(this, options.dim ?? null, options.keepdim ?? false)); }
+  /** Standard deviation; `correction` 1 (default) is the unbiased estimator, 0 the population one. */
+  std(options: ReduceOptions & { correction?: number } = {}): Tensor {
+    return wrap(op.std(this, dims(options.dim), options.correction ?? 1, options.keepdim ?? false));
+  }
+  var(options: ReduceOptions & { correction?: number } = {}): Tensor {
+    return wrap(op.var(this, dims(options.dim), options.correction ?? 1, options.keepdim ?? false));
+  }
+  /** p-norm (default 2) over all elements or over `dim`. */
+  norm(options: ReduceOptions & { p?: number } = {}): Tensor {
+    if (options.dim === undefined) return wrap(op.normAll(this, options.p ?? 2));
+    return wrap(op.norm(this, options.p ?? 2, dims(options.dim), options.keepdim ?? false));
+  }
+  prod(): Tensor { return wrap(op.prod(this)); }
+  logsumexp(options: { dim: number | number[]; keepdim?: boolean }): Tensor {
+    return wrap(op.logsumexp(this, dims(options.dim), options.keepdim ?? false));
+  }
+  cumsum(dim: number): Tensor { return wrap(op.cumsum(this, dim)); }
+  sort(options: { dim?: number; descending?: boolean } = {}): { values: Tensor; indices: Tensor } {
+    const [values, indices] = wrapPair(op.sort(this, options.dim ?? -1, options.descending ?? false));
+    return { values, indices };
+  }
+  argsort(options: { dim?: number; descending?: boolean } = {}): Tensor {
+    return wrap(op.argsort(this, options.dim ?? -1, options.descending ?? false));
+  }
+  topk(k: number, options: { dim?: number; largest?: boolean; sorted?: boolean } = {}): { values: Tensor; indices: Tensor } {
+    const [values, indices] = wrapPair(op.topk(this, k, options.dim ?? -1, options.largest ?? true, options.sorted ?? true));
+    return { values, indices };
+  }
+  /** The k-th smallest value (1-based, as torch.kthvalue) along `dim`. */
+  kthvalue(k: number, options: { dim?: number; keepdim?: boolean } = {}): { values: Tensor; indices: Tensor } {
+    const [values, indices] = wrapPair(op.kthvalue(this, k, options.dim ?? -1, options.keepdim ?? false));
+    return { values, indices };
+  }
+  /** Median; with a dim, the lower of the two middle values (as torch.median). */
+  median(): Tensor;
+  median(options: { dim: number; keepdim?: boolean }): { values: Tensor; indices: Tensor };
+  median(options?: { dim: number; keepdim?: boolean }): Tensor | { values: Tensor; indices: Tensor } {
+    if (options === undefined) return wrap(op.medianAll(this));
+    const [values, indices] = wrapPair(op.medianDim(this, options.dim, options.keepdim ?? false));
+    return { values, indices };
+  }
+
+  // -- indexing
+  gather(dim: number, index: Tensor): Tensor { return wrap(op.gather(this, dim, index)); }
+  scatter(dim: number, index: Tensor, src: TensorLike): Tensor {
+    return wrap(typeof src === 'number' ? op.scatterValue(this, dim, index, src) : op.scatter(this, dim, index, src));
+  }
+  scatterAdd(dim: number, index: Tensor, src: Tensor): Tensor { return wrap(op.scatterAdd(this, dim, index, src)); }
+  indexSelect(dim: number, index: Tensor): Tensor { return wrap(op.indexSelect(this, dim, index)); }
+  /** Advanced indexing, x[i0, i1, ...] with index tensors (null keeps a dimension whole). */
+  index(indices: (Tensor | null)[]): Tensor { return wrap(op.index(this, indices)); }
+  maskedFill(mask: Tensor, value: TensorLike): Tensor {
+    return wrap(typeof value === 'number' ? op.maskedFill(this, mask, value) : op.maskedFillTensor(this, mask, value));
+  }
+  maskedSelect(mask: Tensor): Tensor { return wrap(op.maskedSelect(this, mask)); }
+  nonzero(): Tensor { return wrap(op.nonzero(this)); }
+  oneHot(numClasses = -1): Tensor { return wrap(op.oneHot(this, numClasses)); }
+
+  // -- shape
+  reshape(shape: Shape): Tensor { return wrap(op.reshape(this, [...shape])); }
+  view(shape: Shape): Tensor { return wrap(op.view(this, [...shape])); }
+  permute(order: Shape): Tensor { return wrap(op.permute(this, [...order])); }
+  transpose(dim0: number, dim1: number): Tensor { return wrap(op.transpose(this, dim0, dim1)); }
+  flatten(startDim = 0, endDim = -1): Tensor { return wrap(op.flatten(this, startDim, endDim)); }
+  unflatten(dim: number, sizes: Shape): Tensor { return wrap(op.unflatten(this, dim, [...sizes])); }
+  squeeze(dim?: number): Tensor { return wrap(dim === undefined ? op.squeeze(this) : op.squeezeDim(this, dim)); }
+  unsqueeze(dim: number): Tensor { return wrap(op.unsqueeze(this, dim)); }
+  expand(shape: Shape): Tensor { return wrap(op.expand(this, [...shape])); }
+  expandAs(other: Tensor): Tensor { return wrap(op.expandAs(this, other)); }
+  repeat(repeats: Shape): Tensor { return wrap(op.repeat(this, [...repeats])); }
+  repeatInterleave(repeats: number, dim?: number): Tensor { return wrap(op.repeatInterleave(this, repeats, dim ?? null)); }
+  /** Elements start..end (exclusive, negatives count from the end) with a step, along `dim`. */
+  slice(dim: number, start?: number | null, end?: number | null, step = 1): Tensor {
+    return wrap(op.slice(this, dim, start ?? null, end ?? null, step));
+  }
+  narrow(dim: number, start: number, length: number): Tensor { return wrap(op.narrow(this, dim, start, length)); }
+  select(dim: number, index: number): Tensor { return wrap(op.select(this, dim, index)); }
+  chunk(chunks: number, dim = 0): Tensor[] { return wrapList(op.chunk(this, chunks, dim)); }
+  split(sizeOrSizes: number | number[], dim = 0): Tensor[] {
+    return wrapList(typeof sizeOrSizes === 'number' ? op.split(this, sizeOrSizes, dim) : op.splitSizes(this, sizeOrSizes, dim));
+  }
+  flip(dimsToFlip: number[]): Tensor { return wrap(op.flip(this, dimsToFlip)); }
+  roll(shifts: number | number[], dimsToRoll: number | number[]): Tensor {
+    return wrap(op.roll(this, typeof shifts === 'number' ? [shifts] : shifts, typeof dimsToRoll === 'number' ? [dimsToRoll] : dimsToRoll));
+  }
+  tril(diagonal = 0): Tensor { return wrap(op.tril(this, diagonal)); }
+  triu(diagonal = 0): Tensor { return wrap(op.triu(this, diagonal)); }
+
+  // -- in place (return this). Under noGrad() these update parameters without recording.
+  add_(other: TensorLike, alpha = 1): this {
+    if (typeof other === 'number') op.addScalar_(this, other, alpha); else op.add_(this, other, alpha);
+    return this;
+  }
+  sub_(other: TensorLike, alpha = 1): this {
+    if (typeof other === 'number') op.subScalar_(this, other, alpha); else op.sub_(this, other, alpha);
+    return this;
+  }
+  mul_(other: TensorLike): this {
+    if (typeof other === 'number') op.mulScalar_(this, other); else op.mul_(this, other);
+    return this;
+  }
+  div_(other: TensorLike): this {
+    if (typeof other === 'number') op.divScalar_(this, other); else op.div_(this, other);
+    return this;
+  }
+  /** this += value · t1 · t2 */
+  addcmul_(t1: Tensor, t2: Tensor, value = 1): this { op.addcmul_(this, t1, t2, value); return this; }
+  /** this += value · t1 / t2 */
+  addcdiv_(t1: Tensor, t2: Tensor, value = 1): this { op.addcdiv_(this, t1, t2, value); return this; }
+  lerp_(end: Tensor, weight: number): this { op.lerp_(this, end, weight); return this; }
+  clamp_(min?: TensorLike | null, max?: TensorLike | null): this {
+    if (min instanceof Tensor || max instanceof Tensor) op.clampTensor_(this, toTensorOrNull(min, this), toTensorOrNull(max, this));
+    else op.clamp_(this, min ?? null, max ?? null);
+    return this;
+  }
+  sqrt_(): this { op.sqrt_(this); return this; }
+  relu_(): this { op.relu_(this); return this; }
+  copy_(src: Tensor): this { op.copy_(this, src, false); return this; }
+  zero_(): this { op.zero_(this); return this; }
+  fill_(value: number): this { op.fill_(this, value); return this; }
+  maskedFill_(mask: Tensor, value: number): this { op.maskedFill_(this, mask, value); return this; }
+  uniform_(from = 0, to = 1, generator?: Generator): this { op.uniform_(this, from, to, generator?.raw ?? null); return this; }
+  normal_(mean = 0, std = 1, generator?: Generator): this { op.normal_(this, mean, std, generator?.raw ?? null); return this; }
+}
+
+export interface ReduceOptions {
+  dim?: number | readonly number[];
+  keepdim?: boolean;
+}
+
+function toTensorOrNull(v: TensorLike | null | undefined, like: Tensor): Tensor | null {
+  if (v === null || v === undefined) return null;
+  if (v instanceof Tensor) return v;
+  return full([], v, { dtype: like.dtype, device: like.device as Device });
+}
+
+function isDeviceName(s: string): boolean {
+  return s === 'cpu' || s === 'cuda' || s.startsWith('cuda:');
+}
+
+// ---- creation --------------------------------------------------------------------------------------------------
+
+function created(raw: RawResult, options: CreationOptions): Tensor {
+  const t = wrap(raw);
+  if (options.requiresGrad) t.setRequiresGrad(true);
+  return t;
+}
+
+function checkShape(shape: Shape): number[] {
+  for (const s of shape) {
+    if (!Number.isInteger(s) || s < 0) throw new RangeError(`invalid shape [${shape.join(', ')}]: sizes must be non-negative integers`);
+  }
+  return [...shape];
+}
+
+const dt = (o: CreationOptions) => dtypeCode(o.dtype ?? 'float32');
+const dev = (o: CreationOptions) => o.device ?? null;
+
+export function zeros(shape: Shape, options: CreationOptions = {}): Tensor {
+  return created(op.zeros(checkShape(shape), dt(options), null, dev(options)), options);
+}
+export function ones(shape: Shape, options: CreationOptions = {}): Tensor {
+  return created(op.ones(checkShape(shape), dt(options), null, dev(options)), options);
+}
+export function full(shape: Shape, value: number, options: CreationOptions = {}): Tensor {
+  return created(op.full(checkShape(shape), value, dt(options), null, dev(options)), options);
+}
+/** Uninitialised memory (fastest; fill it before reading). */
+export function empty(shape: Shape, options: CreationOptions = {}): Tensor {
+  return created(op.empty(checkShape(shape), dt(options), null, dev(options)), options);
+}
+export function zerosLike(t: Tensor): Tensor { return wrap(op.zerosLike(t)); }
+export function onesLike(t: Tensor): Tensor { return wrap(op.onesLike(t)); }
+export function fullLike(t: Tensor, value: number): Tensor { return wrap(op.fullLike(t, value)); }
+export function emptyLike(t: Tensor): Tensor { return wrap(op.emptyLike(t)); }
+export function randLike(t: Tensor): Tensor { return wrap(op.randLike(t)); }
+export function randnLike(t: Tensor): Tensor { return wrap(op.randnLike(t)); }
+
+export interface RandomOptions extends CreationOptions {
+  generator?: Generator;
+}
+/** Uniform on [0, 1). */
+export function rand(shape: Shape, options: RandomOptions = {}): Tensor {
+  return created(op.rand(checkShape(shape), options.generator?.raw ?? null, dt(options), null, dev(options)), options);
+}
+/** Standard normal. */
+export function randn(shape: Shape, options: RandomOptions = {}): Tensor {
+  return created(op.randn(checkShape(shape), options.generator?.raw ?? null, dt(options), null, dev(options)), options);
+}
+/** Integers uniform on [low, high); int64 unless a dtype is given. */
+export function randint(low: number, high: number, shape: Shape, options: RandomOptions = {}): Tensor {
+  return created(op.randint(low, high, checkShape(shape), options.generator?.raw ?? null, dtypeCode(options.dtype ?? 'int64'), null, dev(options)), options);
+}
+/** A random permutation of 0..n-1 (int64). */
+export function randperm(n: number, options: RandomOptions = {}): Tensor {
+  return created(op.randperm(n, options.generator?.raw ?? null, dtypeCode(options.dtype ?? 'int64'), null, dev(options)), options);
+}
+/** start, start+step, ... < end. float32 unless a dtype is given. */
+export function arange(start: number, end?: number, step = 1, options: CreationOptions = {}): Tensor {
+  const [s, e] = end === undefined ? [0, start] : [start, end];
+  return created(op.arange(s, e, step, dt(options), null, dev(options)), options);
+}
+export function linspace(start: number, end: number, steps: number, options: CreationOptions = {}): Tensor {
+  return created(op.linspace(start, end, steps, dt(options), null, dev(options)), options);
+}
+export function eye(n: number, options: CreationOptions = {}): Tensor {
+  return created(op.eye(n, dt(options), null, dev(options)), options);
+}
+
+/**
+ * A tensor from a TypedArray (copied; its dtype follows the array unless given) or from nested number arrays
+ * (float32 unless given). The shape defaults to the nested arrays' shape, or 1-d for a TypedArray.
+ */
+export function tensor(data: AnyTypedArray | number | NestedNumbers, options: CreationOptions & { shape?: Shape } = {}): Tensor {
+  let flat: AnyTypedArray;
+  let shape: number[];
+  let dtype: DType;
+  if (ArrayBuffer.isView(data)) {
+    dtype = options.dtype ?? dtypeOfTypedArray(data);
+    shape = options.shape ? [...options.shape] : [data.length];
+    flat = data;
+    if (dtypeOfTypedArray(data) !== dtype && !(dtype === 'bool' && data instanceof Uint8Array)) {
+      // Convert element type via a float64 round trip in libtorch (exact for every int32 and float).
+      const src = tensor(data, { shape, device: 'cpu' });
+      try {
+        const converted = src.to({ dtype, device: options.device ?? 'cpu' });
+        if (options.requiresGrad) converted.setRequiresGrad(true);
+        return converted;
+      } finally {
+        src.dispose();
+      }
+    }
+  } else {
+    dtype = options.dtype ?? 'float32';
+    shape = options.shape ? [...options.shape] : nestedShape(data);
+    const values = typeof data === 'number' ? [data] : (data as unknown[]).flat(Infinity as 1) as number[];
+    flat = fillTyped(dtype, values);
+  }
+  const t = new Tensor(native.fromBuffer(flat, checkShape(shape), dtypeCode(dtype), options.device ?? 'cpu'));
+  if (options.requiresGrad) t.setRequiresGrad(true);
+  return t;
+}
+
+export type NestedNumbers = number[] | NestedNumbers[];
+
+function nestedShape(data: number | NestedNumbers): number[] {
+  const shape: number[] = [];
+  let cur: unknown = data;
+  while (Array.isArray(cur)) {
+    shape.push(cur.length);
+    cur = cur[0];
+  }
+  return shape;
+}
+
+function fillTyped(dtype: DType, values: number[]): AnyTypedArray {
+  switch (dtype) {
+    case 'float32': return Float32Array.from(values);
+    case 'float64': return Float64Array.from(values);
+    case 'int32': return Int32Array.from(values);
+    case 'int64': return BigInt64Array.from(values, (v) => BigInt(Math.trunc(v)));
+    case 'int16': return Int16Array.from(values);
+    case 'int8': return Int8Array.from(values);
+    case 'uint8': return Uint8Array.from(values);
+    case 'bool': return Uint8Array.from(values, (v) => (v ? 1 : 0));
+    default: throw new TypeError(`nested number arrays cannot be converted to ${dtype}; build a float32 tensor and call .to('${dtype}')`);
+  }
+}
+
+// ---- functions over several tensors --------------------------------------------------------------------------
+
+export function cat(tensors: Tensor[], dim = 0): Tensor { return wrap(op.cat(tensors, dim)); }
+export function stack(tensors: Tensor[], dim = 0): Tensor { return wrap(op.stack(tensors, dim)); }
+/** Elementwise condition ? a : b (broadcasting; a or b may be numbers). */
+export function where(condition: Tensor, a: TensorLike, b: TensorLike): Tensor {
+  if (typeof a === 'number' && typeof b === 'number') {
+    throw new TypeError('where() needs at least one tensor branch');
+  }
+  if (typeof b === 'number') return wrap(op.whereScalarOther(condition, a, b));
+  if (typeof a === 'number') return wrap(op.whereScalarSelf(condition, a, b));
+  return wrap(op.where(condition, a, b));
+}
