@@ -1,4 +1,5 @@
 // Process-wide settings and facts: threads, build configuration, devices.
+import { readFileSync, realpathSync } from 'node:fs';
 import { native, type NativeBuildInfo } from './native.js';
 
 export function setNumThreads(n: number): void {
@@ -21,4 +22,26 @@ export function synchronize(): void {
 /** Number of live native tensor handles (for leak tests). */
 export function liveTensorCount(): number {
   return native.liveHandleCount();
+}
+
+/**
+ * The BLAS library libtorch's matrix products go through, read from the process's memory map (Linux).
+ * Debian's libtorch uses whatever libblas.so.3 the system selects; the reference BLAS is ~30x slower than OpenBLAS.
+ */
+export function blasLibrary(): string {
+  let maps: string;
+  try {
+    maps = readFileSync('/proc/self/maps', 'utf8');
+  } catch {
+    return 'unknown (no /proc/self/maps)';
+  }
+  const libs = new Set<string>();
+  for (const line of maps.split('\n')) {
+    const path = line.slice(line.indexOf('/'));
+    if (line.includes('/') && /blas|mkl_rt|libmkl|accelerate/i.test(path)) libs.add(path);
+  }
+  if (libs.size === 0) return 'none mapped (statically linked, or MKL inside libtorch)';
+  return [...libs].map((p) => {
+    try { return realpathSync(p); } catch { return p; }
+  }).join(', ');
 }

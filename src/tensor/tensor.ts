@@ -543,7 +543,7 @@ export function tensor(data: AnyTypedArray | number | NestedNumbers, options: Cr
     dtype = options.dtype ?? dtypeOfTypedArray(data);
     shape = options.shape ? [...options.shape] : [data.length];
     flat = data;
-    if (dtypeOfTypedArray(data) !== dtype && !(dtype === 'bool' && data instanceof Uint8Array)) {
+    if (!holdsRawElementsOf(data, dtype)) {
       // Convert element type via a float64 round trip in libtorch (exact for every int32 and float).
       const src = tensor(data, { shape, device: 'cpu' });
       try {
@@ -563,6 +563,15 @@ export function tensor(data: AnyTypedArray | number | NestedNumbers, options: Cr
   const t = new Tensor(native.fromBuffer(flat, checkShape(shape), dtypeCode(dtype), options.device ?? 'cpu'));
   if (options.requiresGrad) t.setRequiresGrad(true);
   return t;
+}
+
+/** True when the array's bytes already are elements of `dtype` (no conversion needed). */
+function holdsRawElementsOf(data: AnyTypedArray, dtype: DType): boolean {
+  if (data instanceof Uint16Array) {
+    if (dtype === 'float16' || dtype === 'bfloat16') return true;
+    throw new TypeError(`a Uint16Array holds float16 or bfloat16 bits, not ${dtype}`);
+  }
+  return dtypeOfTypedArray(data) === dtype || (dtype === 'bool' && data instanceof Uint8Array);
 }
 
 export type NestedNumbers = number[] | NestedNumbers[];

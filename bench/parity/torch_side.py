@@ -1,0 +1,86 @@
+"""PyTorch half of bench/parity: a worker that answers the crossmax benchmark's requests on stdin (JSON lines).
+
+Requests: {"cmd": "load", "weights": path, "batch": path, "threads": n}
+          {"cmd": "check", "out": path}      -> loss, gradients of every parameter and of the input, saved to `out`
+          {"cmd": "time", "mode": "train"|"input_grad"|"inference", "steps": k}  -> seconds per step
+"""
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "python"))
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from crossmax_ref import safetensors_lite  # noqa: E402
+from crossmax_ref.models import cifar_resnet  # noqa: E402
+
+state = {}
+
+
+def load(req):
+    torch.set_num_threads(req["threads"])
+    weights, meta = safetensors_lite.load(req["weights"])
+    batch, _ = safetensors_lite.load(req["batch"])
+    model = cifar_resnet(int(meta.get("depth", 18)), int(meta["in_channels"]), int(meta["num_classes"]))
+    model.load_state_dict(weights, strict=True)
+    state.update(model=model, x=batch["images"], y=batch["labels"],
+                 opt=torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4))
+    return {"ok": True, "threads": torch.get_num_threads(), "version": torch.__version__}
+
+
+def check(req):
+    model, x, y = state["model"], state["x"].clone().requires_grad_(True), state["y"]
+    model.train()
+    model.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    out = {"loss": loss.detach().reshape(1), "input_grad": x.grad}
+    for name, p in model.named_parameters():
+        out["grad." + name] = p.grad
+    safetensors_lite.save(req["out"], out)
+    return {"ok": True, "loss": loss.item()}
+
+
+def step(mode):
+    model, x, y, opt = state["model"], state["x"], state["y"], state["opt"]
+    if mode == "train":
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    elif mode == "input_grad":
+        # One step of an L-inf gradient attack: the core of PGD/APGD.
+        model.eval()
+        xa = x.clone().requires_grad_(True)
+        loss = F.cross_entropy(model(xa), y)
+        (g,) = torch.autograd.grad(loss, [xa])
+        with torch.no_grad():
+            (xa + (2 / 255) * g.sign()).clamp_(0, 1)
+    elif mode == "inference":
+        model.eval()
+        with torch.inference_mode():
+            model(x)
+    else:
+        raise ValueError(mode)
+
+
+def timed(req):
+    for _ in range(req.get("warmup", 1)):
+        step(req["mode"])
+    start = time.perf_counter()
+    for _ in range(req["steps"]):
+        step(req["mode"])
+    return {"ok": True, "seconds_per_step": (time.perf_counter() - start) / req["steps"]}
+
+
+HANDLERS = {"load": load, "check": check, "time": timed}
+
+for line in sys.stdin:
+    req = json.loads(line)
+    try:
+        reply = HANDLERS[req["cmd"]](req)
+    except Exception as e:  # reported to the benchmark, which stops with the message
+        reply = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+    print(json.dumps(reply), flush=True)

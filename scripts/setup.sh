@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs whatever crossmax needs that is missing, then builds it. Idempotent and quick when nothing is missing.
+#   bash scripts/setup.sh            # runtime: libtorch, OpenBLAS, npm packages, the native addon, the TypeScript build
+#   bash scripts/setup.sh --tests    # also the PyTorch reference (Debian's python3-torch/torchvision) the tests compare with
+# LIBTORCH=/path/to/libtorch selects another libtorch (e.g. the one inside a CUDA PyTorch installation) instead of
+# Debian's libtorch-dev; the addon is rebuilt when that choice changes.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+with_tests=0
+[ "${1:-}" = "--tests" ] && with_tests=1
+
+say() { printf 'crossmax setup: %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    say "need root to run: $*  (install it by hand, or run as root)"; exit 1; fi
+}
+
+# -- system packages (Debian/Ubuntu) -------------------------------------------------------------------------
+missing=()
+need_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed' || missing+=("$1"); }
+if command -v dpkg-query >/dev/null; then
+  if [ -z "${LIBTORCH:-}" ]; then need_pkg libtorch-dev; fi
+  # Debian's libtorch multiplies matrices through the system libblas.so.3; the reference BLAS is ~30x slower.
+  need_pkg libopenblas0-pthread
+  need_pkg g++
+  need_pkg make
+  need_pkg python3
+  if [ "$with_tests" = 1 ]; then need_pkg python3-torch; need_pkg python3-torchvision; fi
+  if [ "${#missing[@]}" -gt 0 ]; then
+    say "installing ${missing[*]} (apt-get)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+  fi
+elif [ -z "${LIBTORCH:-}" ]; then
+  say "not a Debian/Ubuntu system: install libtorch and set LIBTORCH=/path/to/libtorch"; exit 1
+fi
+
+# -- Node.js and npm packages --------------------------------------------------------------------------------
+node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+if [ "$node_major" -lt 20 ]; then say "Node.js >= 20 is required (found: $(node --version 2>/dev/null || echo none))"; exit 1; fi
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error >&2
+fi
+
+# -- native addon: rebuilt when its sources or the chosen libtorch change --------------------------------------
+addon=native/build/Release/crossmax_native.node
+stamp=native/build/libtorch.stamp
+want="LIBTORCH=${LIBTORCH:-debian} $(node scripts/libtorch-paths.cjs include)"
+if [ ! -f "$addon" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] \
+   || [ -n "$(find native/src native/binding.gyp scripts/libtorch-paths.cjs -newer "$addon" 2>/dev/null | head -1)" ]; then
+  say "building the native addon (about a minute)"
+  node scripts/build-native.mjs >&2
+  printf '%s' "$want" > "$stamp"
+fi
+
+# -- TypeScript ------------------------------------------------------------------------------------------------
+if [ ! -f dist/.stamp ] || [ -n "$(find src test bench tsconfig.json package.json -newer dist/.stamp 2>/dev/null | head -1)" ]; then
+  say "compiling TypeScript"
+  npx tsc -p tsconfig.json >&2
+  touch dist/.stamp
+fi

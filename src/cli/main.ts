@@ -1,0 +1,63 @@
+// The `crossmax` command: argument parsing and wiring only; the work lives in the library.
+import { parseArgs } from 'node:util';
+import { collectInfo, formatInfo } from './info.js';
+
+interface Command {
+  summary: string;
+  usage: string;
+  run(args: string[]): Promise<number> | number;
+}
+
+const commands: Record<string, Command> = {
+  info: {
+    summary: 'libtorch version, build options, BLAS, threads, devices and measured matmul speed',
+    usage: 'crossmax info [--json] [--no-benchmark]',
+    run(args) {
+      const { values } = parseArgs({ args, options: { json: { type: 'boolean' }, 'no-benchmark': { type: 'boolean' } }, strict: true });
+      const report = collectInfo({ benchmark: !values['no-benchmark'] });
+      console.log(values.json ? JSON.stringify(report, null, 2) : formatInfo(report));
+      return 0;
+    },
+  },
+};
+
+function help(): string {
+  const width = Math.max(...Object.keys(commands).map((c) => c.length));
+  return [
+    'crossmax — adversarially robust image classification (multi-resolution self-ensembles, CrossMax) on libtorch',
+    '',
+    'usage: crossmax <command> [options]      (crossmax <command> --help for its options)',
+    '',
+    ...Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
+  ].join('\n');
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    console.log(help());
+    return name === undefined ? 1 : 0;
+  }
+  const command = commands[name];
+  if (!command) {
+    console.error(`crossmax: unknown command '${name}'\n\n${help()}`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    console.log(`usage: ${command.usage}\n\n${command.summary}`);
+    return 0;
+  }
+  try {
+    return await command.run(rest);
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    // parseArgs errors (unknown flag, missing value) are the user's to fix: show the usage.
+    if (e.code?.startsWith('ERR_PARSE_ARGS')) {
+      console.error(`crossmax ${name}: ${e.message}\nusage: ${command.usage}`);
+      return 2;
+    }
+    console.error(`crossmax ${name}: ${e.message}`);
+    if (process.env.CROSSMAX_DEBUG) console.error(e.stack);
+    return 1;
+  }
+}

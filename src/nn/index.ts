@@ -1,0 +1,5 @@
+export * from './functional.js';
+export * from './module.js';
+export * from './layers.js';
+export * from './init.js';
+export * from './resnet.js';

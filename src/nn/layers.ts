@@ -1,0 +1,284 @@
+// Layers as in torch.nn: the same constructor arguments (as an options object after the sizes), the same
+// parameter and buffer names and the same default initialisation. The math is in functional.ts.
+import { empty, noGrad, ones, zeros, type Device, type DType, type Generator, Tensor } from '../tensor/index.js';
+import * as F from './functional.js';
+import { defaultLayerInit_, ones_, zeros_ } from './init.js';
+import { Module, type Layer } from './module.js';
+
+/** Where new parameters are made and which random stream fills them. */
+export interface ParameterFactoryOptions {
+  /** Default float32. */
+  dtype?: DType;
+  /** Default 'cpu'. */
+  device?: Device;
+  /** Random stream for the initial weights. Default: libtorch's global generator (seeded by manualSeed). */
+  generator?: Generator;
+}
+
+function pair(v: F.Pair): [number, number] {
+  return typeof v === 'number' ? [v, v] : [v[0], v[1]];
+}
+
+export interface Conv2dConfig extends ParameterFactoryOptions {
+  /** Default 1. */
+  stride?: F.Pair;
+  /** Zero padding on each side. Default 0. */
+  padding?: F.Pair;
+  /** Default 1. */
+  dilation?: F.Pair;
+  /** Default 1. */
+  groups?: number;
+  /** Default true. */
+  bias?: boolean;
+}
+
+/** 2-d convolution (torch.nn.Conv2d): weight [out, in/groups, kH, kW], bias [out]. */
+export class Conv2d extends Module {
+  readonly kernelSize: [number, number];
+  readonly stride: [number, number];
+  readonly padding: [number, number];
+  readonly dilation: [number, number];
+  readonly groups: number;
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+
+  constructor(readonly inChannels: number, readonly outChannels: number, kernelSize: F.Pair, config: Conv2dConfig = {}) {
+    super();
+    this.groups = config.groups ?? 1;
+    if (inChannels % this.groups !== 0 || outChannels % this.groups !== 0) {
+      throw new Error(`Conv2d: in (${inChannels}) and out (${outChannels}) channels must be divisible by groups (${this.groups})`);
+    }
+    this.kernelSize = pair(kernelSize);
+    this.stride = pair(config.stride ?? 1);
+    this.padding = pair(config.padding ?? 0);
+    this.dilation = pair(config.dilation ?? 1);
+    const factory = { dtype: config.dtype, device: config.device };
+    this.weight = this.registerParameter('weight', empty([outChannels, inChannels / this.groups, ...this.kernelSize], factory));
+    this.bias = (config.bias ?? true) ? this.registerParameter('bias', empty([outChannels], factory)) : null;
+    defaultLayerInit_(this.weight, this.bias, config);
+  }
+
+  forward(x: Tensor): Tensor {
+    return F.conv2d(x, this.weight, {
+      bias: this.bias, stride: this.stride, padding: this.padding, dilation: this.dilation, groups: this.groups,
+    });
+  }
+}
+
+export interface LinearConfig extends ParameterFactoryOptions {
+  /** Default true. */
+  bias?: boolean;
+}
+
+/** x·Wᵀ + b (torch.nn.Linear): weight [out, in], bias [out]. */
+export class Linear extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+
+  constructor(readonly inFeatures: number, readonly outFeatures: number, config: LinearConfig = {}) {
+    super();
+    const factory = { dtype: config.dtype, device: config.device };
+    this.weight = this.registerParameter('weight', empty([outFeatures, inFeatures], factory));
+    this.bias = (config.bias ?? true) ? this.registerParameter('bias', empty([outFeatures], factory)) : null;
+    defaultLayerInit_(this.weight, this.bias, config);
+  }
+
+  forward(x: Tensor): Tensor {
+    return F.linear(x, this.weight, this.bias);
+  }
+}
+
+export interface BatchNormConfig {
+  /** Added to the variance. Default 1e-5. */
+  eps?: number;
+  /**
+   * Weight of the new batch in the running statistics. Default 0.1. null: cumulative average over all
+   * batches seen (1/num_batches_tracked).
+   */
+  momentum?: number | null;
+  /** Learnable scale `weight` (init 1) and shift `bias` (init 0). Default true. */
+  affine?: boolean;
+  /** Keep running_mean / running_var / num_batches_tracked and use them in eval mode. Default true. */
+  trackRunningStats?: boolean;
+  dtype?: DType;
+  device?: Device;
+}
+
+/**
+ * Batch normalisation over the channel dimension 1 (torch.nn.modules.batchnorm._BatchNorm): parameters weight,
+ * bias; buffers running_mean, running_var and num_batches_tracked (int64, counts training batches).
+ */
+export abstract class BatchNorm extends Module {
+  readonly eps: number;
+  readonly momentum: number | null;
+  readonly affine: boolean;
+  readonly trackRunningStats: boolean;
+  readonly weight: Tensor | null = null;
+  readonly bias: Tensor | null = null;
+  readonly runningMean: Tensor | null = null;
+  readonly runningVar: Tensor | null = null;
+  readonly numBatchesTracked: Tensor | null = null;
+
+  constructor(readonly numFeatures: number, config: BatchNormConfig = {}) {
+    super();
+    this.eps = config.eps ?? 1e-5;
+    this.momentum = config.momentum === undefined ? 0.1 : config.momentum;
+    this.affine = config.affine ?? true;
+    this.trackRunningStats = config.trackRunningStats ?? true;
+    const factory = { dtype: config.dtype, device: config.device };
+    if (this.affine) {
+      this.weight = ones_(this.registerParameter('weight', empty([numFeatures], factory)));
+      this.bias = zeros_(this.registerParameter('bias', empty([numFeatures], factory)));
+    }
+    if (this.trackRunningStats) {
+      this.runningMean = this.registerBuffer('running_mean', zeros([numFeatures], factory));
+      this.runningVar = this.registerBuffer('running_var', ones([numFeatures], factory));
+      this.numBatchesTracked = this.registerBuffer('num_batches_tracked', zeros([], { dtype: 'int64', device: config.device }));
+    }
+  }
+
+  protected abstract checkInput(x: Tensor): void;
+
+  forward(x: Tensor): Tensor {
+    this.checkInput(x);
+    let averagingFactor = this.momentum ?? 0;
+    if (this.training && this.numBatchesTracked) {
+      noGrad(() => this.numBatchesTracked!.add_(1));
+      if (this.momentum === null) averagingFactor = 1 / this.numBatchesTracked.item();
+    }
+    // Batch statistics in training, and in eval too when there are no running statistics to use.
+    const useBatchStatistics = this.training || (this.runningMean === null && this.runningVar === null);
+    const useRunning = !this.training || this.trackRunningStats;
+    return F.batchNorm(x, {
+      weight: this.weight, bias: this.bias,
+      runningMean: useRunning ? this.runningMean : null, runningVar: useRunning ? this.runningVar : null,
+      training: useBatchStatistics, momentum: averagingFactor, eps: this.eps,
+    });
+  }
+
+  // Checkpoints written before PyTorch 0.4.1 (torchvision's original ResNet weights) have no
+  // num_batches_tracked; PyTorch then loads it as 0.
+  protected override acceptMissingState(localName: string, target: Tensor, fills: (() => void)[]): boolean {
+    if (localName !== 'num_batches_tracked') return false;
+    fills.push(() => target.zero_());
+    return true;
+  }
+}
+
+/** Batch normalisation of [N, C] or [N, C, L] inputs. */
+export class BatchNorm1d extends BatchNorm {
+  protected checkInput(x: Tensor): void {
+    if (x.ndim !== 2 && x.ndim !== 3) throw new Error(`BatchNorm1d expects a 2-d or 3-d input, got shape [${x.shape.join(', ')}]`);
+  }
+}
+
+/** Batch normalisation of [N, C, H, W] inputs. */
+export class BatchNorm2d extends BatchNorm {
+  protected checkInput(x: Tensor): void {
+    if (x.ndim !== 4) throw new Error(`BatchNorm2d expects a 4-d input, got shape [${x.shape.join(', ')}]`);
+  }
+}
+
+export class ReLU extends Module {
+  forward(x: Tensor): Tensor {
+    return x.relu();
+  }
+}
+
+/** Returns its input (the same tensor). */
+export class Identity extends Module {
+  forward(x: Tensor): Tensor {
+    return x;
+  }
+}
+
+export class Flatten extends Module {
+  readonly startDim: number;
+  readonly endDim: number;
+  /** Defaults: startDim 1 (keeps the batch dimension), endDim -1. */
+  constructor(config: { startDim?: number; endDim?: number } = {}) {
+    super();
+    this.startDim = config.startDim ?? 1;
+    this.endDim = config.endDim ?? -1;
+  }
+  forward(x: Tensor): Tensor {
+    return x.flatten(this.startDim, this.endDim);
+  }
+}
+
+/** Zeroes elements with probability p and scales the rest by 1/(1-p), in training mode only. */
+export class Dropout extends Module {
+  constructor(readonly p = 0.5) {
+    super();
+    if (p < 0 || p > 1) throw new RangeError(`dropout probability must be in [0, 1], got ${p}`);
+  }
+  forward(x: Tensor): Tensor {
+    return F.dropout(x, { p: this.p, training: this.training });
+  }
+}
+
+export class MaxPool2d extends Module {
+  constructor(readonly kernelSize: F.Pair, readonly config: F.PoolOptions & { dilation?: F.Pair } = {}) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return F.maxPool2d(x, this.kernelSize, this.config);
+  }
+}
+
+export class AvgPool2d extends Module {
+  constructor(readonly kernelSize: F.Pair, readonly config: F.PoolOptions & { countIncludePad?: boolean } = {}) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return F.avgPool2d(x, this.kernelSize, this.config);
+  }
+}
+
+export class AdaptiveAvgPool2d extends Module {
+  constructor(readonly outputSize: F.Pair) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return F.adaptiveAvgPool2d(x, this.outputSize);
+  }
+}
+
+/**
+ * Layers applied in order, registered as children "0", "1", ... (torch.nn.Sequential). Outputs between layers
+ * are freed as soon as the next layer has consumed them (autograd keeps what it needs).
+ */
+export class Sequential extends Module {
+  private readonly layers: Layer[] = [];
+
+  constructor(...layers: Layer[]) {
+    super();
+    for (const layer of layers) this.append(layer);
+  }
+
+  append(layer: Layer): this {
+    this.registerModule(String(this.layers.length), layer);
+    this.layers.push(layer);
+    return this;
+  }
+
+  get length(): number {
+    return this.layers.length;
+  }
+
+  at(index: number): Layer {
+    const layer = this.layers.at(index);
+    if (!layer) throw new RangeError(`Sequential has ${this.layers.length} layers, no index ${index}`);
+    return layer;
+  }
+
+  forward(x: Tensor): Tensor {
+    let current = x;
+    for (const layer of this.layers) {
+      const next = layer.forward(current);
+      if (current !== x && next !== current) current.dispose();
+      current = next;
+    }
+    return current;
+  }
+}
