@@ -1,0 +1,4 @@
+export * from './optimizer.js';
+export * from './sgd.js';
+export * from './adam.js';
+export * from './schedules.js';
