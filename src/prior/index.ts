@@ -1,0 +1,2 @@
+export * from './multi-resolution-prior.js';
+export { rollPerImage } from './roll.js';
