@@ -5,6 +5,7 @@ static Napi::Object InitCrossmax(Napi::Env env, Napi::Object exports) {
   crossmax::InitDispatch(env, exports);
   crossmax::InitAutograd(env, exports);
   crossmax::InitRuntime(env, exports);
+  crossmax::InitCpuAllocator(env, exports);
   return exports;
 }
 

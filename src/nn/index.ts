@@ -3,3 +3,4 @@ export * from './module.js';
 export * from './layers.js';
 export * from './init.js';
 export * from './resnet.js';
+export * from './wide-resnet.js';

@@ -22,6 +22,11 @@ export interface ResNetOptions {
   stem?: 'imagenet' | 'cifar';
   /** Start each residual branch's last BatchNorm at weight 0, so every block starts as the identity. Default false. */
   zeroInitResidual?: boolean;
+  /**
+   * Scales every width (the stem's 64 channels and the stages' 64, 128, 256, 512 planes, rounded, at least 1), for
+   * narrow ResNets that train on a CPU. Module and parameter names do not change. Default 1 (torchvision's).
+   */
+  widthMultiplier?: number;
   /** Random stream for the initial weights. Default: libtorch's global generator (seeded by manualSeed). */
   generator?: Generator;
 }
@@ -130,6 +135,76 @@ export interface ResNetOutput {
   features: Map<string, Tensor>;
 }
 
+/** Anything that exposes named intermediate activations and its own classifier, as the self-ensemble needs. */
+export interface FeatureBackbone extends Module {
+  readonly numClasses: number;
+  /** Names of the activations forwardWithFeatures can return, from input to output. */
+  featureNames(): string[];
+  /** One image's activation shape per feature ([C, H, W], or [C] after pooling) for a height × width input. */
+  featureShapes(height: number, width: number): Map<string, number[]>;
+  /** Logits [N, numClasses] and the requested activations (default: all). */
+  forwardWithFeatures(x: Tensor, names?: readonly string[]): ResNetOutput;
+}
+
+/** One step of a backbone: the name of the activation it produces, and how it makes it from the previous one. */
+export type Stage = [name: string, run: (previous: Tensor) => Tensor];
+
+/**
+ * Runs `stages` from `x`, then `classifier` on the last activation. Returns its output and the activations named in
+ * `names` (default: every stage's). An activation nobody asked for is freed as soon as the next stage has used it
+ * (autograd keeps what it needs), so a deep network holds one activation at a time plus the requested ones.
+ */
+export function runStages(x: Tensor, stages: readonly Stage[], classifier: (last: Tensor) => Tensor,
+  names: readonly string[] | undefined, owner: string): { output: Tensor; features: Map<string, Tensor> } {
+  const all = stages.map(([name]) => name);
+  const wanted = new Set(names ?? all);
+  for (const name of wanted) {
+    if (!all.includes(name)) throw new Error(`${owner} has no feature '${name}' (one of ${all.join(', ')})`);
+  }
+  const features = new Map<string, Tensor>();
+  let h = x;
+  let hKept = true; // the caller's input, or an activation handed back in `features`
+  try {
+    for (const [name, run] of stages) {
+      const next = run(h);
+      if (!hKept && next !== h) h.dispose();
+      h = next;
+      hKept = wanted.has(name);
+      if (hKept) features.set(name, h);
+    }
+    const output = classifier(h);
+    if (!hKept) h.dispose();
+    return { output, features };
+  } catch (err) {
+    if (!hKept) h.dispose();
+    for (const t of features.values()) t.dispose();
+    throw err;
+  }
+}
+
+/**
+ * Feature shapes of a backbone made of a stem (whose output shape is given) and residual blocks whose size changes
+ * only through a 3x3, padding-1 convolution of the given stride, then global pooling to `pooledChannels`.
+ * `blocks`: [name, output channels, stride].
+ */
+export function blockFeatureShapes(owner: string, stem: [number, number, number], blocks: readonly [string, number, number][],
+  pooledChannels: number, inputSize: [number, number]): Map<string, number[]> {
+  let [, h, w] = stem;
+  const shapes = new Map<string, number[]>([['stem', [...stem]]]);
+  for (const [name, channels, stride] of blocks) {
+    [h, w] = [convOutputSize(h, 3, stride, 1), convOutputSize(w, 3, stride, 1)];
+    shapes.set(name, [channels, h, w]);
+  }
+  if (!(h >= 1 && w >= 1 && stem[1] >= 1 && stem[2] >= 1)) throw new Error(`${owner}: a ${inputSize[0]}x${inputSize[1]} input is too small`);
+  shapes.set('avgpool', [pooledChannels]);
+  return shapes;
+}
+
+/** Output size of a convolution or pooling window along one axis (PyTorch's formula, floor mode). */
+export function convOutputSize(size: number, kernel: number, stride: number, padding: number): number {
+  return Math.floor((size + 2 * padding - kernel) / stride) + 1;
+}
+
 /**
  * torchvision.models.ResNet. Besides the logits, it exposes the activation after the stem, after every
  * residual block ('layer1.0', ..., 'layer4.1' for ResNet-18) and after global average pooling ('avgpool',
@@ -139,6 +214,7 @@ export class ResNet extends Module {
   readonly depth: ResNetDepth;
   readonly numClasses: number;
   readonly stem: 'imagenet' | 'cifar';
+  readonly widthMultiplier: number;
   readonly conv1: Conv2d;
   readonly bn1: BatchNorm2d;
   readonly relu: ReLU;
@@ -157,16 +233,22 @@ export class ResNet extends Module {
     this.depth = options.depth;
     this.numClasses = options.numClasses ?? 1000;
     this.stem = options.stem ?? 'imagenet';
+    this.widthMultiplier = options.widthMultiplier ?? 1;
+    if (!(Number.isFinite(this.widthMultiplier) && this.widthMultiplier > 0)) {
+      throw new RangeError(`ResNet widthMultiplier must be a positive number, got ${this.widthMultiplier}`);
+    }
+    const width = (channels: number) => Math.max(1, Math.round(channels * this.widthMultiplier));
     const generator = options.generator;
     const inChannels = options.inChannels ?? 3;
+    const stemWidth = width(64);
     this.conv1 = this.registerModule('conv1', this.stem === 'imagenet'
-      ? new Conv2d(inChannels, 64, 7, { stride: 2, padding: 3, bias: false, generator })
-      : new Conv2d(inChannels, 64, 3, { stride: 1, padding: 1, bias: false, generator }));
-    this.bn1 = this.registerModule('bn1', new BatchNorm2d(64));
+      ? new Conv2d(inChannels, stemWidth, 7, { stride: 2, padding: 3, bias: false, generator })
+      : new Conv2d(inChannels, stemWidth, 3, { stride: 1, padding: 1, bias: false, generator }));
+    this.bn1 = this.registerModule('bn1', new BatchNorm2d(stemWidth));
     this.relu = this.registerModule('relu', new ReLU());
     this.maxpool = this.registerModule('maxpool', this.stem === 'imagenet' ? new MaxPool2d(3, { stride: 2, padding: 1 }) : new Identity());
 
-    let inPlanes = 64;
+    let inPlanes = stemWidth;
     const makeLayer = (planes: number, blocks: number, stride: number): Sequential => {
       const block = arch.block;
       const outPlanes = planes * block.expansion;
@@ -179,12 +261,12 @@ export class ResNet extends Module {
       for (let i = 1; i < blocks; i++) layer.append(new block(inPlanes, planes, { stride: 1, downsample: null, generator }));
       return layer;
     };
-    this.layer1 = this.registerModule('layer1', makeLayer(64, arch.layers[0], 1));
-    this.layer2 = this.registerModule('layer2', makeLayer(128, arch.layers[1], 2));
-    this.layer3 = this.registerModule('layer3', makeLayer(256, arch.layers[2], 2));
-    this.layer4 = this.registerModule('layer4', makeLayer(512, arch.layers[3], 2));
+    this.layer1 = this.registerModule('layer1', makeLayer(width(64), arch.layers[0], 1));
+    this.layer2 = this.registerModule('layer2', makeLayer(width(128), arch.layers[1], 2));
+    this.layer3 = this.registerModule('layer3', makeLayer(width(256), arch.layers[2], 2));
+    this.layer4 = this.registerModule('layer4', makeLayer(width(512), arch.layers[3], 2));
     this.avgpool = this.registerModule('avgpool', new AdaptiveAvgPool2d(1));
-    this.fc = this.registerModule('fc', new Linear(512 * arch.block.expansion, this.numClasses, { generator }));
+    this.fc = this.registerModule('fc', new Linear(width(512) * arch.block.expansion, this.numClasses, { generator }));
 
     for (const m of this.modules()) {
       if (m instanceof Conv2d) {
@@ -214,6 +296,23 @@ export class ResNet extends Module {
     return ['stem', ...this.namedBlocks().map(([name]) => name), 'avgpool'];
   }
 
+  /**
+   * The shape of one image's activation at each feature, [C, H, W] ('avgpool': [C]), for an input of
+   * height × width pixels, computed from the layer arithmetic without running the network.
+   */
+  featureShapes(height: number, width: number): Map<string, number[]> {
+    let [h, w] = [height, width];
+    if (this.stem === 'imagenet') {
+      [h, w] = [convOutputSize(h, 7, 2, 3), convOutputSize(w, 7, 2, 3)];
+      [h, w] = [convOutputSize(h, 3, 2, 1), convOutputSize(w, 3, 2, 1)];
+    }
+    const blocks = this.namedBlocks().map(([name, block]): [string, number, number] => {
+      const conv = block instanceof Bottleneck ? block.conv2 : block.conv1; // the 3x3 convolution carrying the stride
+      return [name, block.lastBatchNorm.numFeatures, conv.stride[0]];
+    });
+    return blockFeatureShapes(`ResNet-${this.depth}`, [this.conv1.outChannels, h, w], blocks, this.fc.inFeatures, [height, width]);
+  }
+
   forward(x: Tensor): Tensor {
     return this.forwardWithFeatures(x, []).logits;
   }
@@ -223,30 +322,13 @@ export class ResNet extends Module {
    * not requested are freed as soon as the next stage has used them.
    */
   forwardWithFeatures(x: Tensor, names?: readonly string[]): ResNetOutput {
-    const all = this.featureNames();
-    const wanted = new Set(names ?? all);
-    for (const name of wanted) {
-      if (!all.includes(name)) throw new Error(`ResNet-${this.depth} has no feature '${name}' (one of ${all.join(', ')})`);
-    }
-    const features = new Map<string, Tensor>();
-    const record = (name: string, t: Tensor) => { if (wanted.has(name)) features.set(name, t); };
-    const release = (name: string, t: Tensor) => { if (!wanted.has(name)) t.dispose(); };
-
-    let h = tidy(() => this.maxpool.forward(this.relu.forward(this.bn1.forward(this.conv1.forward(x)))));
-    let hName = 'stem';
-    record(hName, h);
-    for (const [name, block] of this.namedBlocks()) {
-      const next = block.forward(h);
-      release(hName, h);
-      [h, hName] = [next, name];
-      record(hName, h);
-    }
-    const pooled = tidy(() => this.avgpool.forward(h).flatten(1));
-    release(hName, h);
-    record('avgpool', pooled);
-    const logits = this.fc.forward(pooled);
-    release('avgpool', pooled);
-    return { logits, features };
+    const stages: Stage[] = [
+      ['stem', (h) => tidy(() => this.maxpool.forward(this.relu.forward(this.bn1.forward(this.conv1.forward(h)))))],
+      ...this.namedBlocks().map(([name, block]): Stage => [name, (h) => block.forward(h)]),
+      ['avgpool', (h) => tidy(() => this.avgpool.forward(h).flatten(1))],
+    ];
+    const { output, features } = runStages(x, stages, (h) => this.fc.forward(h), names, `ResNet-${this.depth}`);
+    return { logits: output, features };
   }
 }
 

@@ -71,6 +71,19 @@ export interface NativeAddon {
   buildInfo(): NativeBuildInfo;
   cudaSynchronize(): void;
   liveHandleCount(): number;
+  cpuAllocatorStats(): CpuAllocatorStats;
+  emptyCpuCache(): void;
+  setCpuCacheLimit(megabytes: number): void;
+}
+
+/** The caching CPU allocator's counters (native/src/cpu_allocator.cc); `enabled` is false with CROSSMAX_CPU_CACHE=0. */
+export interface CpuAllocatorStats {
+  enabled: boolean;
+  inUseBytes?: number;
+  cachedBytes?: number;
+  limitBytes?: number;
+  hits?: number;
+  misses?: number;
 }
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');

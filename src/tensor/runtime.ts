@@ -1,6 +1,6 @@
 // Process-wide settings and facts: threads, build configuration, devices.
 import { readFileSync, realpathSync } from 'node:fs';
-import { native, type NativeBuildInfo } from './native.js';
+import { native, type CpuAllocatorStats, type NativeBuildInfo } from './native.js';
 
 export function setNumThreads(n: number): void {
   if (!Number.isInteger(n) || n < 1) throw new RangeError(`thread count must be a positive integer, got ${n}`);
@@ -44,4 +44,20 @@ export function blasLibrary(): string {
   return [...libs].map((p) => {
     try { return realpathSync(p); } catch { return p; }
   }).join(', ');
+}
+
+/**
+ * Counters of the caching CPU allocator. Freed tensor memory is kept for reuse by the next tensor of its size class
+ * (up to CROSSMAX_CPU_CACHE_MB, default 2048), which keeps the heap flat in long synchronous loops.
+ */
+export function cpuAllocatorStats(): CpuAllocatorStats {
+  return native.cpuAllocatorStats();
+}
+/** Returns the allocator's cached (free) blocks to the system. */
+export function emptyCpuCache(): void {
+  native.emptyCpuCache();
+}
+/** Caps the memory the CPU allocator keeps cached, in MB (0 disables caching). */
+export function setCpuCacheLimit(megabytes: number): void {
+  native.setCpuCacheLimit(megabytes);
 }

@@ -39,7 +39,8 @@ function atenInPlace(name: string, overload = ''): (...args: unknown[]) => void 
 
 function unwrapArg(a: unknown): unknown {
   if (a instanceof Tensor) return a.handle;
-  if (Array.isArray(a) && a.length > 0 && a[0] instanceof Tensor) return a.map((t: Tensor | null) => t?.handle ?? null);
+  // Lists of tensors may hold nulls anywhere (x[:, idx] is index([null, idx])).
+  if (Array.isArray(a) && a.some((e) => e instanceof Tensor)) return a.map((t: Tensor | null) => t?.handle ?? null);
   return a;
 }
 
@@ -126,10 +127,10 @@ const op = {
 export class Generator {
   readonly raw;
   constructor(seed: number, device: Device = 'cpu') {
-    this.raw = native.newGenerator(seed, device);
+    this.raw = native.newGenerator(checkSeed(seed), device);
   }
   get seed(): number { return native.generatorSeed(this.raw); }
-  manualSeed(seed: number): this { native.generatorSeed(this.raw, seed); return this; }
+  manualSeed(seed: number): this { native.generatorSeed(this.raw, checkSeed(seed)); return this; }
   /** The full state, to save in a checkpoint. */
   getState(): Tensor { return new Tensor(native.generatorState(this.raw)); }
   setState(state: Tensor): void { native.setGeneratorState(this.raw, state.handle); }
@@ -137,8 +138,15 @@ export class Generator {
 
 /** Seeds libtorch's default generators (CPU and, where present, CUDA), like torch.manual_seed. */
 export function manualSeed(seed: number): void {
-  if (!Number.isInteger(seed) || seed < 0) throw new RangeError(`seed must be a non-negative integer, got ${seed}`);
-  native.manualSeed(seed);
+  native.manualSeed(checkSeed(seed));
+}
+
+function checkSeed(seed: unknown): number {
+  if (typeof seed !== 'number') throw new TypeError(`seed must be a number, got ${typeof seed}`);
+  if (!Number.isSafeInteger(seed) || seed < 0) {
+    throw new RangeError(`seed must be a non-negative integer, got ${String(seed)}`);
+  }
+  return seed;
 }
 
 // ---- the Tensor -----------------------------------------------------------------------------------------------
@@ -168,7 +176,7 @@ export class Tensor implements Disposable {
   size(dim: number): number {
     const s = this.shape;
     const d = dim < 0 ? dim + s.length : dim;
-    if (d < 0 || d >= s.length) throw new RangeError(`dimension ${dim} out of range for a ${s.length}-d tensor`);
+    if (!Number.isInteger(dim) || d < 0 || d >= s.length) throw new RangeError(`dimension ${dim} out of range for a ${s.length}-d tensor`);
     return s[d]!;
   }
 
@@ -182,7 +190,12 @@ export class Tensor implements Disposable {
     const g = this.handle.grad();
     return g ? new Tensor(g) : null;
   }
-  set grad(value: Tensor | null) { this.handle.setGrad(value ? value.handle : null); }
+  set grad(value: Tensor | null) {
+    if (value && (value.shape.join() !== this.shape.join() || value.dtype !== this.dtype)) {
+      throw new RangeError(`assigned grad has shape [${value.shape}] (${value.dtype}), the tensor is [${this.shape}] (${this.dtype})`);
+    }
+    this.handle.setGrad(value ? value.handle : null);
+  }
   retainGrad(): this { this.handle.retainGrad(); return this; }
   /** Back-propagates from this tensor (a scalar unless `gradient` is given), accumulating into leaves' grad. */
   backward(gradient?: Tensor, options: { retainGraph?: boolean; createGraph?: boolean } = {}): void {
@@ -198,6 +211,10 @@ export class Tensor implements Disposable {
   toTypedArray(): AnyTypedArray { return typedArrayOf(this.dtype, this.handle.copyToArrayBuffer()); }
   /** The elements as plain numbers (int64 converted to Number). */
   toArray(): number[] {
+    if (this.dtype === 'float16' || this.dtype === 'bfloat16') {
+      const wide = this.to('float32');
+      try { return wide.toArray(); } finally { wide.dispose(); }
+    }
     const a = this.toTypedArray();
     return a instanceof BigInt64Array ? Array.from(a, Number) : Array.from(a as ArrayLike<number>);
   }
@@ -265,7 +282,7 @@ export class Tensor implements Disposable {
   /** Clamp to [min, max]; bounds are numbers or tensors (broadcast), either may be omitted. */
   clamp(min?: TensorLike | null, max?: TensorLike | null): Tensor {
     if (min instanceof Tensor || max instanceof Tensor) {
-      return wrap(op.clampTensor(this, toTensorOrNull(min, this), toTensorOrNull(max, this)));
+      return withTensorBounds(min, max, (lo, hi) => wrap(op.clampTensor(this, lo, hi)));
     }
     return wrap(op.clamp(this, min ?? null, max ?? null));
   }
@@ -433,7 +450,7 @@ export class Tensor implements Disposable {
   addcdiv_(t1: Tensor, t2: Tensor, value = 1): this { op.addcdiv_(this, t1, t2, value); return this; }
   lerp_(end: Tensor, weight: number): this { op.lerp_(this, end, weight); return this; }
   clamp_(min?: TensorLike | null, max?: TensorLike | null): this {
-    if (min instanceof Tensor || max instanceof Tensor) op.clampTensor_(this, toTensorOrNull(min, this), toTensorOrNull(max, this));
+    if (min instanceof Tensor || max instanceof Tensor) withTensorBounds(min, max, (lo, hi) => op.clampTensor_(this, lo, hi));
     else op.clamp_(this, min ?? null, max ?? null);
     return this;
   }
@@ -452,10 +469,26 @@ export interface ReduceOptions {
   keepdim?: boolean;
 }
 
-function toTensorOrNull(v: TensorLike | null | undefined, like: Tensor): Tensor | null {
-  if (v === null || v === undefined) return null;
-  if (v instanceof Tensor) return v;
-  return full([], v, { dtype: like.dtype, device: like.device as Device });
+/**
+ * Runs `fn` with both clamp bounds as tensors (or null). A number bound becomes a 0-d tensor, which takes part in
+ * type promotion like a Python scalar does (0.5 with an int tensor gives a float result), and is freed afterwards.
+ */
+function withTensorBounds<T>(min: TensorLike | null | undefined, max: TensorLike | null | undefined,
+  fn: (lo: Tensor | null, hi: Tensor | null) => T): T {
+  const temporaries: Tensor[] = [];
+  const asTensor = (v: TensorLike | null | undefined, like: Tensor): Tensor | null => {
+    if (v === null || v === undefined) return null;
+    if (v instanceof Tensor) return v;
+    const t = full([], v, { dtype: Number.isInteger(v) ? 'int64' : 'float64', device: like.device as Device });
+    temporaries.push(t);
+    return t;
+  };
+  const like = (min instanceof Tensor ? min : max) as Tensor;
+  try {
+    return fn(asTensor(min, like), asTensor(max, like));
+  } finally {
+    for (const t of temporaries) t.dispose();
+  }
 }
 
 function isDeviceName(s: string): boolean {
@@ -475,6 +508,10 @@ function checkShape(shape: Shape): number[] {
     if (!Number.isInteger(s) || s < 0) throw new RangeError(`invalid shape [${shape.join(', ')}]: sizes must be non-negative integers`);
   }
   return [...shape];
+}
+
+function checkCount(what: string, n: number): void {
+  if (!Number.isInteger(n) || n < 0) throw new RangeError(`${what} needs a non-negative integer, got ${n}`);
 }
 
 const dt = (o: CreationOptions) => dtypeCode(o.dtype ?? 'float32');
@@ -517,6 +554,7 @@ export function randint(low: number, high: number, shape: Shape, options: Random
 }
 /** A random permutation of 0..n-1 (int64). */
 export function randperm(n: number, options: RandomOptions = {}): Tensor {
+  checkCount('randperm', n);
   return created(op.randperm(n, options.generator?.raw ?? null, dtypeCode(options.dtype ?? 'int64'), null, dev(options)), options);
 }
 /** start, start+step, ... < end. float32 unless a dtype is given. */
@@ -525,9 +563,11 @@ export function arange(start: number, end?: number, step = 1, options: CreationO
   return created(op.arange(s, e, step, dt(options), null, dev(options)), options);
 }
 export function linspace(start: number, end: number, steps: number, options: CreationOptions = {}): Tensor {
+  checkCount('linspace steps', steps);
   return created(op.linspace(start, end, steps, dt(options), null, dev(options)), options);
 }
 export function eye(n: number, options: CreationOptions = {}): Tensor {
+  checkCount('eye', n);
   return created(op.eye(n, dt(options), null, dev(options)), options);
 }
 
@@ -542,7 +582,8 @@ export function tensor(data: AnyTypedArray | number | NestedNumbers, options: Cr
   if (ArrayBuffer.isView(data)) {
     dtype = options.dtype ?? dtypeOfTypedArray(data);
     shape = options.shape ? [...options.shape] : [data.length];
-    flat = data;
+    // libtorch's bool is one byte that must be 0 or 1.
+    flat = dtype === 'bool' && data instanceof Uint8Array && data.some((b) => b > 1) ? data.map((b) => (b ? 1 : 0)) : data;
     if (!holdsRawElementsOf(data, dtype)) {
       // Convert element type via a float64 round trip in libtorch (exact for every int32 and float).
       const src = tensor(data, { shape, device: 'cpu' });
@@ -554,11 +595,16 @@ export function tensor(data: AnyTypedArray | number | NestedNumbers, options: Cr
         src.dispose();
       }
     }
-  } else {
+  } else if (typeof data === 'number' || Array.isArray(data)) {
     dtype = options.dtype ?? 'float32';
-    shape = options.shape ? [...options.shape] : nestedShape(data);
+    const nested = nestedShape(data);
+    shape = options.shape ? [...options.shape] : nested;
     const values = typeof data === 'number' ? [data] : (data as unknown[]).flat(Infinity as 1) as number[];
+    const bad = values.find((v) => typeof v !== 'number' && typeof v !== 'boolean');
+    if (bad !== undefined) throw new TypeError(`tensor(): data elements must be numbers, found ${typeof bad} ${JSON.stringify(bad)}`);
     flat = fillTyped(dtype, values);
+  } else {
+    throw new TypeError(`tensor(): data must be a TypedArray, a number or nested arrays of numbers, not ${typeof data}`);
   }
   const t = new Tensor(native.fromBuffer(flat, checkShape(shape), dtypeCode(dtype), options.device ?? 'cpu'));
   if (options.requiresGrad) t.setRequiresGrad(true);
@@ -576,6 +622,7 @@ function holdsRawElementsOf(data: AnyTypedArray, dtype: DType): boolean {
 
 export type NestedNumbers = number[] | NestedNumbers[];
 
+/** The shape of nested arrays, which must be rectangular (every sibling of the same length and depth). */
 function nestedShape(data: number | NestedNumbers): number[] {
   const shape: number[] = [];
   let cur: unknown = data;
@@ -583,6 +630,17 @@ function nestedShape(data: number | NestedNumbers): number[] {
     shape.push(cur.length);
     cur = cur[0];
   }
+  const check = (node: unknown, depth: number): void => {
+    if (depth === shape.length) {
+      if (Array.isArray(node)) throw new RangeError(`tensor(): ragged nested arrays (deeper than the first element at depth ${depth})`);
+      return;
+    }
+    if (!Array.isArray(node) || node.length !== shape[depth]) {
+      throw new RangeError(`tensor(): ragged nested arrays: expected ${shape[depth]} elements at depth ${depth}, got ${Array.isArray(node) ? node.length : 'a number'}`);
+    }
+    for (const child of node) check(child, depth + 1);
+  };
+  check(data, 0);
   return shape;
 }
 

@@ -1,0 +1,497 @@
+// What every attack shares (torchattacks' base class, without its global modes): the Classifier it attacks, the
+// result type, input checks, seeding, the projection onto the threat model, the gradient with EOT, the loop
+// that re-attacks only the points still robust (AutoAttack's restarts and target classes), and the final check
+// of every result. Each attack file holds only its own single run.
+import {
+  Tensor, Generator, type Device, tidy, keep, trackInScope, noGrad, enableGrad, grad, manualSeed, tensor, full, ones, rand, randn,
+  where,
+} from '../tensor/index.js';
+import { attackLoss, kthLargestClass } from './losses.js';
+
+/**
+ * Anything that maps images [N, C, H, W] with values in [0, 1] to logits [N, classes]. It may be stochastic
+ * (different logits at each call); attacks then average gradients over `eot` calls.
+ */
+export interface Classifier {
+  forward(x: Tensor): Tensor;
+}
+
+/** Threat model: the ball { x' : ‖x' − x‖ ≤ eps } around the clean image x, intersected with [0, 1]. */
+export type Norm = 'Linf' | 'L2';
+
+export interface ProgressEvent {
+  /** The attack's name ('apgd-ce', 'square', …). */
+  attack: string;
+  /** Iterations done so far in this call of run() (over all restarts and target classes). */
+  step: number;
+  /** Iterations planned; runs end early when every image is fooled, so `step` may stop short of it. */
+  total: number;
+  /** Images of this call not fooled yet (clean mistakes count as fooled). */
+  robust: number;
+}
+
+export interface AttackOptions {
+  /** Threat model. Default 'Linf'. */
+  norm?: Norm;
+  /** Radius of the threat model, in [0, 1] pixel units. Default 8/255. */
+  eps?: number;
+  /**
+   * Seeds the attack's own random numbers and, as the reference's perturb() does, libtorch's default generator,
+   * so that a stochastic model drawing from it is reproducible too. Default 0.
+   */
+  seed?: number;
+  /** Called once per iteration. */
+  onProgress?: (event: ProgressEvent) => void;
+  /** Record each image's loss at every iteration in `lossTrace`. Default false: it costs a device sync per step. */
+  recordLoss?: boolean;
+}
+
+export interface AttackResult {
+  /**
+   * [N, C, H, W], inside the threat model. For fooled images the adversarial example; for the others the point
+   * of highest loss found (FAB, which has none inside the ball: the clean image). AutoAttack returns the clean
+   * image for every unfooled point; the robust/fooled split is the same.
+   */
+  adversarial: Tensor;
+  /** Misclassified on one final forward pass of `adversarial` (for a stochastic model: on that pass). */
+  success: boolean[];
+  /**
+   * lossTrace[i]: image i's objective at each iteration of every run it took part in (with `recordLoss`): the
+   * attack loss for FGSM, PGD and APGD, the best margin for Square, the smallest adversarial distance for FAB.
+   */
+  lossTrace?: number[][];
+  /** Model evaluations per image (score-based attacks). */
+  queries?: number[];
+}
+
+/** What the loop over restarts and target classes hands each single run: the images still robust. */
+export interface SingleRunInput {
+  x: Tensor;
+  y: Tensor;
+  /** Target classes for targeted attacks, null otherwise. */
+  targets: Tensor | null;
+  /** 0 for the first run on these images. */
+  restart: number;
+  run: AttackRun;
+}
+
+export interface SingleRunResult {
+  /** [m] bool: this run fooled the image. */
+  fooled: Tensor;
+  /** [m, …] the adversarial example where `fooled`. */
+  adversarial: Tensor;
+  /** [m, …] and [m]: the highest-loss point of the run, kept for images no run fools. */
+  best?: Tensor;
+  bestLoss?: Tensor;
+}
+
+export const DEFAULT_EPS = 8 / 255;
+
+/** Book-keeping of one call of run(): random numbers, which images are still robust, progress and traces. */
+export class AttackRun {
+  readonly generator: Generator;
+  readonly classes: number;
+  /** Per image of the call: not fooled yet. */
+  readonly robust: boolean[];
+  readonly lossTrace: number[][] | undefined;
+  queries: number[] | undefined;
+  private current: number[] = [];
+  private steps = 0;
+  private total = 0;
+
+  constructor(
+    private readonly attack: string,
+    seed: number,
+    classes: number,
+    robust: boolean[],
+    private readonly onProgress: ((event: ProgressEvent) => void) | undefined,
+    recordLoss: boolean,
+  ) {
+    this.generator = new Generator(seed);
+    this.classes = classes;
+    this.robust = robust;
+    this.lossTrace = recordLoss ? robust.map(() => []) : undefined;
+  }
+
+  plan(total: number): void {
+    this.total = total;
+  }
+
+  /** Indices (into the call's batch) of the images the next run attacks. */
+  begin(indices: number[]): void {
+    this.current = indices;
+  }
+
+  /** One iteration of the current run: records `loss` [m] and reports how many images remain unfooled. */
+  tick(loss: Tensor | null, fooled: Tensor | null): void {
+    this.steps++;
+    if (this.lossTrace && loss) {
+      const values = loss.toArray();
+      this.current.forEach((image, j) => this.lossTrace![image]!.push(values[j]!));
+    }
+    if (this.onProgress) {
+      const fooledNow = fooled ? fooled.toArray().reduce((a, b) => a + b, 0) : 0;
+      const robust = this.robust.reduce((a, r) => a + (r ? 1 : 0), 0) - fooledNow;
+      this.onProgress({ attack: this.attack, step: this.steps, total: this.total, robust });
+    }
+  }
+
+  addQueries(perImage: number[]): void {
+    this.queries ??= this.robust.map(() => 0);
+    this.current.forEach((image, j) => { this.queries![image]! += perImage[j]!; });
+  }
+
+  /** Uniform on [0, 1), drawn on the CPU from the attack's generator (as the reference's torch.rand(...).to(device)). */
+  uniform(shape: number[], like: Tensor): Tensor {
+    return onDeviceOf(rand(shape, { generator: this.generator, dtype: like.dtype }), like);
+  }
+
+  normal(shape: number[], like: Tensor): Tensor {
+    return onDeviceOf(randn(shape, { generator: this.generator, dtype: like.dtype }), like);
+  }
+
+  /** One uniform number in [0, 1) as a JS number. */
+  uniformNumber(): number {
+    return tidy(() => rand([1], { generator: this.generator }).item());
+  }
+}
+
+function onDeviceOf(t: Tensor, like: Tensor): Tensor {
+  return like.device === 'cpu' ? t : t.to(like.device as Device);
+}
+
+/** Per-image ‖·‖ of a batch [N, …], as [N]. */
+export function perImageNorm(t: Tensor, norm: Norm): Tensor {
+  const flat = t.flatten(1);
+  return norm === 'Linf' ? flat.abs().amax({ dim: 1 }) : flat.square().sum({ dim: 1 }).sqrt();
+}
+
+/** [N] → [N, 1, …, 1] so that it broadcasts against a batch of rank `rank`. */
+export function perImage(v: Tensor, rank: number): Tensor {
+  return v.view([-1, ...Array<number>(rank - 1).fill(1)]);
+}
+
+/** x / (‖x‖ + 1e-12) per image (the reference's normalize()). */
+export function normalizePerImage(t: Tensor, norm: Norm): Tensor {
+  return t.div(perImage(perImageNorm(t, norm).add(1e-12), t.ndim));
+}
+
+/**
+ * Projects `point` onto the threat model around the CLEAN image: { ‖· − clean‖ ≤ eps } ∩ [0, 1]. For Linf this
+ * is the exact projection (a box intersected with a box); for L2 it is the reference's radial projection followed
+ * by clipping, which stays feasible because clipping to [0, 1] never moves a point away from a clean image in it.
+ * Always project around the clean image, never around a previous iterate: that is how evaluations drift out of
+ * the ball.
+ */
+export function projectToThreatModel(point: Tensor, clean: Tensor, norm: Norm, eps: number): Tensor {
+  if (norm === 'Linf') return point.maximum(clean.sub(eps)).minimum(clean.add(eps)).clamp(0, 1);
+  const delta = point.sub(clean);
+  const size = perImage(perImageNorm(delta, 'L2'), delta.ndim);
+  return clean.add(normalizePerImage(delta, 'L2').mul(size.clamp(null, eps))).clamp(0, 1);
+}
+
+/** The rows of `base` at `index` replaced by `rows` (a new tensor). */
+export function replaceRows(base: Tensor, index: Tensor, rows: Tensor): Tensor {
+  const expanded = perImage(index, rows.ndim).expand(rows.shape);
+  return base.scatter(0, expanded, rows);
+}
+
+/**
+ * Throws unless `adversarial` is a valid result for `clean`: same shape, finite, in [0, 1] and within eps
+ * (+ `tolerance`) in the given norm. A violation is a bug in the attack, never a property of the model.
+ */
+export function checkAdversarial(clean: Tensor, adversarial: Tensor, options: { norm: Norm; eps: number; tolerance?: number }): void {
+  const tolerance = options.tolerance ?? 1e-6;
+  if (adversarial.shape.join() !== clean.shape.join()) {
+    throw new Error(`attack bug: adversarial shape [${adversarial.shape}] differs from the images' [${clean.shape}]`);
+  }
+  if (clean.numel === 0) return;
+  tidy(() => {
+    if (!adversarial.isfinite().all().item()) throw new Error('attack bug: adversarial images contain NaN or infinity');
+    const low = adversarial.min().item();
+    const high = adversarial.max().item();
+    if (low < 0 || high > 1) throw new Error(`attack bug: adversarial images leave [0, 1] (range [${low}, ${high}])`);
+    const size = perImageNorm(adversarial.double().sub(clean.double()), options.norm).max().item();
+    if (size > options.eps + tolerance) {
+      throw new Error(`attack bug: a perturbation has ${options.norm} norm ${size}, above eps = ${options.eps}`);
+    }
+  });
+}
+
+/** Throws unless images are [N, C, H, W] floats in [0, 1] (finite) and labels are int64 [N]. */
+export function checkAttackInputs(images: Tensor, labels: Tensor): void {
+  if (images.ndim !== 4) throw new TypeError(`images must be [N, C, H, W], got shape [${images.shape}]`);
+  if (images.dtype !== 'float32' && images.dtype !== 'float64') throw new TypeError(`images must be float32 or float64, got ${images.dtype}`);
+  if (labels.dtype !== 'int64') throw new TypeError(`labels must be int64, got ${labels.dtype}`);
+  if (labels.ndim !== 1 || labels.shape[0] !== images.shape[0]) {
+    throw new TypeError(`labels must be [N] = [${images.shape[0]}], got shape [${labels.shape}]`);
+  }
+  if (images.numel === 0) return;
+  tidy(() => {
+    if (!images.isfinite().all().item()) throw new RangeError('images contain NaN or infinity');
+    const low = images.min().item();
+    const high = images.max().item();
+    if (low < 0 || high > 1) throw new RangeError(`images must lie in [0, 1], got values in [${low}, ${high}]`);
+  });
+}
+
+function checkLogits(logits: Tensor, labels: Tensor, n: number): number {
+  if (logits.ndim !== 2 || logits.shape[0] !== n) {
+    throw new TypeError(`the model must return logits [N, classes] = [${n}, …], got shape [${logits.shape}]`);
+  }
+  const classes = logits.shape[1]!;
+  if (n > 0) {
+    const low = labels.min().item();
+    const high = labels.max().item();
+    if (low < 0 || high >= classes) throw new RangeError(`labels must be in [0, ${classes}), got values in [${low}, ${high}]`);
+  }
+  return classes;
+}
+
+export function checkPositiveInteger(name: string, value: number, allowZero = false): number {
+  if (!Number.isInteger(value) || value < (allowZero ? 0 : 1)) throw new RangeError(`${name} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got ${value}`);
+  return value;
+}
+
+/**
+ * Frees the tensors of `state` that `next` no longer holds, after an iteration computed `next` inside tidy().
+ * States are flat objects; non-tensor fields are ignored.
+ */
+function releaseDropped(state: object, next: object): void {
+  const alive = new Set(Object.values(next).filter((v): v is Tensor => v instanceof Tensor));
+  for (const v of Object.values(state)) if (v instanceof Tensor && !alive.has(v)) v.dispose();
+}
+
+/**
+ * One iteration in its own tidy scope, so memory stays flat however many iterations run. The state owns its
+ * tensors: those of `state` missing from the new state are freed, so never put an input tensor in it.
+ */
+export function iterate<S extends object>(state: S, body: () => S): S {
+  const next = tidy(body);
+  releaseDropped(state, next);
+  return next;
+}
+
+/** The base of every attack: construct with (model, options), call run(images, labels). */
+export abstract class Attack {
+  /** Short name used in progress events and suite logs. */
+  abstract readonly name: string;
+  readonly model: Classifier;
+  readonly norm: Norm;
+  readonly eps: number;
+  readonly seed: number;
+  protected readonly onProgress: ((event: ProgressEvent) => void) | undefined;
+  protected readonly recordLoss: boolean;
+
+  protected constructor(model: Classifier, options: AttackOptions, supportedNorms: readonly Norm[] = ['Linf', 'L2']) {
+    if (typeof model?.forward !== 'function') throw new TypeError('an attack needs a model with forward(x) → logits');
+    this.model = model;
+    this.norm = options.norm ?? 'Linf';
+    if (!supportedNorms.includes(this.norm)) throw new RangeError(`${new.target.name} supports ${supportedNorms.join(', ')}, not ${this.norm}`);
+    this.eps = options.eps ?? DEFAULT_EPS;
+    if (!(this.eps >= 0) || !Number.isFinite(this.eps)) throw new RangeError(`eps must be a finite non-negative number, got ${this.eps}`);
+    this.seed = checkPositiveInteger('seed', options.seed ?? 0, true);
+    this.onProgress = options.onProgress;
+    this.recordLoss = options.recordLoss ?? false;
+  }
+
+  /**
+   * Attacks `images` [N, C, H, W] (values in [0, 1]) labelled `labels` [N] (int64). Only images the model
+   * classifies correctly are attacked. The returned adversarial images belong to the caller's scope.
+   */
+  run(images: Tensor, labels: Tensor): AttackResult {
+    checkAttackInputs(images, labels);
+    manualSeed(this.seed);
+    return noGrad(() => {
+      const state: { run?: AttackRun } = {};
+      const adversarial = tidy(() => {
+        const x = images.detach();
+        const y = labels.detach();
+        const n = x.shape[0]!;
+        const logits = this.model.forward(x);
+        const classes = checkLogits(logits, y, n);
+        const robust = n === 0 ? [] : logits.argmax({ dim: 1 }).eq(y).toArray().map(Boolean);
+        const run = new AttackRun(this.name, this.seed, classes, robust, this.onProgress, this.recordLoss);
+        state.run = run;
+        return n === 0 || !robust.includes(true) ? x.clone() : this.perturb(x, y, run);
+      });
+      try {
+        checkAdversarial(images, adversarial, { norm: this.norm, eps: this.eps });
+      } catch (err) {
+        adversarial.dispose();
+        throw err;
+      }
+      const success = images.shape[0] === 0 ? [] : tidy(() => this.model.forward(adversarial).argmax({ dim: 1 }).ne(labels).toArray().map(Boolean));
+      const result: AttackResult = { adversarial, success };
+      if (state.run?.lossTrace) result.lossTrace = state.run.lossTrace;
+      if (state.run?.queries) result.queries = state.run.queries;
+      return result;
+    });
+  }
+
+  /** The attack proper, on all images of the call; returns adversarial images inside the threat model. */
+  protected abstract perturb(x: Tensor, y: Tensor, run: AttackRun): Tensor;
+
+  protected project(point: Tensor, clean: Tensor): Tensor {
+    return projectToThreatModel(point, clean, this.norm, this.eps);
+  }
+
+  /**
+   * The gradient of the summed per-example loss with respect to the input, averaged over `eot` forward passes
+   * (Expectation over Transformation), with the logits and loss of the last pass (as the reference uses them).
+   * Only the input is differentiated: parameters accumulate no .grad.
+   */
+  protected lossGradient(point: Tensor, lossOf: (logits: Tensor) => Tensor, eot: number): { gradient: Tensor; loss: Tensor; logits: Tensor } {
+    let sum: Tensor | null = null;
+    let last: { loss: Tensor; logits: Tensor } | null = null;
+    for (let i = 0; i < eot; i++) {
+      const sample = tidy(() => enableGrad(() => {
+        const input = point.detach().setRequiresGrad(true);
+        const logits = this.model.forward(input);
+        const loss = lossOf(logits);
+        const [g] = grad(loss.sum(), [input]);
+        return { g: g!, loss: loss.detach(), logits: logits.detach() };
+      }));
+      if (sum === null) {
+        sum = sample.g;
+      } else {
+        const next: Tensor = sum.add(sample.g);
+        sum.dispose();
+        sample.g.dispose();
+        sum = next;
+      }
+      if (last) {
+        last.loss.dispose();
+        last.logits.dispose();
+      }
+      last = { loss: sample.loss, logits: sample.logits };
+    }
+    if (sum === null || last === null) throw new RangeError(`eot must be a positive integer, got ${eot}`);
+    if (eot === 1) return { gradient: sum, ...last };
+    const mean = sum.div(eot);
+    sum.dispose();
+    return { gradient: mean, ...last };
+  }
+
+  protected predict(x: Tensor): Tensor {
+    return tidy(() => this.model.forward(x).argmax({ dim: 1 }));
+  }
+
+  /**
+   * AutoAttack's outer loop: for each target class (k = 2 … nTargetClasses + 1 of the clean logits, fewer if
+   * the model has fewer classes; one untargeted pass otherwise) and each restart, run `single` on the images
+   * not fooled yet, and keep each image's adversarial example (or its highest-loss point).
+   */
+  protected attackRobust(
+    x: Tensor, y: Tensor, run: AttackRun,
+    plan: { targeted: boolean; nTargetClasses: number; restarts: number; stepsPerRun: number },
+    single: (input: SingleRunInput) => SingleRunResult,
+  ): Tensor {
+    const targets: (number | null)[] = [];
+    if (plan.targeted) {
+      const count = Math.min(plan.nTargetClasses, run.classes - 1);
+      for (let k = 2; k <= count + 1; k++) targets.push(k);
+    } else {
+      targets.push(null);
+    }
+    run.plan(targets.length * plan.restarts * plan.stepsPerRun);
+    let adversarial = keep(x.clone());
+    let bestLoss = keep(full([x.shape[0]!], -Infinity, { dtype: 'float32', device: x.device as Device }));
+    try {
+      for (const target of targets) {
+        for (let restart = 0; restart < plan.restarts; restart++) {
+          const indices = run.robust.flatMap((r, i) => (r ? [i] : []));
+          if (indices.length === 0) break;
+          run.begin(indices);
+          const next = tidy(() => {
+            const index = tensor(indices, { dtype: 'int64', device: x.device as Device });
+            const xs = x.indexSelect(0, index);
+            const ys = y.indexSelect(0, index);
+            const targetClasses = target === null ? null : kthLargestClass(this.model.forward(xs), target);
+            const result = single({ x: xs, y: ys, targets: targetClasses, restart, run });
+            const previous = adversarial.indexSelect(0, index);
+            const previousLoss = bestLoss.indexSelect(0, index);
+            let rows = previous;
+            let losses = previousLoss;
+            if (result.best && result.bestLoss) {
+              const better = result.bestLoss.float().gt(previousLoss);
+              rows = where(perImage(better, xs.ndim), result.best, previous);
+              losses = where(better, result.bestLoss.float(), previousLoss);
+            }
+            rows = where(perImage(result.fooled, xs.ndim), result.adversarial, rows);
+            return {
+              adversarial: keep(replaceRows(adversarial, index, rows)),
+              bestLoss: keep(replaceRows(bestLoss, index, losses)),
+              fooled: result.fooled.toArray(),
+            };
+          });
+          adversarial.dispose();
+          bestLoss.dispose();
+          ({ adversarial, bestLoss } = next);
+          indices.forEach((image, j) => { if (next.fooled[j]) run.robust[image] = false; });
+        }
+      }
+    } catch (err) {
+      adversarial.dispose();
+      throw err;
+    } finally {
+      bestLoss.dispose();
+    }
+    // Back into the caller's scope, which keep() took it out of.
+    trackInScope(adversarial);
+    return adversarial;
+  }
+}
+
+/** Options shared by the gradient attacks (FGSM, PGD, APGD). */
+export interface GradientAttackOptions extends AttackOptions {
+  /** Objective: cross-entropy or DLR (targeted forms when `targeted`). */
+  loss?: 'ce' | 'dlr';
+  /**
+   * Attack towards the classes with the 2nd … (nTargetClasses+1)-th largest clean logits in turn, each run only
+   * on the images still robust; success still means misclassification (AutoAttack's targeted attacks). Default false.
+   */
+  targeted?: boolean;
+  /** Target classes tried when targeted. Default 9 (capped at classes − 1). */
+  nTargetClasses?: number;
+  /** Forward/backward passes whose input gradients are averaged per step (EOT). Default 1. */
+  eot?: number;
+}
+
+/** What FGSM, PGD and APGD share: the objective, the target classes and EOT. */
+export abstract class GradientAttack extends Attack {
+  readonly loss: 'ce' | 'dlr';
+  readonly targeted: boolean;
+  readonly nTargetClasses: number;
+  readonly eot: number;
+
+  protected constructor(model: Classifier, options: GradientAttackOptions) {
+    super(model, options);
+    this.loss = options.loss ?? 'ce';
+    this.targeted = options.targeted ?? false;
+    this.nTargetClasses = checkPositiveInteger('nTargetClasses', options.nTargetClasses ?? 9);
+    this.eot = checkPositiveInteger('eot', options.eot ?? 1);
+  }
+
+  /** The objective of one run: `loss` against the labels, or its targeted form against `targets`. */
+  protected objective(y: Tensor, targets: Tensor | null): (logits: Tensor) => Tensor {
+    return (logits) => attackLoss(this.loss, logits, y, targets);
+  }
+
+  /** Runs `single` over the target classes (when targeted) and `restarts`, on the images still robust. */
+  protected attackWithRestarts(x: Tensor, y: Tensor, run: AttackRun, restarts: number, stepsPerRun: number,
+    single: (input: SingleRunInput) => SingleRunResult): Tensor {
+    return this.attackRobust(x, y, run, { targeted: this.targeted, nTargetClasses: this.nTargetClasses, restarts, stepsPerRun }, single);
+  }
+}
+
+/** A random starting point in the threat model as the reference's APGD draws it: on the sphere of radius eps. */
+export function randomSphereStart(x: Tensor, run: AttackRun, norm: Norm, eps: number): Tensor {
+  const direction = norm === 'Linf' ? run.uniform(x.shape, x).mul(2).sub(1) : run.normal(x.shape, x);
+  return x.add(normalizePerImage(direction, norm).mul(eps)).clamp(0, 1);
+}
+
+/** All-true bool tensor [n] on the device of `like`. */
+export function allTrue(n: number, like: Tensor): Tensor {
+  return ones([n], { dtype: 'bool', device: like.device as Device });
+}

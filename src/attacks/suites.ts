@@ -1,0 +1,237 @@
+// AutoAttack (F. Croce, M. Hein, ICML 2020, https://arxiv.org/abs/2003.01690) as configuration plus a runner,
+// following the reference autoattack/autoattack.py (AutoAttack.__init__, set_version, run_standard_evaluation):
+//   'standard' (Linf): APGD-CE (100 iterations, 1 restart) → APGD-T (targeted DLR, 9 target classes, 100
+//       iterations, 1 restart) → FAB-T (9 target classes, 100 iterations, 1 restart, α_max 0.1, η 1.05, β 0.9)
+//       → Square (5000 queries, p_init 0.8, 1 restart, no rescaled schedule);
+//   'rand' (randomised defences): APGD-CE → APGD-DLR, 100 iterations, 1 restart, EOT over 20 samples;
+//   every attack uses the suite's seed (the reference sets each attack's seed to the same value).
+// The runner attacks only the points still robust, in batches (default 250, as the reference), logs the robust
+// accuracy after each attack, checks every adversarial batch (inside the ball, in [0, 1], finite) and returns the
+// per-image worst case (robust only if every attack failed) with a JSON-able summary.
+import { Tensor, type Device, noGrad, tensor, tidy, keep, trackInScope } from '../tensor/index.js';
+import { type AttackResult, type Classifier, type Norm, type ProgressEvent, DEFAULT_EPS, checkAdversarial, checkAttackInputs, replaceRows } from './attack.js';
+import { APGD, type ApgdOptions } from './apgd.js';
+import { FAB, type FabOptions } from './fab.js';
+import { Square, type SquareOptions } from './square.js';
+import { PGD, type PgdOptions } from './pgd.js';
+import { FGSM, type FgsmOptions } from './fgsm.js';
+
+export type AutoAttackVersion = 'standard' | 'rand';
+
+/** Anything with the attack interface (used to put a hand-made attack into a custom suite). */
+export interface RunnableAttack {
+  run(images: Tensor, labels: Tensor): AttackResult;
+}
+
+/** One attack of a suite, as data: which attack and its options (norm, eps and seed come from the suite). */
+export type SuiteEntry =
+  | { name: string; attack: 'apgd'; options: ApgdOptions }
+  | { name: string; attack: 'fab'; options: FabOptions }
+  | { name: string; attack: 'square'; options: SquareOptions }
+  | { name: string; attack: 'pgd'; options: PgdOptions }
+  | { name: string; attack: 'fgsm'; options: FgsmOptions }
+  | { name: string; attack: RunnableAttack; options?: Record<string, unknown> };
+
+export interface SuiteSettings {
+  /** Default 'Linf'. */
+  norm?: Norm;
+  /** Default 8/255. */
+  eps?: number;
+  /** Default 0. */
+  seed?: number;
+}
+
+type Options = Omit<ApgdOptions & FabOptions & SquareOptions, 'onProgress'>;
+
+/** The attacks of AutoAttack's version `version`, with the reference's settings. */
+export function autoAttackSuite(version: AutoAttackVersion, settings: SuiteSettings = {}): SuiteEntry[] {
+  const shared = { norm: settings.norm ?? 'Linf', eps: settings.eps ?? DEFAULT_EPS, seed: settings.seed ?? 0 } satisfies Options;
+  const apgd = { ...shared, steps: 100, restarts: 1, eot: 1, rho: 0.75 } satisfies ApgdOptions;
+  if (version === 'rand') {
+    return [
+      { name: 'apgd-ce', attack: 'apgd', options: { ...apgd, loss: 'ce', eot: 20 } },
+      { name: 'apgd-dlr', attack: 'apgd', options: { ...apgd, loss: 'dlr', eot: 20 } },
+    ];
+  }
+  if (version !== 'standard') throw new RangeError(`unknown AutoAttack version '${version as string}' (standard, rand)`);
+  if (shared.norm !== 'Linf') throw new RangeError(`the standard suite is implemented for Linf only (FAB and Square have no ${shared.norm} version here)`);
+  return [
+    { name: 'apgd-ce', attack: 'apgd', options: { ...apgd, loss: 'ce' } },
+    { name: 'apgd-t', attack: 'apgd', options: { ...apgd, loss: 'dlr', targeted: true, nTargetClasses: 9 } },
+    {
+      name: 'fab-t', attack: 'fab',
+      options: { ...shared, targeted: true, nTargetClasses: 9, steps: 100, restarts: 1, alphaMax: 0.1, eta: 1.05, beta: 0.9 },
+    },
+    { name: 'square', attack: 'square', options: { ...shared, queries: 5000, pInit: 0.8, restarts: 1, loss: 'margin', rescaleSchedule: false } },
+  ];
+}
+
+function buildAttack(entry: SuiteEntry, model: Classifier, onProgress: (event: ProgressEvent) => void): RunnableAttack {
+  switch (entry.attack) {
+    case 'apgd': return new APGD(model, { ...entry.options, onProgress });
+    case 'fab': return new FAB(model, { ...entry.options, onProgress });
+    case 'square': return new Square(model, { ...entry.options, onProgress });
+    case 'pgd': return new PGD(model, { ...entry.options, onProgress });
+    case 'fgsm': return new FGSM(model, { ...entry.options, onProgress });
+    default: return entry.attack;
+  }
+}
+
+export interface AutoAttackOptions extends SuiteSettings {
+  /** 'standard' (default), 'rand', or 'custom' with `attacks`. */
+  version?: AutoAttackVersion | 'custom';
+  /** The attacks of a 'custom' suite, in order (e.g. autoAttackSuite('standard') with fewer iterations). */
+  attacks?: SuiteEntry[];
+  /** Images per attack call. Default 250. */
+  batchSize?: number;
+  /** Progress of the attack running, with `robust` counted over all images of the evaluation. */
+  onProgress?: (event: ProgressEvent) => void;
+  /** Receives the log lines (initial accuracy, robust accuracy after each attack). Default: none. */
+  log?: (line: string) => void;
+}
+
+export interface SuiteSummary {
+  version: string;
+  norm: Norm;
+  eps: number;
+  seed: number;
+  images: number;
+  attacks: { name: string; attack: string; options: Record<string, unknown> }[];
+  cleanAccuracy: number;
+  /** Robust accuracy after each attack, in order ('clean' first). */
+  robustAccuracyAfter: Record<string, number>;
+  robustAccuracy: number;
+  /** Per image: null if robust, 'clean' if misclassified without attack, else the attack that broke it. */
+  brokenBy: (string | null)[];
+  seconds: Record<string, number>;
+}
+
+export interface SuiteResult {
+  /** Per image, the worst case: the adversarial example of the attack that broke it, the clean image otherwise. */
+  adversarial: Tensor;
+  /** Per image: no attack fooled it (and it is classified correctly). */
+  robust: boolean[];
+  brokenBy: (string | null)[];
+  cleanAccuracy: number;
+  robustAccuracy: number;
+  robustAccuracyAfter: Record<string, number>;
+  summary: SuiteSummary;
+}
+
+/** The AutoAttack runner: construct with (model, options), call run(images, labels). */
+export class AutoAttack {
+  readonly model: Classifier;
+  readonly version: AutoAttackVersion | 'custom';
+  readonly norm: Norm;
+  readonly eps: number;
+  readonly seed: number;
+  readonly attacks: SuiteEntry[];
+  readonly batchSize: number;
+  private readonly onProgress: ((event: ProgressEvent) => void) | undefined;
+  private readonly log: (line: string) => void;
+
+  constructor(model: Classifier, options: AutoAttackOptions = {}) {
+    this.model = model;
+    this.version = options.version ?? 'standard';
+    this.norm = options.norm ?? 'Linf';
+    this.eps = options.eps ?? DEFAULT_EPS;
+    this.seed = options.seed ?? 0;
+    if (this.version === 'custom') {
+      if (!options.attacks?.length) throw new RangeError("version 'custom' needs a list of attacks");
+      this.attacks = options.attacks;
+    } else {
+      // As the reference: a named version fixes its attacks.
+      if (options.attacks) throw new RangeError(`attacks are fixed by version '${this.version}'; use version 'custom' to choose them`);
+      this.attacks = autoAttackSuite(this.version, { norm: this.norm, eps: this.eps, seed: this.seed });
+    }
+    for (const entry of this.attacks) {
+      const o = entry.options as SuiteSettings | undefined;
+      if (typeof entry.attack === 'string' && ((o?.norm ?? 'Linf') !== this.norm || (o?.eps ?? DEFAULT_EPS) !== this.eps)) {
+        throw new RangeError(`attack '${entry.name}' uses a threat model other than the suite's (${this.norm}, eps ${this.eps})`);
+      }
+    }
+    this.batchSize = options.batchSize ?? 250;
+    if (!Number.isInteger(this.batchSize) || this.batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${this.batchSize}`);
+    this.onProgress = options.onProgress;
+    this.log = options.log ?? (() => {});
+  }
+
+  run(images: Tensor, labels: Tensor): SuiteResult {
+    checkAttackInputs(images, labels);
+    const n = images.shape[0]!;
+    const device = images.device as Device;
+    const seconds: Record<string, number> = {};
+    const batches = (indices: number[]) => Array.from({ length: Math.ceil(indices.length / this.batchSize) }, (_, b) => indices.slice(b * this.batchSize, (b + 1) * this.batchSize));
+
+    const robust: boolean[] = [];
+    noGrad(() => {
+      for (const batch of batches(Array.from({ length: n }, (_, i) => i))) {
+        tidy(() => {
+          const index = tensor(batch, { dtype: 'int64', device });
+          const predicted = this.model.forward(images.indexSelect(0, index)).argmax({ dim: 1 });
+          robust.push(...predicted.eq(labels.indexSelect(0, index)).toArray().map(Boolean));
+        });
+      }
+    });
+    const brokenBy: (string | null)[] = robust.map((r) => (r ? null : 'clean'));
+    const accuracy = () => (n === 0 ? 0 : robust.filter(Boolean).length / n);
+    const cleanAccuracy = accuracy();
+    const robustAccuracyAfter: Record<string, number> = { clean: cleanAccuracy };
+    this.log(`initial accuracy: ${percent(cleanAccuracy)}`);
+
+    let worst = keep(images.detach().clone());
+    const started = Date.now();
+    try {
+      for (const entry of this.attacks) {
+        const attackStarted = Date.now();
+        for (const batch of batches(robust.flatMap((r, i) => (r ? [i] : [])))) {
+          const robustElsewhere = robust.filter(Boolean).length - batch.length;
+          const onProgress = (event: ProgressEvent) => this.onProgress?.({ ...event, attack: entry.name, robust: robustElsewhere + event.robust });
+          const attack = buildAttack(entry, this.model, onProgress);
+          const next = tidy(() => {
+            const index = tensor(batch, { dtype: 'int64', device });
+            const xb = images.indexSelect(0, index);
+            const result = attack.run(xb, labels.indexSelect(0, index));
+            checkAdversarial(xb, result.adversarial, { norm: this.norm, eps: this.eps });
+            if (result.success.length !== batch.length) throw new Error(`attack '${entry.name}' returned ${result.success.length} flags for ${batch.length} images`);
+            const fooled = result.success.flatMap((s, j) => (s ? [j] : []));
+            let updated = worst;
+            if (fooled.length > 0) {
+              const local = tensor(fooled, { dtype: 'int64', device });
+              updated = replaceRows(worst, index.indexSelect(0, local), result.adversarial.indexSelect(0, local));
+            }
+            return { worst: keep(updated), fooled };
+          });
+          if (next.worst !== worst) worst.dispose();
+          worst = next.worst;
+          for (const j of next.fooled) {
+            robust[batch[j]!] = false;
+            brokenBy[batch[j]!] = entry.name;
+          }
+        }
+        seconds[entry.name] = (Date.now() - attackStarted) / 1000;
+        robustAccuracyAfter[entry.name] = accuracy();
+        this.log(`robust accuracy after ${entry.name.toUpperCase()}: ${percent(accuracy())} (total time ${((Date.now() - started) / 1000).toFixed(1)} s)`);
+      }
+      checkAdversarial(images, worst, { norm: this.norm, eps: this.eps });
+    } catch (err) {
+      worst.dispose();
+      throw err;
+    }
+    trackInScope(worst);
+    const robustAccuracy = accuracy();
+    this.log(`robust accuracy: ${percent(robustAccuracy)}`);
+    const summary: SuiteSummary = {
+      version: this.version, norm: this.norm, eps: this.eps, seed: this.seed, images: n,
+      attacks: this.attacks.map((e) => ({
+        name: e.name, attack: typeof e.attack === 'string' ? e.attack : 'custom', options: { ...(e.options ?? {}) } as Record<string, unknown>,
+      })),
+      cleanAccuracy, robustAccuracyAfter: { ...robustAccuracyAfter }, robustAccuracy, brokenBy: [...brokenBy], seconds,
+    };
+    return { adversarial: worst, robust, brokenBy, cleanAccuracy, robustAccuracy, robustAccuracyAfter, summary };
+  }
+}
+
+function percent(v: number): string {
+  return `${(100 * v).toFixed(2)}%`;
+}

@@ -1,0 +1,426 @@
+// The multi-resolution self-ensemble of Fort & Lakshminarayanan (2024), "Ensemble everything everywhere",
+// arXiv 2408.05446, section 3: one backbone sees the multi-resolution stack of an image; linear heads on several
+// intermediate activations, and the backbone's own classifier, are the members of an ensemble whose logits
+// CrossMax aggregates. Everything from the [0, 1] pixels to the aggregated logits is one differentiable function,
+// so an attack on forward() goes through the prior, the backbone, the heads and the aggregation.
+import { stack, tensor, tidy, type Generator, type Tensor } from '../tensor/index.js';
+import { interpolate, type InterpolationMode } from '../nn/functional.js';
+import { Module } from '../nn/module.js';
+import type { FeatureBackbone } from '../nn/resnet.js';
+import type { MultiResolutionPrior } from '../prior/multi-resolution-prior.js';
+import {
+  CrossMax, MeanLogits, MeanProbabilities, Median, Single, SoftCrossMax, type Aggregator, type AggregatorName, type CrossMaxSelection,
+} from './aggregators.js';
+import { ClassifierHead, ClassifierHeads, type HeadKind } from './heads.js';
+import type { ResolvedSelfEnsembleConfig } from './presets.js';
+
+/** Channels of the images a self-ensemble takes (RGB). */
+export const IMAGE_CHANNELS = 3;
+
+/** The feature name of the backbone's input (after the prior and the input adapter), the notebook's layer 0. */
+export const INPUT_FEATURE = 'input';
+
+/** The member name of the backbone's own classifier, always the last member. */
+export const BACKBONE_CLASSIFIER_MEMBER = 'fc';
+
+// ---- aggregators as data ----------------------------------------------------------------------------------------
+
+/** An aggregator as plain JSON (for configuration files and checkpoints). Options apply only to the names noted. */
+export interface AggregatorSpec {
+  name: AggregatorName;
+  /** crossmax, soft-crossmax: the k-th highest (default 3) or 'median'. */
+  k?: CrossMaxSelection;
+  /** crossmax, soft-crossmax. Default true. */
+  subtractMemberMax?: boolean;
+  /** crossmax, soft-crossmax. Default true. */
+  subtractClassMax?: boolean;
+  /** soft-crossmax. Default 1. */
+  temperature?: number;
+  /** single. Default -1 (the last member, the backbone's classifier). */
+  memberIndex?: number;
+}
+
+const aggregatorOptions: Record<AggregatorName, readonly (keyof AggregatorSpec)[]> = {
+  'crossmax': ['k', 'subtractMemberMax', 'subtractClassMax'],
+  'crossmax-median': ['subtractMemberMax', 'subtractClassMax'],
+  'soft-crossmax': ['k', 'subtractMemberMax', 'subtractClassMax', 'temperature'],
+  'mean-logits': [],
+  'mean-probabilities': [],
+  'median': [],
+  'single': ['memberIndex'],
+};
+
+/** The spec with every default of its aggregator filled in, and options that do not apply rejected. */
+export function resolveAggregatorSpec(spec: AggregatorSpec): Required<Pick<AggregatorSpec, 'name'>> & AggregatorSpec {
+  if (spec === null || typeof spec !== 'object') throw new Error('aggregator must be an object like {"name": "crossmax", "k": 3}');
+  const allowed = aggregatorOptions[spec.name];
+  if (!allowed) throw new Error(`unknown aggregator '${String(spec.name)}' (one of ${Object.keys(aggregatorOptions).join(', ')})`);
+  for (const key of Object.keys(spec)) {
+    if (key !== 'name' && !allowed.includes(key as keyof AggregatorSpec)) {
+      throw new Error(`aggregator option '${key}' does not apply to '${spec.name}'${allowed.length ? ` (it takes ${allowed.join(', ')})` : ''}`);
+    }
+  }
+  switch (spec.name) {
+    case 'crossmax': case 'soft-crossmax': case 'crossmax-median': {
+      const out: AggregatorSpec = {
+        name: spec.name,
+        ...(spec.name === 'crossmax-median' ? {} : { k: spec.k ?? 3 }),
+        subtractMemberMax: spec.subtractMemberMax ?? true,
+        subtractClassMax: spec.subtractClassMax ?? true,
+      };
+      if (spec.name === 'soft-crossmax') out.temperature = spec.temperature ?? 1;
+      return out;
+    }
+    case 'single': return { name: 'single', memberIndex: spec.memberIndex ?? -1 };
+    default: return { name: spec.name };
+  }
+}
+
+/** The aggregator a spec describes (options are checked by the aggregator's constructor). */
+export function aggregatorFromSpec(spec: AggregatorSpec): Aggregator {
+  const s = resolveAggregatorSpec(spec);
+  const crossMaxOptions = { k: s.k, subtractMemberMax: s.subtractMemberMax, subtractClassMax: s.subtractClassMax };
+  switch (s.name) {
+    case 'crossmax': return new CrossMax(crossMaxOptions);
+    case 'crossmax-median': return new CrossMax({ ...crossMaxOptions, k: 'median' });
+    case 'soft-crossmax': return new SoftCrossMax({ ...crossMaxOptions, temperature: s.temperature });
+    case 'mean-logits': return new MeanLogits();
+    case 'mean-probabilities': return new MeanProbabilities();
+    case 'median': return new Median();
+    case 'single': return new Single({ memberIndex: s.memberIndex });
+  }
+}
+
+// ---- input adapter ----------------------------------------------------------------------------------------------
+
+export interface InputResizeOptions {
+  /** Output [height, width], or one number for both. */
+  size: number | [number, number];
+  /** Default 'bicubic' (the notebook's F.interpolate(x, size=(224, 224), mode='bicubic')). */
+  mode?: InterpolationMode;
+  /** Default false, as the notebook. */
+  antialias?: boolean;
+}
+
+export interface InputNormalizeOptions {
+  /** Per-channel means of one image (e.g. ImageNet's three); repeated for every view of the stack. */
+  mean: number[];
+  std: number[];
+}
+
+export interface InputAdapterOptions {
+  /** Resize the stack before the backbone (null: no resizing). Default null. */
+  resize?: InputResizeOptions | null;
+  /** Subtract the mean and divide by the std, per channel (null: none). Default null. */
+  normalize?: InputNormalizeOptions | null;
+}
+
+/** ImageNet's channel statistics, what torchvision's pretrained weights expect. */
+export const IMAGENET_NORMALIZATION: Readonly<InputNormalizeOptions> = Object.freeze({
+  mean: [0.485, 0.456, 0.406],
+  std: [0.229, 0.224, 0.225],
+});
+
+/**
+ * What an ImageNet-pretrained backbone needs between the prior and itself (the notebook's prepare_input):
+ * bicubic up-sampling of the 32x32 stack to 224x224 and ImageNet normalisation, its three means and stds
+ * repeated once per view. Has no state-dict entries (its constants are non-persistent buffers, so they move with
+ * `to()`).
+ */
+export class InputAdapter extends Module {
+  readonly size: [number, number] | null;
+  readonly mode: InterpolationMode;
+  readonly antialias: boolean;
+  readonly mean: Tensor | null;
+  readonly std: Tensor | null;
+
+  constructor(readonly channels: number, options: InputAdapterOptions = {}) {
+    super();
+    const resize = options.resize ?? null;
+    this.size = resize ? (typeof resize.size === 'number' ? [resize.size, resize.size] : [resize.size[0], resize.size[1]]) : null;
+    if (this.size && !this.size.every((s) => Number.isInteger(s) && s >= 1)) throw new RangeError(`resize size must be positive integers, got [${this.size.join(', ')}]`);
+    this.mode = resize?.mode ?? 'bicubic';
+    this.antialias = resize?.antialias ?? false;
+    const normalize = options.normalize ?? null;
+    if (normalize) {
+      const { mean, std } = normalize;
+      if (mean.length === 0 || mean.length !== std.length || channels % mean.length !== 0) {
+        throw new Error(`normalize needs mean and std of one length that divides the ${channels} channels, got ${mean.length} and ${std.length}`);
+      }
+      if (!std.every((s) => s > 0)) throw new RangeError('normalize std must be positive');
+      const repeat = <T>(values: T[]) => Array.from({ length: channels }, (_, c) => values[c % values.length]!);
+      this.mean = this.registerBuffer('mean', tensor(repeat(mean), { shape: [1, channels, 1, 1] }), { persistent: false });
+      this.std = this.registerBuffer('std', tensor(repeat(std), { shape: [1, channels, 1, 1] }), { persistent: false });
+    } else {
+      this.mean = null;
+      this.std = null;
+    }
+  }
+
+  /** The [height, width] the backbone sees for images of the given size. */
+  outputSize(height: number, width: number): [number, number] {
+    return this.size ? [this.size[0], this.size[1]] : [height, width];
+  }
+
+  forward(x: Tensor): Tensor {
+    return tidy(() => {
+      let out = x;
+      if (this.size) out = interpolate(out, { size: this.size, mode: this.mode, antialias: this.antialias || undefined });
+      if (this.mean && this.std) {
+        const [mean, std] = out.dtype === this.mean.dtype ? [this.mean, this.std] : [this.mean.to(out.dtype), this.std.to(out.dtype)];
+        out = out.sub(mean).div(std);
+      }
+      return out === x ? x.view(x.shape) : out;
+    });
+  }
+}
+
+// ---- the model --------------------------------------------------------------------------------------------------
+
+export interface SelfEnsembleHeadsOptions {
+  /** Backbone feature names (or 'input') that get a head, in member order; each at most once. */
+  features: readonly string[];
+  /** Default 'flatten' (the paper's). */
+  kind?: HeadKind;
+  /** For 'pooled' heads. Default 2. */
+  poolSize?: number;
+}
+
+export interface SelfEnsembleOptions {
+  backbone: FeatureBackbone;
+  /** The multi-resolution prior; null for the single-resolution baseline (3-channel backbone). Default null. */
+  prior?: MultiResolutionPrior | null;
+  /** Resizing and normalisation between the prior and the backbone. Default null (none). */
+  inputAdapter?: InputAdapter | null;
+  heads: SelfEnsembleHeadsOptions;
+  /**
+   * [height, width] of the images the model takes. Flatten heads are sized for it (and then only this size is
+   * accepted); pooled heads accept any size.
+   */
+  inputSize: [number, number];
+  /** Add the backbone's own classifier as the last member. Default true (the notebook's 8th member). */
+  includeBackboneClassifier?: boolean;
+  /** Default CrossMax with k = 3 (the notebook's). */
+  aggregator?: Aggregator;
+  /** Random stream for the heads' initial weights. Default: libtorch's global generator. */
+  generator?: Generator;
+  /** How the model was built, recorded by buildSelfEnsemble so that saveModel can write it. Default null. */
+  config?: ResolvedSelfEnsembleConfig | null;
+}
+
+export interface FreezeBackboneOptions {
+  /**
+   * Let the frozen backbone's BatchNorm layers use batch statistics and update their running statistics when the
+   * model is in training mode. Default false: a frozen backbone stays in eval mode, so heads train on the same
+   * features they see at test time. The notebook trains the heads with the whole model in train() mode, which
+   * does update the backbone's statistics; true reproduces that.
+   */
+  updateBatchNormStatistics?: boolean;
+}
+
+export interface ParameterGroups {
+  backbone: Tensor[];
+  heads: Tensor[];
+}
+
+/**
+ * prior -> input adapter -> backbone -> heads on chosen activations (+ the backbone's classifier) -> aggregator.
+ * forward(images) gives aggregated logits, so the model is a Classifier for attacks. Parameter names:
+ * 'backbone.' + the backbone's own (torchvision's for a ResNet), then 'heads.<i>.bn.*' and 'heads.<i>.linear.*'.
+ */
+export class SelfEnsemble extends Module {
+  readonly prior: MultiResolutionPrior | null;
+  readonly inputAdapter: InputAdapter | null;
+  readonly backbone: FeatureBackbone;
+  readonly heads: ClassifierHeads;
+  readonly headFeatures: readonly string[];
+  readonly includeBackboneClassifier: boolean;
+  readonly inputSize: [number, number];
+  readonly numClasses: number;
+  /** How the model was built (null when assembled by hand); saveModel writes it. */
+  config: ResolvedSelfEnsembleConfig | null;
+  private currentAggregator: Aggregator;
+  private backboneFrozen = false;
+  private frozenBackboneUpdatesStatistics = false;
+
+  constructor(options: SelfEnsembleOptions) {
+    super();
+    this.prior = options.prior ?? null;
+    this.inputAdapter = options.inputAdapter ?? null;
+    this.backbone = options.backbone;
+    this.numClasses = options.backbone.numClasses;
+    this.inputSize = [options.inputSize[0], options.inputSize[1]];
+    this.includeBackboneClassifier = options.includeBackboneClassifier ?? true;
+    this.currentAggregator = options.aggregator ?? new CrossMax({ k: 3 });
+    this.config = options.config ?? null;
+    if (this.prior) this.registerModule('prior', this.prior);
+    if (this.inputAdapter) this.registerModule('input_adapter', this.inputAdapter);
+    this.registerModule('backbone', this.backbone);
+    this.heads = this.registerModule('heads', new ClassifierHeads());
+
+    const features = [...options.heads.features];
+    const duplicate = features.find((f, i) => features.indexOf(f) !== i);
+    if (duplicate !== undefined) throw new Error(`feature '${duplicate}' has more than one head`);
+    if (features.length === 0 && !this.includeBackboneClassifier) throw new Error('a self-ensemble needs at least one member');
+    const shapes = this.featureShapes();
+    try {
+      for (const name of features) {
+        const shape = shapes.get(name);
+        if (!shape) throw new Error(`the backbone has no feature '${name}' (one of ${[...shapes.keys()].join(', ')})`);
+        this.heads.append(new ClassifierHead(shape, this.numClasses, { kind: options.heads.kind, poolSize: options.heads.poolSize, generator: options.generator }));
+      }
+    } catch (err) {
+      this.heads.dispose(); // the caller still owns the backbone it passed in
+      throw err;
+    }
+    this.headFeatures = features;
+  }
+
+  /** Channels the backbone receives: 3 per view of the prior (3 without a prior). */
+  get backboneInChannels(): number {
+    return IMAGE_CHANNELS * (this.prior ? this.prior.numViews : 1);
+  }
+
+  /** Activation shapes of one image at every tappable feature ('input' first), for images of inputSize. */
+  featureShapes(): Map<string, number[]> {
+    const [h, w] = this.inputAdapter ? this.inputAdapter.outputSize(...this.inputSize) : this.inputSize;
+    return new Map([[INPUT_FEATURE, [this.backboneInChannels, h, w]], ...this.backbone.featureShapes(h, w)]);
+  }
+
+  /** One name per member, in the order of memberLogits' dimension 1: the heads' features, then 'fc'. */
+  memberNames(): string[] {
+    return [...this.headFeatures, ...(this.includeBackboneClassifier ? [BACKBONE_CLASSIFIER_MEMBER] : [])];
+  }
+
+  get numMembers(): number {
+    return this.headFeatures.length + (this.includeBackboneClassifier ? 1 : 0);
+  }
+
+  get aggregator(): Aggregator {
+    return this.currentAggregator;
+  }
+
+  /**
+   * Replaces the aggregator. A spec also updates the recorded config (what saveModel writes); an Aggregator object
+   * does not, as it cannot be written as JSON.
+   */
+  setAggregator(aggregator: Aggregator | AggregatorSpec): this {
+    if (isAggregator(aggregator)) {
+      this.currentAggregator = aggregator;
+    } else {
+      this.currentAggregator = aggregatorFromSpec(aggregator);
+      if (this.config) this.config = { ...this.config, aggregator: resolveAggregatorSpec(aggregator) };
+    }
+    return this;
+  }
+
+  /** A Classifier sharing this model's weights with another aggregator (this model is unchanged). */
+  withAggregator(aggregator: Aggregator | AggregatorSpec): AggregatedSelfEnsemble {
+    return new AggregatedSelfEnsemble(this, isAggregator(aggregator) ? aggregator : aggregatorFromSpec(aggregator));
+  }
+
+  /**
+   * Every member's logits, [N, members, classes], for images [N, 3, H, W] in [0, 1]. The prior runs inside (and
+   * draws new randomness at every call), so gradients flow from any member back to the pixels.
+   */
+  memberLogits(images: Tensor): Tensor {
+    this.checkImages(images);
+    return tidy(() => {
+      let x = this.prior ? this.prior.forward(images) : images;
+      if (this.inputAdapter) x = this.inputAdapter.forward(x);
+      const tapped = this.headFeatures.filter((f) => f !== INPUT_FEATURE);
+      const { logits, features } = this.backbone.forwardWithFeatures(x, tapped);
+      const members: Tensor[] = [];
+      [...this.heads].forEach((head, i) => {
+        const name = this.headFeatures[i]!;
+        const activation = name === INPUT_FEATURE ? x : features.get(name)!;
+        members.push(head.forward(activation));
+        // Autograd keeps what backward needs; the activation itself can go now rather than at the scope's end.
+        if (activation !== images) activation.dispose();
+      });
+      if (this.includeBackboneClassifier) members.push(logits);
+      return stack(members, 1);
+    });
+  }
+
+  /** Aggregated logits [N, classes] (the current aggregator applied to memberLogits). */
+  forward(images: Tensor): Tensor {
+    return tidy(() => this.currentAggregator.aggregate(this.memberLogits(images)));
+  }
+
+  /** Logits of several aggregators from one memberLogits pass (one draw of the prior), by aggregator name. */
+  forwardAll(images: Tensor, aggregators: readonly (Aggregator | AggregatorSpec)[]): Map<string, Tensor> {
+    return tidy(() => {
+      const members = this.memberLogits(images);
+      const out = new Map<string, Tensor>();
+      for (const a of aggregators) {
+        const aggregator = isAggregator(a) ? a : aggregatorFromSpec(a);
+        if (out.has(aggregator.name)) throw new Error(`aggregator '${aggregator.name}' is listed twice`);
+        out.set(aggregator.name, aggregator.aggregate(members));
+      }
+      return out;
+    });
+  }
+
+  /**
+   * Turns gradients of every backbone parameter off (true) or back on (false), for the paper's heads-only training
+   * on a fixed backbone. See FreezeBackboneOptions for what happens to its BatchNorm statistics.
+   */
+  freezeBackbone(frozen = true, options: FreezeBackboneOptions = {}): this {
+    for (const p of this.backbone.parameters()) p.setRequiresGrad(!frozen);
+    this.backboneFrozen = frozen;
+    this.frozenBackboneUpdatesStatistics = options.updateBatchNormStatistics ?? false;
+    if (frozen && !this.frozenBackboneUpdatesStatistics) this.backbone.eval();
+    else this.backbone.train(this.training);
+    return this;
+  }
+
+  get isBackboneFrozen(): boolean {
+    return this.backboneFrozen;
+  }
+
+  /** Training mode for everything, except a frozen backbone, which stays in eval mode (see freezeBackbone). */
+  override train(mode = true): this {
+    super.train(mode);
+    if (this.backboneFrozen && !this.frozenBackboneUpdatesStatistics) this.backbone.eval();
+    return this;
+  }
+
+  /** The parameters in two groups, for optimisers with a learning rate each (e.g. a small one for a pretrained backbone). */
+  parameterGroups(): ParameterGroups {
+    return { backbone: this.backbone.parameters(), heads: this.heads.parameters() };
+  }
+
+  /** The parameters an optimiser should update now (those with requiresGrad). */
+  trainableParameters(): Tensor[] {
+    return this.parameters().filter((p) => p.requiresGrad);
+  }
+
+  private checkImages(images: Tensor): void {
+    if (images.ndim !== 4 || images.shape[1] !== IMAGE_CHANNELS) {
+      throw new Error(`SelfEnsemble expects images [N, ${IMAGE_CHANNELS}, H, W] in [0, 1], got [${images.shape.join(', ')}]`);
+    }
+    const [h, w] = [images.shape[2]!, images.shape[3]!];
+    const flatten = [...this.heads].some((head) => head.kind === 'flatten' && head.featureShape.length === 3);
+    if (flatten && (h !== this.inputSize[0] || w !== this.inputSize[1])) {
+      throw new Error(`this model's flatten heads are sized for ${this.inputSize[0]}x${this.inputSize[1]} images, got ${h}x${w}`);
+    }
+  }
+}
+
+/** A SelfEnsemble seen through another aggregator (see SelfEnsemble.withAggregator). */
+export class AggregatedSelfEnsemble {
+  constructor(readonly model: SelfEnsemble, readonly aggregator: Aggregator) {}
+
+  memberLogits(images: Tensor): Tensor {
+    return this.model.memberLogits(images);
+  }
+
+  forward(images: Tensor): Tensor {
+    return tidy(() => this.aggregator.aggregate(this.model.memberLogits(images)));
+  }
+}
+
+function isAggregator(a: Aggregator | AggregatorSpec): a is Aggregator {
+  return typeof (a as Aggregator).aggregate === 'function';
+}

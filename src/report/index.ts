@@ -1,0 +1,13 @@
+// How results are shown: PNG images, image grids, line charts (SVG, and PNG for places without SVG), JSON
+// results and metrics logs, and one-page HTML reports that combine them.
+//
+// Text goes in HTML, not in pixels: a grid PNG (imageGrid) is a bare picture for quick looks and READMEs,
+// while images that need captions (label, prediction, confidence, ε) go into HtmlReport.gallery, which writes
+// one PNG per image and sets each caption under its image as HTML (searchable, selectable, any script).
+export * from './png.js';
+export * from './image-grid.js';
+export * from './chart.js';
+export * from './html.js';
+export * from './json.js';
+export { escapeXml } from './escape.js';
+export { hasGlyph } from './bitmap-font.js';
