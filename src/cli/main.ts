@@ -1,6 +1,11 @@
 // The `crossmax` command: argument parsing and wiring only; the work lives in the library.
 import { parseArgs } from 'node:util';
 import { collectInfo, formatInfo } from './info.js';
+import { UsageError } from './args.js';
+import { DEMO_USAGE, demoCommand } from './demo-command.js';
+import { EVAL_USAGE, evalCommand } from './eval-command.js';
+import { PREDICT_USAGE, predictCommand } from './predict-command.js';
+import { TRAIN_USAGE, trainCommand } from './train-command.js';
 
 interface Command {
   summary: string;
@@ -9,6 +14,26 @@ interface Command {
 }
 
 const commands: Record<string, Command> = {
+  demo: {
+    summary: 'train a small multi-resolution self-ensemble on CIFAR-10 and write report/index.html (about 5-10 min on 2 cores)',
+    usage: DEMO_USAGE,
+    run: demoCommand,
+  },
+  train: {
+    summary: 'train a self-ensemble (presets: cifar-small, cifar-resnet18, paper), evaluate it, write model and report',
+    usage: TRAIN_USAGE,
+    run: trainCommand,
+  },
+  eval: {
+    summary: 'clean accuracy of every head and aggregator of a model file, confusion matrix',
+    usage: EVAL_USAGE,
+    run: evalCommand,
+  },
+  predict: {
+    summary: 'classify images or folders with a model file, with every head\'s vote',
+    usage: PREDICT_USAGE,
+    run: predictCommand,
+  },
   info: {
     summary: 'libtorch version, build options, BLAS, threads, devices and measured matmul speed',
     usage: 'crossmax info [--json] [--no-benchmark]',
@@ -44,7 +69,7 @@ export async function run(argv: string[]): Promise<number> {
     return 2;
   }
   if (rest.includes('--help') || rest.includes('-h')) {
-    console.log(`usage: ${command.usage}\n\n${command.summary}`);
+    console.log(command.usage.includes('\n') ? command.usage : `usage: ${command.usage}\n\n${command.summary}`);
     return 0;
   }
   try {
@@ -52,8 +77,8 @@ export async function run(argv: string[]): Promise<number> {
   } catch (err) {
     const e = err as Error & { code?: string };
     // parseArgs errors (unknown flag, missing value) are the user's to fix: show the usage.
-    if (e.code?.startsWith('ERR_PARSE_ARGS')) {
-      console.error(`crossmax ${name}: ${e.message}\nusage: ${command.usage}`);
+    if (e.code?.startsWith('ERR_PARSE_ARGS') || e instanceof UsageError) {
+      console.error(`crossmax ${name}: ${e.message}\n(see crossmax ${name} --help)`);
       return 2;
     }
     console.error(`crossmax ${name}: ${e.message}`);

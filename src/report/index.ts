@@ -11,3 +11,5 @@ export * from './html.js';
 export * from './json.js';
 export { escapeXml } from './escape.js';
 export { hasGlyph } from './bitmap-font.js';
+export * from './training-report.js';
+export * from './robust-report.js';

@@ -1,0 +1,84 @@
+// Flag parsing shared by the commands: typed values with clear errors, and a JSON config file whose keys are
+// the flags' names (flags given on the command line win).
+import { readFileSync } from 'node:fs';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+type OptionSpec = NonNullable<ParseArgsConfig['options']>;
+
+export interface ParsedArgs {
+  values: Record<string, string | boolean | string[] | undefined>;
+  positionals: string[];
+}
+
+/**
+ * Parses `args` against `options`; `--config file.json` (when the command declares it) supplies defaults for any
+ * flag, keyed by the flag's name ("epochs", "batch-size").
+ */
+export function parseCommandArgs(args: string[], options: OptionSpec, allowPositionals = false): ParsedArgs {
+  const { values, positionals } = parseArgs({ args, options, strict: true, allowPositionals });
+  const merged = { ...values } as ParsedArgs["values"];
+  const configPath = values.config;
+  if (typeof configPath === 'string') {
+    let config: unknown;
+    try {
+      config = JSON.parse(readFileSync(configPath, 'utf8'));
+    } catch (err) {
+      throw new UsageError(`--config ${configPath}: ${(err as Error).message}`);
+    }
+    if (config === null || typeof config !== 'object' || Array.isArray(config)) {
+      throw new UsageError(`--config ${configPath}: expected a JSON object of flag names and values`);
+    }
+    for (const [key, value] of Object.entries(config as Record<string, unknown>)) {
+      const spec = options[key];
+      if (!spec || key === 'config') throw new UsageError(`--config ${configPath}: unknown option '${key}'`);
+      if (merged[key] !== undefined && args.some((a) => a === `--${key}` || a.startsWith(`--${key}=`))) continue;
+      if (spec.type === 'boolean' ? typeof value !== 'boolean' : typeof value !== 'string' && typeof value !== 'number') {
+        throw new UsageError(`--config ${configPath}: '${key}' must be a ${spec.type === 'boolean' ? 'boolean' : 'string or number'}`);
+      }
+      merged[key] = typeof value === 'number' ? String(value) : (value as string | boolean);
+    }
+  }
+  return { values: merged, positionals };
+}
+
+export interface NumberRule {
+  integer?: boolean;
+  min?: number;
+  max?: number;
+}
+
+/** A numeric flag: undefined when absent, otherwise a number obeying `rule`, else a UsageError naming the flag. */
+export function numberFlag(values: ParsedArgs['values'], name: string, rule: NumberRule = {}): number | undefined {
+  const raw = values[name];
+  if (raw === undefined) return undefined;
+  if (typeof raw !== 'string' || raw.trim() === '') throw new UsageError(`--${name} needs a number`);
+  // Fractions like 8/255 are how epsilons are written.
+  const fraction = /^\s*(-?[\d.]+)\s*\/\s*([\d.]+)\s*$/.exec(raw);
+  const value = fraction ? Number(fraction[1]) / Number(fraction[2]) : Number(raw);
+  if (!Number.isFinite(value)) throw new UsageError(`--${name} ${raw}: not a number`);
+  if (rule.integer && !Number.isInteger(value)) throw new UsageError(`--${name} ${raw}: must be an integer`);
+  if (rule.min !== undefined && value < rule.min) throw new UsageError(`--${name} ${raw}: must be at least ${rule.min}`);
+  if (rule.max !== undefined && value > rule.max) throw new UsageError(`--${name} ${raw}: must be at most ${rule.max}`);
+  return value;
+}
+
+/** A flag restricted to a list of words. */
+export function choiceFlag<T extends string>(values: ParsedArgs['values'], name: string, choices: readonly T[]): T | undefined {
+  const raw = values[name];
+  if (raw === undefined) return undefined;
+  if (typeof raw !== 'string' || !(choices as readonly string[]).includes(raw)) {
+    throw new UsageError(`--${name} ${String(raw)}: one of ${choices.join(', ')}`);
+  }
+  return raw as T;
+}
+
+export function stringFlag(values: ParsedArgs['values'], name: string): string | undefined {
+  const raw = values[name];
+  if (raw === undefined) return undefined;
+  if (typeof raw !== 'string') throw new UsageError(`--${name} needs a value`);
+  return raw;
+}

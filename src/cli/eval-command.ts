@@ -1,0 +1,68 @@
+// `crossmax eval`: clean accuracy of every member and every aggregator of a saved model, and its confusion matrix.
+import { join } from 'node:path';
+import { aggregatorByName, loadModel, type AggregatorName } from '../ensemble/index.js';
+import { evaluate } from '../train/index.js';
+import { writeTrainingReport } from '../report/index.js';
+import { setNumThreads, type Device } from '../tensor/index.js';
+import { DATA_HELP, loadData } from './datasets.js';
+import { UsageError, numberFlag, parseCommandArgs, stringFlag } from './args.js';
+import { formatEvaluation } from './train-command.js';
+
+export const EVAL_USAGE = `crossmax eval --model FILE [options]
+
+Clean accuracy of every member (head) and every aggregator of a crossmax model, with the confusion matrix.
+  --model FILE        a crossmax model file (model.safetensors from crossmax train)
+  --data SPEC         ${DATA_HELP}
+  --limit N           the first N test images (RobustBench's protocol takes the first N); default all
+  --batch-size N      default 256
+  --report DIR        also write an HTML report there
+  --device DEV        cpu (default) | cuda | cuda:N
+  --threads N         intra-op threads (default all cores)
+  --json              print the result as JSON`;
+
+const AGGREGATORS: AggregatorName[] = ['crossmax', 'mean-logits', 'mean-probabilities', 'median', 'crossmax-median', 'single'];
+
+export async function evalCommand(args: string[]): Promise<number> {
+  const { values } = parseCommandArgs(args, {
+    model: { type: 'string' }, data: { type: 'string' }, limit: { type: 'string' }, 'batch-size': { type: 'string' },
+    report: { type: 'string' }, device: { type: 'string' }, threads: { type: 'string' }, json: { type: 'boolean' },
+    robust: { type: 'boolean' },
+  });
+  if (values.robust) throw new UsageError('--robust: the robustness evaluation is `crossmax eval --robust`, which this build does not have yet');
+  const modelPath = stringFlag(values, 'model');
+  if (!modelPath) throw new UsageError('--model FILE is required');
+  const threads = numberFlag(values, 'threads', { integer: true, min: 1 });
+  if (threads !== undefined) setNumThreads(threads);
+  const model = loadModel(modelPath, { device: (stringFlag(values, 'device') ?? 'cpu') as Device });
+  try {
+    const testSet = await loadData(stringFlag(values, 'data') ?? 'cifar10', 'test');
+    if (model.config && model.config.numClasses !== testSet.classes.length) {
+      throw new UsageError(`the model has ${model.config.numClasses} classes, ${testSet.name} has ${testSet.classes.length}`);
+    }
+    const evaluation = evaluate(model, testSet, {
+      limit: numberFlag(values, 'limit', { integer: true, min: 1 }),
+      batchSize: numberFlag(values, 'batch-size', { integer: true, min: 1 }) ?? 256,
+      aggregators: AGGREGATORS.map((n) => aggregatorByName(n)), samples: 24, progress: !values.json,
+    });
+    const report = stringFlag(values, 'report');
+    if (report) {
+      writeTrainingReport(report, {
+        title: `crossmax eval: ${modelPath}`, facts: { model: modelPath, 'test data': testSet.source }, metrics: [],
+        evaluation, memberNames: model.memberNames(), testSet,
+      });
+    }
+    if (values.json) {
+      console.log(JSON.stringify({ model: modelPath, members: model.memberNames(), evaluation }, null, 2));
+    } else {
+      console.log(formatEvaluation(evaluation, model.memberNames()));
+      console.log('\nconfusion matrix (rows: true, columns: predicted):');
+      const names = testSet.classes.map((c) => c.slice(0, 6));
+      console.log('        ' + names.map((c) => c.padStart(7)).join(''));
+      evaluation.confusion.forEach((row, i) => console.log(names[i]!.padEnd(8) + row.map((v) => String(v).padStart(7)).join('')));
+      if (report) console.log(`\nreport: ${join(report, 'index.html')}`);
+    }
+    return 0;
+  } finally {
+    model.dispose();
+  }
+}

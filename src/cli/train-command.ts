@@ -1,0 +1,227 @@
+// `crossmax train`: build a self-ensemble from a preset (or a config), train it, evaluate every member and
+// aggregator on the test set, and write the model, metrics and an HTML report.
+import { join, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import {
+  PRESET_NAMES, aggregatorByName, buildSelfEnsemble, loadModel, presetConfig, adaptPretrainedStem,
+  type AggregatorName, type PresetName, type SelfEnsemble, type SelfEnsembleConfig,
+} from '../ensemble/index.js';
+import { train, evaluate, type TrainOptions, type MetricRecord, type EvaluationResult } from '../train/index.js';
+import { writeTrainingReport } from '../report/index.js';
+import type { ImageClassificationDataset } from '../data/index.js';
+import { getNumThreads, setNumThreads, type Device, cudaAvailable } from '../tensor/index.js';
+import { DATA_HELP, loadData } from './datasets.js';
+import { UsageError, choiceFlag, numberFlag, parseCommandArgs, stringFlag, type ParsedArgs } from './args.js';
+
+export const TRAIN_OPTIONS = {
+  config: { type: 'string' },
+  preset: { type: 'string' },
+  data: { type: 'string' },
+  out: { type: 'string' },
+  epochs: { type: 'string' },
+  'batch-size': { type: 'string' },
+  optimizer: { type: 'string' },
+  lr: { type: 'string' },
+  momentum: { type: 'string' },
+  'weight-decay': { type: 'string' },
+  nesterov: { type: 'boolean' },
+  schedule: { type: 'string' },
+  'warmup-steps': { type: 'string' },
+  'no-prior': { type: 'boolean' },
+  aggregator: { type: 'string' },
+  'label-smoothing': { type: 'string' },
+  augment: { type: 'boolean' },
+  adversarial: { type: 'string' },
+  'adv-eps': { type: 'string' },
+  'adv-steps': { type: 'string' },
+  'adv-fraction': { type: 'string' },
+  mode: { type: 'string' },
+  'init-model': { type: 'string' },
+  pretrained: { type: 'string' },
+  seed: { type: 'string' },
+  resume: { type: 'boolean' },
+  overwrite: { type: 'boolean' },
+  'train-limit': { type: 'string' },
+  'eval-limit': { type: 'string' },
+  device: { type: 'string' },
+  threads: { type: 'string' },
+  json: { type: 'boolean' },
+} as const;
+
+export const TRAIN_USAGE = `crossmax train [options]
+
+Trains a multi-resolution self-ensemble (the paper's method) and evaluates it.
+  --preset NAME          ${PRESET_NAMES.join(' | ')} (default cifar-small: CPU-sized ResNet-18 layout)
+  --config FILE          JSON object of these options (flags given here win)
+  --data SPEC            ${DATA_HELP}
+  --out DIR              run folder: model.safetensors, checkpoint, metrics.jsonl, report/ (default runs/<preset>)
+  --epochs N             default 10
+  --batch-size N         default 128
+  --optimizer KIND       sgd | adam | adamw (default sgd, Nesterov momentum 0.9)
+  --lr X                 peak learning rate (default 0.1 for sgd, 1e-3 for adam/adamw)
+  --momentum X           sgd momentum (default 0.9);  --nesterov (default on for sgd)
+  --weight-decay X       default 5e-4 (sgd), 0 (adam), 1e-2 (adamw)
+  --schedule KIND        onecycle | cosine | step | constant (default onecycle)
+  --warmup-steps N       cosine warm-up steps
+  --no-prior             single-resolution baseline: the same backbone without the multi-resolution prior
+  --aggregator NAME      crossmax (default, k=3) | mean-logits | mean-probabilities | median | crossmax-median | single
+  --label-smoothing X    default 0
+  --augment              random crop (pad 4) and horizontal flip (default off: the prior jitters the input)
+  --adversarial KIND     light adversarial training: fgsm | pgd;  --adv-eps (8/255), --adv-steps, --adv-fraction (1)
+  --mode MODE            from-scratch (default) | fine-tune | heads (frozen backbone, heads one at a time)
+  --init-model FILE      start from a crossmax model file (for fine-tune / heads)
+  --pretrained FILE      torchvision ImageNet ResNet weights (safetensors) for the backbone; conv1/fc re-initialised
+  --seed N               default 0
+  --resume               continue a killed run from <out>/checkpoint.safetensors, bit for bit
+  --overwrite            start afresh although <out> holds a checkpoint
+  --train-limit N        train on the first N training images only
+  --eval-limit N         evaluate on the first N test images only (default all)
+  --device DEV           cpu (default) | cuda | cuda:N
+  --threads N            intra-op threads (default all cores)
+  --json                 print the result as JSON`;
+
+export interface TrainingRun {
+  model: SelfEnsemble;
+  metrics: MetricRecord[];
+  evaluation: EvaluationResult;
+  testSet: ImageClassificationDataset;
+  trainSet: ImageClassificationDataset;
+  outDir: string;
+  reportPath: string;
+  modelPath: string;
+  facts: Record<string, unknown>;
+  seconds: number;
+}
+
+const EVAL_AGGREGATORS: AggregatorName[] = ['crossmax', 'mean-logits', 'mean-probabilities', 'median', 'single'];
+
+/** Parses train flags (also used by demo, with other defaults) and runs training end to end. */
+export async function runTraining(values: ParsedArgs['values'], defaults: { preset?: PresetName; epochs?: number; outDir?: string; reportDir?: string; title?: string } = {}): Promise<TrainingRun> {
+  const threads = numberFlag(values, 'threads', { integer: true, min: 1 });
+  if (threads !== undefined) setNumThreads(threads);
+  const device = (stringFlag(values, 'device') ?? 'cpu') as Device;
+  if (!/^(cpu|cuda(:\d+)?)$/.test(device)) throw new UsageError(`--device ${device}: cpu, cuda or cuda:N`);
+  if (device !== 'cpu' && !cudaAvailable()) {
+    throw new UsageError(`--device ${device}: this libtorch has no CUDA (see \`crossmax info\`; build with LIBTORCH=<CUDA libtorch>)`);
+  }
+  const preset = choiceFlag(values, 'preset', PRESET_NAMES) ?? defaults.preset ?? 'cifar-small';
+  const dataSpec = stringFlag(values, 'data') ?? 'cifar10';
+  const optimizerKind = choiceFlag(values, 'optimizer', ['sgd', 'adam', 'adamw'] as const) ?? 'sgd';
+  const scheduleKind = choiceFlag(values, 'schedule', ['onecycle', 'cosine', 'step', 'constant'] as const) ?? 'onecycle';
+  const mode = choiceFlag(values, 'mode', ['from-scratch', 'fine-tune', 'heads'] as const) ?? 'from-scratch';
+  const aggregatorName = choiceFlag(values, 'aggregator', ['crossmax', 'mean-logits', 'mean-probabilities', 'median', 'crossmax-median', 'single'] as const);
+  const epochs = numberFlag(values, 'epochs', { integer: true, min: 1 }) ?? defaults.epochs ?? 10;
+  const batchSize = numberFlag(values, 'batch-size', { integer: true, min: 1 }) ?? 128;
+  const seed = numberFlag(values, 'seed', { integer: true, min: 0 }) ?? 0;
+  const trainLimit = numberFlag(values, 'train-limit', { integer: true, min: 1 });
+  const evalLimit = numberFlag(values, 'eval-limit', { integer: true, min: 1 });
+  const adversarialKind = choiceFlag(values, 'adversarial', ['fgsm', 'pgd'] as const);
+  const outDir = resolve(stringFlag(values, 'out') ?? defaults.outDir ?? join('runs', preset + (values['no-prior'] ? '-single-resolution' : '')));
+
+  const [fullTrain, testSet] = [await loadData(dataSpec, 'train'), await loadData(dataSpec, 'test')];
+  const trainSet = trainLimit !== undefined && trainLimit < fullTrain.length && 'subset' in fullTrain
+    ? (fullTrain as ImageClassificationDataset & { subset(i: number[]): ImageClassificationDataset }).subset([...Array(trainLimit).keys()])
+    : fullTrain;
+
+  let model: SelfEnsemble;
+  const initModel = stringFlag(values, 'init-model');
+  if (initModel) {
+    model = loadModel(initModel);
+  } else {
+    const config: SelfEnsembleConfig = presetConfig(preset, { classes: [...testSet.classes] });
+    if (values['no-prior']) config.prior = null;
+    if (aggregatorName) config.aggregator = { name: aggregatorName };
+    model = buildSelfEnsemble(config);
+  }
+  const pretrained = stringFlag(values, 'pretrained');
+  if (pretrained) adaptPretrainedStem(model, pretrained);
+  if (device !== 'cpu') model.to(device);
+  if (mode !== 'from-scratch' && !initModel && !pretrained) {
+    throw new UsageError(`--mode ${mode} starts from trained weights: give --init-model or --pretrained`);
+  }
+
+  const lrDefault = optimizerKind === 'sgd' ? 0.1 : 1e-3;
+  const weightDecayDefault = optimizerKind === 'sgd' ? 5e-4 : optimizerKind === 'adamw' ? 1e-2 : 0;
+  const options: TrainOptions = {
+    model, trainSet, testSet, outDir, epochs, batchSize, seed, mode,
+    optimizer: {
+      kind: optimizerKind,
+      lr: numberFlag(values, 'lr', { min: 0 }) ?? lrDefault,
+      weightDecay: numberFlag(values, 'weight-decay', { min: 0 }) ?? weightDecayDefault,
+      ...(optimizerKind === 'sgd' ? { momentum: numberFlag(values, 'momentum', { min: 0 }) ?? 0.9, nesterov: values.nesterov !== false } : {}),
+    },
+    schedule: { kind: scheduleKind, warmupSteps: numberFlag(values, 'warmup-steps', { integer: true, min: 0 }) },
+    augment: values.augment === true,
+    labelSmoothing: numberFlag(values, 'label-smoothing', { min: 0, max: 1 }) ?? 0,
+    adversarial: adversarialKind ? {
+      attack: adversarialKind,
+      eps: numberFlag(values, 'adv-eps', { min: 0, max: 1 }) ?? 8 / 255,
+      steps: numberFlag(values, 'adv-steps', { integer: true, min: 1 }),
+      fraction: numberFlag(values, 'adv-fraction', { min: 0, max: 1 }) ?? 1,
+    } : undefined,
+    // Per-epoch test evaluation on a subset keeps the curves cheap; the final evaluation below uses evalLimit.
+    evalLimit: Math.min(evalLimit ?? 2000, testSet.length),
+    resume: values.resume === true,
+    overwrite: values.overwrite === true,
+  };
+  if (!options.resume && !options.overwrite && existsSync(join(outDir, 'checkpoint.safetensors'))) {
+    throw new UsageError(`${outDir} holds a training checkpoint: --resume to continue it, --overwrite to start afresh, or --out elsewhere`);
+  }
+  const started = performance.now();
+  const result = await train(options);
+  const seconds = (performance.now() - started) / 1000;
+
+  process.stderr.write(`evaluating on ${evalLimit ?? testSet.length} test images (every member and aggregator)\n`);
+  const evaluation = evaluate(model, testSet, {
+    limit: evalLimit, aggregators: EVAL_AGGREGATORS.map((n) => aggregatorByName(n)), samples: 24, progress: true,
+  });
+  const epochRecords = result.metrics.filter((m) => m.type === 'epoch');
+  const facts: Record<string, unknown> = {
+    preset,
+    prior: model.prior ? 'multi-resolution (views ' + model.prior.numViews + ')' : 'none (single-resolution baseline)',
+    parameters: model.parameters().reduce((n, p) => n + p.numel, 0),
+    members: model.memberNames().join(', '),
+    aggregator: model.aggregator.name,
+    'training data': `${trainSet.length} images, ${fullTrain.source}`,
+    'test data': `${evaluation.count} images, ${testSet.source}`,
+    epochs, 'batch size': batchSize, optimizer: `${optimizerKind}, lr ${options.optimizer.lr}, ${scheduleKind}`,
+    adversarial: adversarialKind ?? 'none',
+    'training time': `${seconds.toFixed(0)} s`,
+    'training speed': `${(epochRecords.at(-1)?.imagesPerSecond ?? 0).toFixed(0)} img/s`,
+    machine: `${os.cpus()[0]?.model ?? 'cpu'} × ${os.availableParallelism()}, ${getNumThreads()} threads, device ${device}`,
+    seed,
+  };
+  const files = writeTrainingReport(defaults.reportDir ?? join(outDir, 'report'), {
+    title: defaults.title ?? `crossmax train: ${preset}${model.prior ? '' : ' (single resolution)'}`,
+    facts, metrics: result.metrics, evaluation, memberNames: model.memberNames(), testSet,
+  });
+  return {
+    model, metrics: result.metrics, evaluation, testSet, trainSet, outDir, reportPath: files.html,
+    modelPath: result.modelPath, facts, seconds,
+  };
+}
+
+export function formatEvaluation(ev: EvaluationResult, memberNames: readonly string[]): string {
+  const rows: [string, string][] = [
+    ...ev.aggregators.map((a): [string, string] => [a.name, pct(a.accuracy)]),
+    ...ev.memberAccuracies.map((a, i): [string, string] => [`member ${memberNames[i] ?? i}`, pct(a)]),
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  return [`clean accuracy on ${ev.count} images of ${ev.dataset}:`, ...rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`)].join('\n');
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+
+export async function trainCommand(args: string[]): Promise<number> {
+  const { values } = parseCommandArgs(args, TRAIN_OPTIONS);
+  const run = await runTraining(values);
+  if (values.json) {
+    console.log(JSON.stringify({ model: run.modelPath, report: run.reportPath, evaluation: run.evaluation, facts: run.facts }, null, 2));
+  } else {
+    console.log(formatEvaluation(run.evaluation, run.model.memberNames()));
+    console.log(`\nmodel:  ${run.modelPath}\nreport: ${run.reportPath}`);
+  }
+  run.model.dispose();
+  return 0;
+}
