@@ -1,0 +1,5 @@
+// Classifiers and CLIP as image generators: multi-resolution parametrisation, augmentations, objectives, the loop.
+export * from './parametrisation.js';
+export * from './augment.js';
+export * from './objectives.js';
+export * from './generate.js';

@@ -1,0 +1,2 @@
+export * from './clip.js';
+export * from './clip-tokenizer.js';
