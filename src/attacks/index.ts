@@ -13,3 +13,22 @@ export {
   AutoAttack, autoAttackSuite, type AutoAttackOptions, type AutoAttackVersion, type RunnableAttack, type SuiteEntry,
   type SuiteResult, type SuiteSettings, type SuiteSummary,
 } from './suites.js';
+export {
+  PerHeadAttack, SurrogateClassifier, SurrogateGradientAttack, isAggregator, isMemberEnsemble, surrogateName,
+  type MemberEnsemble, type PerHeadAttackOptions, type Surrogate, type SurrogateBaseAttack, type SurrogateGradientAttackOptions,
+  type SurrogateMode,
+} from './surrogate.js';
+export { PUBLISHED_TRANSFER_THEN_REFINE, RefinePGD, TransferThenRefine, type RefinePgdOptions, type TransferThenRefineOptions } from './transfer.js';
+export {
+  ADAPTIVE_BUDGETS, DEFAULT_ADAPTIVE_EOT, adaptiveSuite, buildAdaptiveAttack, describeSuiteEntry, scaleAttackBudget, withEot,
+  withThreatModel, type AdaptiveBudget, type AdaptiveSuiteEntry, type AdaptiveSuiteOptions,
+} from './adaptive.js';
+export {
+  DEFAULT_SWEEP_ATTACK, blackBoxCheck, budgetCheck, epsSweepCheck, formatEps, resolveMaskingPlan, type EpsCurvePoint,
+  type MaskingCheck, type MaskingOptions, type MaskingPlan,
+} from './masking.js';
+export {
+  ACCURACY_DEFINITIONS, HEADLINE_DEFINITION, evaluateRobustness, runMaskingChecks, type AccuracyByDefinition,
+  type AccuracyDefinition, type AttackEvaluation, type EvaluationProgress, type MaskingResults, type MaskingRunOptions,
+  type PerImageResults, type RobustnessEvaluation, type RobustnessOptions, type RobustnessResults,
+} from './evaluation.js';
