@@ -7,6 +7,7 @@ import { setNumThreads, type Device } from '../tensor/index.js';
 import { DATA_HELP, loadData } from './datasets.js';
 import { UsageError, numberFlag, parseCommandArgs, stringFlag } from './args.js';
 import { formatEvaluation } from './train-command.js';
+import { ROBUST_HELP, ROBUST_OPTIONS, robustEvalCommand } from './robust-command.js';
 
 export const EVAL_USAGE = `crossmax eval --model FILE [options]
 
@@ -18,17 +19,27 @@ Clean accuracy of every member (head) and every aggregator of a crossmax model, 
   --report DIR        also write an HTML report there
   --device DEV        cpu (default) | cuda | cuda:N
   --threads N         intra-op threads (default all cores)
-  --json              print the result as JSON`;
+  --json              print the result as JSON
+
+crossmax eval --robust --model FILE [options]
+
+Robust accuracy on the first N test points (RobustBench's protocol, L-inf eps 8/255): the worst case per image over
+AutoAttack 'rand' and the adaptive attacks for this defence (transfer from the mean-logit twin then refinement,
+surrogate gradients through mean logits and soft CrossMax, per-head attacks, Square), each point of a stochastic
+model counted robust only if all R re-evaluations are correct; gradient-masking checks; report/robust.html.
+  --suite NAME          worst-case (default) | adaptive | autoattack-rand | autoattack-standard | pgd
+${ROBUST_HELP}`;
 
 const AGGREGATORS: AggregatorName[] = ['crossmax', 'mean-logits', 'mean-probabilities', 'median', 'crossmax-median', 'single'];
 
 export async function evalCommand(args: string[]): Promise<number> {
+  if (args.includes('--robust')) {
+    return robustEvalCommand(parseCommandArgs(args.filter((a) => a !== '--robust'), ROBUST_OPTIONS).values);
+  }
   const { values } = parseCommandArgs(args, {
     model: { type: 'string' }, data: { type: 'string' }, limit: { type: 'string' }, 'batch-size': { type: 'string' },
     report: { type: 'string' }, device: { type: 'string' }, threads: { type: 'string' }, json: { type: 'boolean' },
-    robust: { type: 'boolean' },
   });
-  if (values.robust) throw new UsageError('--robust: the robustness evaluation is `crossmax eval --robust`, which this build does not have yet');
   const modelPath = stringFlag(values, 'model');
   if (!modelPath) throw new UsageError('--model FILE is required');
   const threads = numberFlag(values, 'threads', { integer: true, min: 1 });

@@ -6,6 +6,8 @@ import { DEMO_USAGE, demoCommand } from './demo-command.js';
 import { EVAL_USAGE, evalCommand } from './eval-command.js';
 import { PREDICT_USAGE, predictCommand } from './predict-command.js';
 import { TRAIN_USAGE, trainCommand } from './train-command.js';
+import { ATTACK_USAGE, ROBUST_OPTIONS, attackCommand } from './robust-command.js';
+import { parseCommandArgs } from './args.js';
 
 interface Command {
   summary: string;
@@ -25,9 +27,14 @@ const commands: Record<string, Command> = {
     run: trainCommand,
   },
   eval: {
-    summary: 'clean accuracy of every head and aggregator of a model file, confusion matrix',
+    summary: 'clean accuracy of every head and aggregator (confusion matrix); with --robust, robust accuracy (worst case over attacks)',
     usage: EVAL_USAGE,
     run: evalCommand,
+  },
+  attack: {
+    summary: 'run one attack or suite on a model file, save the adversarial images, write report/robust.html',
+    usage: ATTACK_USAGE,
+    run: (args) => attackCommand(args, (a) => parseCommandArgs(a, ROBUST_OPTIONS)),
   },
   predict: {
     summary: 'classify images or folders with a model file, with every head\'s vote',

@@ -8,7 +8,7 @@ import {
   type AggregatorName, type PresetName, type SelfEnsemble, type SelfEnsembleConfig,
 } from '../ensemble/index.js';
 import { train, evaluate, type TrainOptions, type MetricRecord, type EvaluationResult } from '../train/index.js';
-import { writeTrainingReport } from '../report/index.js';
+import { writeTrainingReport, type HtmlReport } from '../report/index.js';
 import type { ImageClassificationDataset } from '../data/index.js';
 import { getNumThreads, setNumThreads, type Device, cudaAvailable } from '../tensor/index.js';
 import { DATA_HELP, loadData } from './datasets.js';
@@ -97,7 +97,17 @@ export interface TrainingRun {
 const EVAL_AGGREGATORS: AggregatorName[] = ['crossmax', 'mean-logits', 'mean-probabilities', 'median', 'single'];
 
 /** Parses train flags (also used by demo, with other defaults) and runs training end to end. */
-export async function runTraining(values: ParsedArgs['values'], defaults: { preset?: PresetName; epochs?: number; outDir?: string; reportDir?: string; title?: string } = {}): Promise<TrainingRun> {
+export interface TrainingDefaults {
+  preset?: PresetName;
+  epochs?: number;
+  outDir?: string;
+  reportDir?: string;
+  title?: string;
+  /** Runs after the evaluation, before the report is written; what it returns adds sections to the report. */
+  beforeReport?: (model: SelfEnsemble, testSet: ImageClassificationDataset, reportDir: string) => Promise<((report: HtmlReport) => void) | undefined>;
+}
+
+export async function runTraining(values: ParsedArgs['values'], defaults: TrainingDefaults = {}): Promise<TrainingRun> {
   const threads = numberFlag(values, 'threads', { integer: true, min: 1 });
   if (threads !== undefined) setNumThreads(threads);
   const device = (stringFlag(values, 'device') ?? 'cpu') as Device;
@@ -192,9 +202,11 @@ export async function runTraining(values: ParsedArgs['values'], defaults: { pres
     machine: `${os.cpus()[0]?.model ?? 'cpu'} × ${os.availableParallelism()}, ${getNumThreads()} threads, device ${device}`,
     seed,
   };
-  const files = writeTrainingReport(defaults.reportDir ?? join(outDir, 'report'), {
+  const reportDir = defaults.reportDir ?? join(outDir, 'report');
+  const extend = await defaults.beforeReport?.(model, testSet, reportDir);
+  const files = writeTrainingReport(reportDir, {
     title: defaults.title ?? `crossmax train: ${preset}${model.prior ? '' : ' (single resolution)'}`,
-    facts, metrics: result.metrics, evaluation, memberNames: model.memberNames(), testSet,
+    facts, metrics: result.metrics, evaluation, memberNames: model.memberNames(), testSet, extend,
   });
   return {
     model, metrics: result.metrics, evaluation, testSet, trainSet, outDir, reportPath: files.html,

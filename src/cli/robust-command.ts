@@ -1,0 +1,184 @@
+// `crossmax eval --robust` and `crossmax attack`: robustness of a saved model on the first N test points
+// (RobustBench's protocol), with the worst case over attacks as the headline, the stochastic-model definitions
+// spelled out, gradient-masking checks, and report/robust.html with the adversarial images.
+import { join, resolve } from 'node:path';
+import { autoAttackSuite, adaptiveSuite, evaluateRobustness, type AdaptiveSuiteEntry, type RobustnessEvaluation } from '../attacks/index.js';
+import { loadModel, type SelfEnsemble } from '../ensemble/index.js';
+import { saveImageGrid, writeRobustReport } from '../report/index.js';
+import { saveSafetensors } from '../serialize/safetensors.js';
+import { ProgressBar } from '../util/progress.js';
+import { setNumThreads, tidy, type Device, type Tensor } from '../tensor/index.js';
+import { DATA_HELP, loadData } from './datasets.js';
+import { UsageError, choiceFlag, numberFlag, stringFlag, type ParsedArgs } from './args.js';
+
+export const SUITES = ['worst-case', 'adaptive', 'autoattack-rand', 'autoattack-standard', 'pgd'] as const;
+export type SuiteName = (typeof SUITES)[number];
+
+export const SINGLE_ATTACKS = ['fgsm', 'pgd', 'apgd-ce', 'apgd-dlr', 'apgd-t', 'fab-t', 'square'] as const;
+
+export const ROBUST_OPTIONS = {
+  model: { type: 'string' }, data: { type: 'string' }, n: { type: 'string' }, eps: { type: 'string' },
+  suite: { type: 'string' }, attack: { type: 'string' }, budget: { type: 'string' }, steps: { type: 'string' },
+  eot: { type: 'string' }, 're-evaluations': { type: 'string' }, 'batch-size': { type: 'string' },
+  'no-masking': { type: 'boolean' }, report: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' },
+  device: { type: 'string' }, threads: { type: 'string' }, json: { type: 'boolean' }, config: { type: 'string' },
+} as const;
+
+export const ROBUST_HELP = `  --model FILE          a crossmax model file
+  --data SPEC           ${DATA_HELP}
+  --n N                 the first N test images (default 1000)
+  --eps X               L-inf radius (default 8/255)
+  --budget B            published (the papers' iterations and EOT; hours on a CPU) | quick (a smoke test whose
+                        numbers over-state robustness) (default published)
+  --steps N, --eot N    override the gradient attacks' iterations and EOT samples
+  --re-evaluations R    a point of a stochastic model counts as robust only if all R re-evaluations of its
+                        adversarial image are correct (default 10)
+  --batch-size N        default 100
+  --no-masking          skip the gradient-masking checks (eps sweep, black-box vs white-box, budget doubling)
+  --report DIR          where robust.html and robust.json go (default report)
+  --seed N              default 0
+  --device DEV          cpu (default) | cuda | cuda:N
+  --threads N           intra-op threads (default all cores)
+  --json                print the results as JSON`;
+
+function suiteFor(model: SelfEnsemble, name: SuiteName, settings: { eps: number; seed: number; budget: 'published' | 'quick'; steps?: number; eot?: number }): AdaptiveSuiteEntry[] {
+  const shared = { eps: settings.eps, seed: settings.seed };
+  const adaptive = () => adaptiveSuite(model, { ...shared, budget: settings.budget, steps: settings.steps, eot: settings.eot });
+  const rand = () => autoAttackSuite('rand', shared).map((e) => scaled(e, settings));
+  switch (name) {
+    // AutoAttack's entries keep their reference names with a prefix: the adaptive suite has its own apgd-ce.
+    case 'worst-case': return [...rand().map((e) => ({ ...e, name: `aa-rand/${e.name}` })), ...adaptive()];
+    case 'adaptive': return adaptive();
+    case 'autoattack-rand': return rand();
+    case 'autoattack-standard': return autoAttackSuite('standard', shared).map((e) => scaled(e, settings));
+    case 'pgd': return [{ name: 'pgd-20', attack: 'pgd', options: { ...shared, steps: settings.steps ?? 20, restarts: 1 } }];
+  }
+}
+
+/** AutoAttack's entries at the quick budget or with explicit steps/EOT (the reference's counts otherwise). */
+function scaled(entry: AdaptiveSuiteEntry, settings: { budget: 'published' | 'quick'; steps?: number; eot?: number }): AdaptiveSuiteEntry {
+  const options = { ...(entry.options as Record<string, unknown>) };
+  const quick = settings.budget === 'quick';
+  if ('steps' in options && (settings.steps !== undefined || quick)) options.steps = settings.steps ?? 10;
+  if ('eot' in options && (settings.eot !== undefined || quick)) options.eot = Math.min(Number(options.eot), settings.eot ?? 2);
+  if ('queries' in options && quick) options.queries = 100;
+  return { ...entry, options } as AdaptiveSuiteEntry;
+}
+
+function singleAttack(name: (typeof SINGLE_ATTACKS)[number], settings: { eps: number; seed: number; steps?: number; eot?: number }): AdaptiveSuiteEntry {
+  const shared = { eps: settings.eps, seed: settings.seed, eot: settings.eot ?? 1 };
+  switch (name) {
+    case 'fgsm': return { name, attack: 'fgsm', options: { eps: settings.eps, seed: settings.seed } } as AdaptiveSuiteEntry;
+    case 'pgd': return { name, attack: 'pgd', options: { ...shared, steps: settings.steps ?? 20 } } as AdaptiveSuiteEntry;
+    case 'apgd-ce': return { name, attack: 'apgd', options: { ...shared, steps: settings.steps ?? 100, loss: 'ce' } } as AdaptiveSuiteEntry;
+    case 'apgd-dlr': return { name, attack: 'apgd', options: { ...shared, steps: settings.steps ?? 100, loss: 'dlr' } } as AdaptiveSuiteEntry;
+    case 'apgd-t': return { name, attack: 'apgd', options: { ...shared, steps: settings.steps ?? 100, loss: 'dlr', targeted: true, nTargetClasses: 9 } } as AdaptiveSuiteEntry;
+    case 'fab-t': return { name, attack: 'fab', options: { eps: settings.eps, seed: settings.seed, steps: settings.steps ?? 100, targeted: true, nTargetClasses: 9 } } as AdaptiveSuiteEntry;
+    case 'square': return { name, attack: 'square', options: { eps: settings.eps, seed: settings.seed, queries: settings.steps ?? 5000 } } as AdaptiveSuiteEntry;
+  }
+}
+
+export interface RobustRun {
+  evaluation: RobustnessEvaluation;
+  reportHtml: string;
+  reportJson: string;
+  model: SelfEnsemble;
+  images: Tensor;
+  labels: Tensor;
+}
+
+/** Shared by `eval --robust`, `attack` and the demo: loads model and data, runs the attacks, writes the report. */
+export async function runRobustness(values: ParsedArgs['values'], defaults: { suite?: SuiteName; n?: number; budget?: 'published' | 'quick'; reportDir?: string; model?: SelfEnsemble; masking?: boolean; attack?: string } = {}): Promise<RobustRun> {
+  const threads = numberFlag(values, 'threads', { integer: true, min: 1 });
+  if (threads !== undefined) setNumThreads(threads);
+  const device = (stringFlag(values, 'device') ?? 'cpu') as Device;
+  const modelPath = stringFlag(values, 'model');
+  if (!defaults.model && !modelPath) throw new UsageError('--model FILE is required');
+  const model = defaults.model ?? loadModel(modelPath!, { device });
+  const testSet = await loadData(stringFlag(values, 'data') ?? 'cifar10', 'test');
+  const n = Math.min(numberFlag(values, 'n', { integer: true, min: 1 }) ?? defaults.n ?? 1000, testSet.length);
+  const eps = numberFlag(values, 'eps', { min: 0, max: 1 }) ?? 8 / 255;
+  const seed = numberFlag(values, 'seed', { integer: true, min: 0 }) ?? 0;
+  const budget = choiceFlag(values, 'budget', ['published', 'quick'] as const) ?? defaults.budget ?? 'published';
+  const steps = numberFlag(values, 'steps', { integer: true, min: 1 });
+  const eot = numberFlag(values, 'eot', { integer: true, min: 1 });
+  const attackName = choiceFlag(values, 'attack', SINGLE_ATTACKS) ?? (defaults.attack as (typeof SINGLE_ATTACKS)[number] | undefined);
+  const suiteName = choiceFlag(values, 'suite', SUITES) ?? defaults.suite ?? 'worst-case';
+  const attacks = attackName ? [singleAttack(attackName, { eps, seed, steps, eot })] : suiteFor(model, suiteName, { eps, seed, budget, steps, eot });
+
+  const { images, labels } = tidy(() => {
+    const batch = testSet.batch([...Array(n).keys()], { device });
+    return { images: batch.images, labels: batch.labels };
+  });
+  const bar = new ProgressBar({ label: 'robustness', unit: 'update', total: 0 });
+  const evaluation = evaluateRobustness(model, images, labels, {
+    attacks, eps, seed,
+    reEvaluations: numberFlag(values, 're-evaluations', { integer: true, min: 1 }) ?? 10,
+    batchSize: numberFlag(values, 'batch-size', { integer: true, min: 1 }) ?? 100,
+    // The quick budget keeps the checks cheap too: a smaller sweep subset and a short black-box attack.
+    masking: values['no-masking'] || defaults.masking === false ? false
+      : budget === 'quick' ? { images: Math.min(n, 32), blackBoxAttack: { name: 'square', attack: 'square', options: { eps, seed, queries: 100 } } } : {},
+    modelName: modelPath ?? 'demo model',
+    dataSource: `${testSet.source}, first ${n} test images`,
+    onProgress: (e) => bar.tick(1, { phase: e.phase, attack: e.attack ?? '-', step: `${e.step}/${e.total}`, robust: `${e.robust}/${e.images}` }),
+    log: (line) => bar.log(line),
+  });
+  bar.finish();
+  const reportDir = resolve(stringFlag(values, 'report') ?? defaults.reportDir ?? 'report');
+  const files = writeRobustReport(evaluation, images, { dir: reportDir, classNames: testSet.classes });
+  return { evaluation, reportHtml: files.html, reportJson: files.json, model, images, labels };
+}
+
+export function formatRobustness(r: RobustnessEvaluation['results']): string {
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  const lines = [
+    `robust accuracy on ${r.images} images (${r.dataSource}), ${r.norm} eps ${r.eps.toFixed(5)}, R = ${r.reEvaluations}:`,
+    `  ${'attack'.padEnd(26)} ${'all-R'.padStart(8)} ${'mean-R'.padStart(8)} ${'single'.padStart(8)}   (accuracy after the attack, cumulative)`,
+    `  ${'clean'.padEnd(26)} ${pct(r.cleanAccuracy['all-R']).padStart(8)} ${pct(r.cleanAccuracy['mean-over-R']).padStart(8)} ${pct(r.cleanAccuracy['single-evaluation']).padStart(8)}`,
+    ...r.attacks.map((a) => `  ${a.name.padEnd(26)} ${pct(a.robustAccuracyAfter['all-R']).padStart(8)} ${pct(a.robustAccuracyAfter['mean-over-R']).padStart(8)} ${pct(a.robustAccuracyAfter['single-evaluation']).padStart(8)}`),
+    `  ${'worst case over attacks'.padEnd(26)} ${pct(r.worstCase['all-R']).padStart(8)} ${pct(r.worstCase['mean-over-R']).padStart(8)} ${pct(r.worstCase['single-evaluation']).padStart(8)}`,
+    `headline: ${pct(r.headline.value)} (${r.headline.definition}: ${r.definitions[r.headline.definition]})`,
+  ];
+  if (r.masking) {
+    for (const check of r.masking.checks) lines.push(`masking check ${check.passed ? 'passed' : 'FAILED'}: ${check.name}: ${check.details}`);
+  }
+  return lines.join('\n');
+}
+
+export async function robustEvalCommand(values: ParsedArgs['values']): Promise<number> {
+  const run = await runRobustness(values);
+  try {
+    if (values.json) console.log(JSON.stringify(run.evaluation.results, null, 2));
+    else console.log(`${formatRobustness(run.evaluation.results)}\n\nreport: ${run.reportHtml}\nresults: ${run.reportJson}`);
+  } finally {
+    run.model.dispose();
+  }
+  return 0;
+}
+
+export const ATTACK_USAGE = `crossmax attack --model FILE (--attack NAME | --suite NAME) [options]
+
+Runs one attack or suite on the first N test images and saves the adversarial images (safetensors and a PNG grid).
+  --attack NAME         ${SINGLE_ATTACKS.join(' | ')}
+  --suite NAME          ${SUITES.join(' | ')} (worst-case = AutoAttack rand + the adaptive attacks)
+  --out DIR             where adversarial.safetensors and adversarial.png go (default runs/attack)
+${ROBUST_HELP}`;
+
+export async function attackCommand(args: string[], parse: (args: string[]) => ParsedArgs): Promise<number> {
+  const { values } = parse(args);
+  if (!values.attack && !values.suite) throw new UsageError('give --attack NAME or --suite NAME');
+  if (values.attack && values.suite) throw new UsageError('give --attack or --suite, not both');
+  const run = await runRobustness(values, { masking: false });
+  try {
+    const out = resolve(stringFlag(values, 'out') ?? join('runs', 'attack'));
+    const adversarial = run.evaluation.worstAdversarial;
+    saveSafetensors(join(out, 'adversarial.safetensors'), { adversarial, clean: run.images, labels: run.labels },
+      { eps: String(run.evaluation.results.eps), attacks: run.evaluation.results.attacks.map((a) => a.name).join(',') });
+    saveImageGrid(join(out, 'adversarial.png'), adversarial.narrow(0, 0, Math.min(64, adversarial.shape[0]!)), { columns: 8, scale: 2 });
+    if (values.json) console.log(JSON.stringify(run.evaluation.results, null, 2));
+    else console.log(`${formatRobustness(run.evaluation.results)}\n\nadversarial images: ${join(out, 'adversarial.safetensors')}, ${join(out, 'adversarial.png')}\nreport: ${run.reportHtml}`);
+  } finally {
+    run.model.dispose();
+  }
+  return 0;
+}
