@@ -1,10 +1,10 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { grad, Generator, randn, tensor, tidy, type Tensor } from '../src/tensor/index.js';
 import {
   aggregatorByName, CrossMax, MeanLogits, MeanProbabilities, Median, Single, SoftCrossMax, type Aggregator,
 } from '../src/ensemble/index.js';
+import { pythonMissing, runPythonJson } from './helpers/python.js';
 
 const close = (a: number[], b: number[], tol: number, what: string) => {
   assert.equal(a.length, b.length, `${what}: lengths differ`);
@@ -171,13 +171,8 @@ for case in json.load(sys.stdin):
 print(json.dumps(results))
 `;
 
-function torchAvailable(): string | null {
-  const r = spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' });
-  return r.status === 0 ? null : `/usr/bin/python3 cannot import torch: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}`;
-}
-
 test('CrossMax matches the notebook function in PyTorch on random inputs', (t) => {
-  const missing = torchAvailable();
+  const missing = pythonMissing('torch');
   if (missing) {
     t.skip(missing);
     return;
@@ -189,11 +184,7 @@ test('CrossMax matches the notebook function in PyTorch on random inputs', (t) =
       shape: [n, m, c],
       ks: [1, 2, 3, m],
     }));
-    const r = spawnSync('/usr/bin/python3', ['-c', notebookCrossMax], {
-      input: JSON.stringify(cases.map((cs) => ({ ...cs, z: cs.z.toArray() }))), encoding: 'utf8', maxBuffer: 1 << 26,
-    });
-    assert.equal(r.status, 0, r.stderr);
-    const refs = JSON.parse(r.stdout) as Record<string, number[]>[];
+    const refs = runPythonJson<Record<string, number[]>[]>(notebookCrossMax, { input: cases.map((cs) => ({ ...cs, z: cs.z.toArray() })) });
     cases.forEach((cs, i) => {
       for (const k of [...cs.ks, 'median' as const]) {
         // Compared by value: JSON turns -0 into 0.

@@ -1,11 +1,11 @@
 // Autograd: backward and grad(), gradient modes, higher-order gradients, and a conv net's gradients against PyTorch.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import {
   Tensor, tensor, ones, full, grad, backward, noGrad, enableGrad, inferenceMode, isGradEnabled, tidy,
 } from '../src/tensor/index.js';
 import * as F from '../src/nn/functional.js';
+import { pythonMissing, runPythonJson } from './helpers/python.js';
 
 const close = (actual: number[], expected: number[], what = '', rtol = 1e-5, atol = 1e-6) => {
   assert.equal(actual.length, expected.length, `${what}: length`);
@@ -218,12 +218,8 @@ function deterministic(shape: number[], seed: number, scale: number): Tensor {
 
 const NET_PYTHON = String.raw`
 import json, sys
-try:
-    import torch
-    import torch.nn.functional as F
-except Exception as e:
-    print(json.dumps({'unavailable': repr(e)}))
-    sys.exit(0)
+import torch
+import torch.nn.functional as F
 torch.set_num_threads(1)
 req = json.load(sys.stdin)
 p = {k: torch.tensor(v['data'], dtype=torch.float32).reshape(v['shape']) for k, v in req.items() if k != 'y'}
@@ -241,6 +237,11 @@ print(json.dumps({'loss': loss.item(), 'grads': {k: g.reshape(-1).tolist() for k
 `;
 
 test('input and weight gradients of a small conv net equal PyTorch', (t) => tidy(() => {
+  const torchMissing = pythonMissing('torch');
+  if (torchMissing) {
+    t.skip(torchMissing);
+    return;
+  }
   const p: Record<string, Tensor> = {
     x: deterministic([2, 3, 8, 8], 1, 1),
     w1: deterministic([4, 3, 3, 3], 2, 0.3),
@@ -252,13 +253,7 @@ test('input and weight gradients of a small conv net equal PyTorch', (t) => tidy
   };
   const y = tensor([1, 4], { dtype: 'int64' });
   const request = Object.fromEntries([...Object.entries(p).map(([k, v]) => [k, { data: v.toArray(), shape: v.shape }]), ['y', { data: y.toArray() }]]);
-  const proc = spawnSync('/usr/bin/python3', ['-c', NET_PYTHON], { input: JSON.stringify(request), encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' } });
-  const reference = (proc.status === 0 ? JSON.parse(proc.stdout) : { unavailable: proc.stderr }) as
-    { unavailable?: string; loss: number; grads: Record<string, number[]> };
-  if (reference.unavailable !== undefined) {
-    t.skip(`PyTorch reference unavailable: ${reference.unavailable}`);
-    return;
-  }
+  const reference = runPythonJson<{ loss: number; grads: Record<string, number[]> }>(NET_PYTHON, { input: request });
   for (const v of Object.values(p)) v.setRequiresGrad(true);
   let h = F.conv2d(p.x!, p.w1!, { bias: p.b1!, padding: 1 }).relu();
   h = F.maxPool2d(h, 2);

@@ -3,20 +3,16 @@
 // image embeddings, text embeddings (both pooling rules) and logits in crossmax to 1e-4. Also the loader's errors.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { liveTensorCount, disposeAll, grad, rand, tidy, type Tensor } from '../src/tensor/index.js';
 import { loadSafetensors, saveSafetensors } from '../src/serialize/safetensors.js';
 import { ClipModel, clipConfigFromHf, cosineSimilarityMatrix, loadClip } from '../src/models/clip.js';
 import { ClipTokenizer } from '../src/models/clip-tokenizer.js';
+import { PYTHON_DIR, pythonMissing, runPython } from './helpers/python.js';
 
-const PYTHON = '/usr/bin/python3';
-const PYTHON_DIR = fileURLToPath(new URL('../../python', import.meta.url));
-const torchMissing = spawnSync(PYTHON, ['-c', 'import torch'], { encoding: 'utf8' }).status !== 0
-  ? `${PYTHON} cannot import torch` : null;
+const torchMissing = pythonMissing('torch');
 
 const config = {
   text_config: {
@@ -35,24 +31,10 @@ const config = {
 // as older transformers saved them), its weights drawn at random with a spread that keeps every layer norm and
 // activation away from the identity.
 const referenceScript = String.raw`
-import json, math, struct, sys, torch
+import json, math, sys, torch
 from torch import nn
 sys.path.insert(0, sys.argv[2])
-from crossmax_ref.safetensors_lite import NAMES
-
-def save(path, tensors):
-    # safetensors_lite.save views each tensor as bytes, which fails for 0-d tensors such as logit_scale.
-    header, blobs, offset = {}, [], 0
-    for name in sorted(tensors):
-        t = tensors[name].detach().contiguous()
-        raw = t.reshape(-1).view(torch.uint8).numpy().tobytes()
-        header[name] = {'dtype': NAMES[t.dtype], 'shape': list(t.shape), 'data_offsets': [offset, offset + len(raw)]}
-        offset += len(raw)
-        blobs.append(raw)
-    text = json.dumps(header, separators=(',', ':')).encode()
-    text += b' ' * ((8 - len(text) % 8) % 8)
-    with open(path, 'wb') as f:
-        f.write(struct.pack('<Q', len(text)) + text + b''.join(blobs))
+from crossmax_ref.safetensors_lite import save
 torch.set_num_threads(1)
 torch.manual_seed(0)
 out = sys.argv[1]
@@ -206,8 +188,7 @@ before(() => {
   dir = mkdtempSync(join(tmpdir(), 'crossmax-clip-'));
   mkdirSync(join(dir, 'model'));
   writeFileSync(join(dir, 'model', 'config.json'), JSON.stringify(config));
-  const run = spawnSync(PYTHON, ['-c', referenceScript, dir, PYTHON_DIR, JSON.stringify(config)], { encoding: 'utf8' });
-  if (run.status !== 0) throw new Error(`reference script failed:\n${run.stderr}`);
+  runPython(referenceScript, { args: [dir, PYTHON_DIR, JSON.stringify(config)] });
   io = loadSafetensors(join(dir, 'io.safetensors')).tensors;
 });
 

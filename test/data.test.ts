@@ -18,6 +18,7 @@ import {
   loadImageFolder, loadPickle, NumpyArray, parseCifarPythonBatch, projectRoot, randomCropFlip, readCifarBinary,
   readCifarPython, loadDefaultCifar10, naturalCompare, pickleText,
 } from '../src/data/index.js';
+import { pythonMissing, runPython } from './helpers/python.js';
 
 const work = mkdtempSync(join(tmpdir(), 'crossmax-data-test-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -225,11 +226,9 @@ test('pickle: refuses anything but data (no code execution), and unknown opcodes
   assert.equal(pickleText(simple.get('s')!), '\xe9');
 });
 
-const python = '/usr/bin/python3';
-const hasNumpy = existsSync(python) && spawnSync(python, ['-c', 'import numpy, pickle'], { encoding: 'utf8' }).status === 0;
-
 test('pickle: files written by Python 3 pickle + numpy (protocols 2 and 4), a CIFAR-100 python release', (t) => {
-  if (!hasNumpy) { t.skip('/usr/bin/python3 with numpy not available'); return; }
+  const numpyMissing = pythonMissing('numpy, pickle');
+  if (numpyMissing) { t.skip(numpyMissing); return; }
   const dir = freshDir('cifar-100-python');
   const script = `
 import numpy as np, pickle, sys, os
@@ -247,8 +246,7 @@ with open(os.path.join(d, 'meta'), 'wb') as f: pickle.dump(meta, f, protocol=2)
 with open(os.path.join(d, 'arrays'), 'wb') as f:
     pickle.dump({'i64': np.array([[-5, 2**40], [7, 0]], dtype=np.int64), 'f4': np.array([0.5, -2.25], dtype=np.float32), 'e': b''}, f, protocol=2)
 `;
-  const run = spawnSync(python, ['-c', script, dir], { encoding: 'utf8' });
-  assert.equal(run.status, 0, run.stderr);
+  runPython(script, { args: [dir] });
   const train = readCifarPython(dir, { name: 'cifar100', checkCounts: false });
   assert.deepEqual([...train.labels], [0, 37, 74, 11]);
   assert.equal(train.classes[5], 'fine5');

@@ -2,19 +2,17 @@
 // weights), plus the state-dict, device/dtype and memory contracts.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import {
   Generator, liveTensorCount, manualSeed, noGrad, ones, randn, tensor, tidy, disposeAll, zeros, Tensor,
 } from '../src/tensor/index.js';
 import {
-  AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, Identity, Linear, MaxPool2d, Module,
-  ReLU, Sequential, calculateFanInAndFanOut, calculateGain, constant_, kaimingNormal_, kaimingUniform_, normal_, ones_,
+  AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Embedding, Flatten, Identity, LayerNorm, Linear,
+  MaxPool2d, Module, ReLU, Sequential, calculateFanInAndFanOut, calculateGain, constant_, kaimingNormal_, kaimingUniform_, normal_, ones_,
   uniform_, xavierNormal_, xavierUniform_, zeros_, type BatchNorm,
 } from '../src/nn/index.js';
+import { pythonMissing, runPythonJson } from './helpers/python.js';
 
-const PYTHON = '/usr/bin/python3';
-const torchMissing = spawnSync(PYTHON, ['-c', 'import torch'], { encoding: 'utf8' }).status !== 0
-  ? `${PYTHON} cannot import torch` : null;
+const torchMissing = pythonMissing('torch');
 
 /** A small model touching every registration kind: own parameter, non-persistent buffer, nested Sequential. */
 class Net extends Module {
@@ -56,11 +54,19 @@ const batchNormCases: BatchNormCase[] = [
   evalInput: wave(numel(c.shape), (i) => Math.sin(1.3 * i) + 0.5),
 }));
 
+// LayerNorm over the last two of three dimensions, with the weights set to irregular values after construction.
+const layerNormCase = {
+  shape: [2, 3, 4], normalizedShape: [3, 4], eps: 1e-3,
+  x: wave(24, (i) => Math.sin(0.7 * i) * 3 + (i % 5)), weight: wave(12, (i) => Math.cos(0.3 * i) + 0.5), bias: wave(12, (i) => Math.sin(2.1 * i)),
+};
+const embeddingCase = { seed: 5, numEmbeddings: 10, embeddingDim: 3, indices: [[0, 9, 3], [3, 3, 1]] };
+
 const referenceScript = String.raw`
 import json, sys, torch
 from torch import nn
 torch.set_num_threads(1)
-cases = json.loads(sys.stdin.read())
+spec = json.loads(sys.stdin.read())
+cases = spec['batchNorm']
 ${netInPyTorch}
 net = Net()
 out = {
@@ -92,6 +98,24 @@ out['batchNorm'] = results
 torch.manual_seed(123)
 layers = [nn.Linear(7, 5), nn.Conv2d(3, 4, 3), nn.Conv2d(4, 6, (3, 2), groups=2, bias=False)]
 out['defaultInit'] = [[p.flatten().tolist() for p in m.parameters()] for m in layers]
+
+c = spec['layerNorm']
+ln = nn.LayerNorm(c['normalizedShape'], eps=c['eps'])
+out['layerNorm'] = {'parameters': [[k, list(p.shape), p.flatten().tolist()] for k, p in ln.named_parameters()]}
+with torch.no_grad():
+    ln.weight.copy_(torch.tensor(c['weight']).view(c['normalizedShape']))
+    ln.bias.copy_(torch.tensor(c['bias']).view(c['normalizedShape']))
+    x = torch.tensor(c['x']).view(c['shape'])
+    plain = nn.LayerNorm(c['normalizedShape'], eps=c['eps'], elementwise_affine=False)
+    out['layerNorm'].update(output=ln(x).flatten().tolist(), plainParameters=[k for k, _ in plain.named_parameters()],
+                            plainOutput=plain(x).flatten().tolist())
+
+c = spec['embedding']
+torch.manual_seed(c['seed'])
+emb = nn.Embedding(c['numEmbeddings'], c['embeddingDim'])
+with torch.no_grad():
+    out['embedding'] = {'parameters': [k for k, _ in emb.named_parameters()], 'weight': emb.weight.flatten().tolist(),
+                        'output': emb(torch.tensor(c['indices'])).flatten().tolist()}
 print(json.dumps(out))
 `;
 
@@ -102,16 +126,14 @@ interface Reference {
   modules: string[];
   batchNorm: { running_mean: number[]; running_var: number[]; num_batches_tracked: number; weight: number[]; bias: number[]; eval: number[] }[];
   defaultInit: number[][][];
+  layerNorm: { parameters: [string, number[], number[]][]; output: number[]; plainParameters: string[]; plainOutput: number[] };
+  embedding: { parameters: string[]; weight: number[]; output: number[] };
 }
 let reference: Reference | null = null;
 
 before(() => {
   if (torchMissing) return;
-  const run = spawnSync(PYTHON, ['-c', referenceScript], {
-    input: JSON.stringify(batchNormCases), encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' },
-  });
-  if (run.status !== 0) throw new Error(`the PyTorch reference failed:\n${run.stderr}`);
-  reference = JSON.parse(run.stdout) as Reference;
+  reference = runPythonJson<Reference>(referenceScript, { input: { batchNorm: batchNormCases, layerNorm: layerNormCase, embedding: embeddingCase } });
 });
 
 function assertClose(actual: number[], expected: number[], tolerance: number, what: string): void {
@@ -360,6 +382,43 @@ test('BatchNorm running statistics, num_batches_tracked and affine updates match
       assertClose(bn.forward(tensor(c.evalInput).reshape(c.shape)).toArray(), expected.eval, 1e-5, `${what} eval output`);
     });
   });
+});
+
+test('LayerNorm: parameters, default values and outputs (with and without elementwise affine) match PyTorch', (t) => {
+  if (!reference) return t.skip(torchMissing!);
+  const c = layerNormCase;
+  const expected = reference.layerNorm;
+  using ln = new LayerNorm(c.normalizedShape, { eps: c.eps });
+  assert.deepEqual(ln.namedParameters().map(([n, p]) => [n, p.shape, p.toArray()]), expected.parameters);
+  using plain = new LayerNorm(c.normalizedShape, { eps: c.eps, elementwiseAffine: false });
+  assert.deepEqual(plain.namedParameters().map(([n]) => n), expected.plainParameters);
+  tidy(() => {
+    noGrad(() => {
+      ln.weight!.copy_(tensor(c.weight).reshape(c.normalizedShape));
+      ln.bias!.copy_(tensor(c.bias).reshape(c.normalizedShape));
+    });
+    const x = tensor(c.x).reshape(c.shape);
+    assertClose(ln.forward(x).toArray(), expected.output, 1e-5, 'LayerNorm output');
+    assertClose(plain.forward(x).toArray(), expected.plainOutput, 1e-5, 'LayerNorm output without affine');
+  });
+  using last = new LayerNorm(4);
+  assert.deepEqual(last.weight!.shape, [4], 'an integer normalizedShape is the last dimension');
+});
+
+test('Embedding: the same seed gives PyTorch\'s N(0, 1) weights, and lookups equal PyTorch\'s', (t) => {
+  if (!reference) return t.skip(torchMissing!);
+  const c = embeddingCase;
+  manualSeed(c.seed);
+  using emb = new Embedding(c.numEmbeddings, c.embeddingDim);
+  assert.deepEqual(emb.namedParameters().map(([n]) => n), reference.embedding.parameters);
+  assert.deepEqual(emb.weight.toArray(), reference.embedding.weight);
+  tidy(() => {
+    const y = emb.forward(tensor(c.indices, { dtype: 'int64' }));
+    assert.deepEqual(y.shape, [2, 3, c.embeddingDim]);
+    assert.deepEqual(y.toArray(), reference!.embedding.output);
+  });
+  using narrow = new Embedding(2000, 8, { initStd: 0.02, generator: new Generator(3) });
+  tidy(() => assert.ok(Math.abs(narrow.weight.std().item() - 0.02) < 0.001, 'initStd sets the spread'));
 });
 
 // ---- init ----------------------------------------------------------------------------------------------------

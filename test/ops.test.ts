@@ -2,11 +2,11 @@
 // sends them to one /usr/bin/python3 process as JSON, and compares our outputs with torch 1.13's.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import {
   Tensor, tensor, zeros, ones, rand, randn, randint, randperm, cat, stack, where, manualSeed, Generator, tidy,
 } from '../src/tensor/index.js';
 import * as F from '../src/nn/functional.js';
+import { pythonMissing, runPythonJson } from './helpers/python.js';
 
 // ---- deterministic inputs ------------------------------------------------------------------------------------
 
@@ -33,12 +33,8 @@ const bools = (values: number[], shape = [values.length]) => tensor(Uint8Array.f
 
 const PYTHON = String.raw`
 import json, math, sys
-try:
-    import torch
-    import torch.nn.functional as F
-except Exception as e:
-    print(json.dumps({'unavailable': repr(e)}))
-    sys.exit(0)
+import torch
+import torch.nn.functional as F
 torch.set_num_threads(1)
 
 def decode(v):
@@ -446,19 +442,10 @@ check('Generator: rand and randn equal PyTorch', {},
 
 // ---- run ------------------------------------------------------------------------------------------------------
 
-const reference = (() => {
-  const request = cases.map((c) => ({ name: c.name, python: c.python, inputs: Object.fromEntries(Object.entries(c.inputs).map(([k, v]) => [k, encode(v)])) }));
-  const proc = spawnSync('/usr/bin/python3', ['-c', PYTHON], {
-    input: JSON.stringify(request), encoding: 'utf8', maxBuffer: 1 << 28, env: { ...process.env, OMP_NUM_THREADS: '1' },
-  });
-  type Reference = { unavailable?: string } & Record<string, { outputs?: Output[]; error?: string }>;
-  try {
-    // Parsed first: when torch is missing, Python answers before reading its input (and spawnSync reports EPIPE).
-    return JSON.parse(proc.stdout) as Reference;
-  } catch {
-    return { unavailable: `python failed: ${proc.error?.message ?? proc.stderr}` } as Reference;
-  }
-})();
+const torchMissing = pythonMissing('torch');
+const reference = torchMissing ? null : runPythonJson<Record<string, { outputs?: Output[]; error?: string }>>(PYTHON, {
+  input: cases.map((c) => ({ name: c.name, python: c.python, inputs: Object.fromEntries(Object.entries(c.inputs).map(([k, v]) => [k, encode(v)])) })),
+});
 
 test('every case has a unique name', () => {
   assert.equal(new Set(cases.map((c) => c.name)).size, cases.length);
@@ -466,11 +453,11 @@ test('every case has a unique name', () => {
 
 for (const c of cases) {
   test(c.name, { todo: c.todo }, (t) => {
-    if (typeof reference.unavailable === 'string') {
-      t.skip(`PyTorch reference unavailable: ${reference.unavailable}`);
+    if (!reference) {
+      t.skip(torchMissing!);
       return;
     }
-    const expected = (reference as Record<string, { outputs?: Output[]; error?: string }>)[c.name];
+    const expected = reference[c.name];
     assert.ok(expected, 'no PyTorch result');
     assert.equal(expected.error, undefined, `PyTorch raised ${expected.error}`);
     const actual = tidy(() => flatten(c.run(c.inputs)));

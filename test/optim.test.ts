@@ -1,12 +1,12 @@
 // Optimisers and schedules against PyTorch 1.13 (Debian's /usr/bin/python3), state-dict resume, leaks.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { Tensor, tensor, zeros, tidy, disposeAll, liveTensorCount, type DType } from '../src/tensor/index.js';
 import {
   SGD, Adam, AdamW, StepLR, CosineAnnealingLR, OneCycleLR, stepLrAt, cosineLrAt, oneCycleLrAt, oneCycleMomentumAt,
   type Optimizer, type OptimizerStateDict, type LRSchedule,
 } from '../src/optim/index.js';
+import { pythonMissing, runPythonJson } from './helpers/python.js';
 
 // ---- a small least-squares problem, identical on both sides -----------------------------------------------
 
@@ -145,18 +145,10 @@ interface Reference {
   sched: Record<string, { lr: number[][]; momentum: number[][] }>;
 }
 let reference: Reference | null = null;
-let skipReason = '';
+const skipReason = pythonMissing('torch') ?? '';
 
 before(() => {
-  const input = JSON.stringify({ X, Y, W0, B0, cases });
-  const r = spawnSync('/usr/bin/python3', ['-c', PYTHON], { input, encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' } });
-  if (r.status === 0) {
-    reference = JSON.parse(r.stdout) as Reference;
-  } else if (/No module named 'torch'|ENOENT/.test(`${r.stderr} ${r.error?.message ?? ''}`)) {
-    skipReason = '/usr/bin/python3 cannot import torch; PyTorch comparisons skipped';
-  } else {
-    throw new Error(`the PyTorch reference script failed:\n${r.stderr}`);
-  }
+  if (!skipReason) reference = runPythonJson<Reference>(PYTHON, { input: { X, Y, W0, B0, cases } });
 });
 
 /** |a − b| ≤ rtol·|b| + atol, elementwise, with a message naming the worst element. */

@@ -1,10 +1,10 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { interpolate } from '../src/nn/functional.js';
 import { Module } from '../src/nn/module.js';
 import { cat, full, grad, Generator, liveTensorCount, rand, randint, tidy, type Tensor } from '../src/tensor/index.js';
 import { MultiResolutionPrior, rollPerImage, type PriorViewDraws } from '../src/prior/index.js';
+import { pythonMissing, runPythonJson } from './helpers/python.js';
 
 const images = (n: number, seed = 0) => rand([n, 3, 32, 32], { generator: new Generator(seed) });
 const maxAbsDiff = (a: Tensor, b: Tensor) => a.sub(b).abs().max().item();
@@ -188,11 +188,6 @@ for v in d['views']:
 print(json.dumps(torch.cat(views, axis=1).reshape(-1).tolist()))
 `;
 
-function torchAvailable(): string | null {
-  const r = spawnSync('/usr/bin/python3', ['-c', 'import torch, torchvision'], { encoding: 'utf8' });
-  return r.status === 0 ? null : `/usr/bin/python3 cannot import torch/torchvision: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}`;
-}
-
 function notebookStack(x: Tensor, draws: PriorViewDraws[]): number[] {
   const n = x.size(0);
   const orDefault = (t: Tensor | null, value: number) => (t ? t.toArray() : new Array<number>(n).fill(value));
@@ -209,13 +204,11 @@ function notebookStack(x: Tensor, draws: PriorViewDraws[]): number[] {
       upNoise: d.upNoise?.toArray() ?? null,
     })),
   };
-  const r = spawnSync('/usr/bin/python3', ['-c', notebookPrior], { input: JSON.stringify(payload), encoding: 'utf8', maxBuffer: 1 << 26 });
-  assert.equal(r.status, 0, r.stderr);
-  return JSON.parse(r.stdout) as number[];
+  return runPythonJson<number[]>(notebookPrior, { input: payload });
 }
 
 test('matches a PyTorch re-implementation of the notebook prior to 1e-5', (t) => {
-  const missing = torchAvailable();
+  const missing = pythonMissing('torch, torchvision');
   if (missing) {
     t.skip(missing);
     return;

@@ -2,16 +2,15 @@
 // weights, and the exact initial weights for the same seed.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { liveTensorCount, manualSeed, randn, tensor, tidy, disposeAll, Tensor } from '../src/tensor/index.js';
 import { BatchNorm2d, crossEntropy, resnet18, resnet50, ResNet, type ResNetOptions } from '../src/nn/index.js';
+import { pythonMissing, runPython } from './helpers/python.js';
+import { assertSameWeights, readTensorDump, tensorDumpPython, weightChecksumsPython, type DumpEntry, type WeightChecksum } from './helpers/weights.js';
 
-const PYTHON = '/usr/bin/python3';
-const torchMissing = spawnSync(PYTHON, ['-c', 'import torch, torchvision'], { encoding: 'utf8' }).status !== 0
-  ? `${PYTHON} cannot import torch and torchvision` : null;
+const torchMissing = pythonMissing('torch, torchvision');
 
 interface Config extends ResNetOptions {
   tag: string;
@@ -32,6 +31,8 @@ const referenceScript = String.raw`
 import json, sys, torch, torchvision
 torch.set_num_threads(1)
 out_dir, configs, init_seed, init_depths = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
+${weightChecksumsPython}
+${tensorDumpPython}
 
 def build(c):
     m = getattr(torchvision.models, 'resnet%d' % c['depth'])(num_classes=c['numClasses'])
@@ -68,36 +69,26 @@ for c in configs:
     x = torch.randn(2, c['inChannels'], c['size'], c['size'], generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         logits = m(x)
-    entries, chunks, offset = [], [], 0
-    def add(kind, name, t):
-        global offset
-        data = t.detach().contiguous().numpy().tobytes()
-        entries.append({'kind': kind, 'name': name, 'shape': list(t.shape), 'dtype': str(t.dtype).replace('torch.', ''),
-                        'offset': offset, 'nbytes': len(data)})
-        chunks.append(data)
-        offset += len(data)
+    dump = TensorDump()
     for k, v in m.state_dict().items():
-        add('state', k, v)
-    add('input', 'x', x)
-    add('logits', 'logits', logits)
+        dump.add('state', k, v)
+    dump.add('input', 'x', x)
+    dump.add('logits', 'logits', logits)
     for k, v in features.items():
-        add('feature', k, v)
-    with open('%s/%s.bin' % (out_dir, c['tag']), 'wb') as f:
-        f.write(b''.join(chunks))
-    report['configs'][c['tag']] = entries
+        dump.add('feature', k, v)
+    dump.write('%s/%s.bin' % (out_dir, c['tag']))
+    report['configs'][c['tag']] = dump.entries
 
 for depth in init_depths:
     torch.manual_seed(init_seed)
     m = getattr(torchvision.models, 'resnet%d' % depth)()
-    report['init'][str(depth)] = [[k, v.double().sum().item(), v.double().square().sum().item(), v.flatten()[:4].tolist()]
-                                  for k, v in m.state_dict().items()]
+    report['init'][str(depth)] = weight_checksums(m)
 json.dump(report, open(out_dir + '/index.json', 'w'))
 `;
 
-interface Entry { kind: 'state' | 'input' | 'logits' | 'feature'; name: string; shape: number[]; dtype: string; offset: number; nbytes: number }
 interface Report {
-  configs: Record<string, Entry[]>;
-  init: Record<string, [string, number, number, number[]][]>;
+  configs: Record<string, DumpEntry[]>;
+  init: Record<string, WeightChecksum[]>;
 }
 
 let dir = '';
@@ -106,9 +97,7 @@ let report: Report | null = null;
 before(() => {
   if (torchMissing) return;
   dir = mkdtempSync(join(tmpdir(), 'crossmax-resnet-'));
-  const run = spawnSync(PYTHON, ['-c', referenceScript, dir, JSON.stringify(configs), String(initSeed), JSON.stringify(initDepths)],
-    { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' } });
-  if (run.status !== 0) throw new Error(`the PyTorch reference failed:\n${run.stderr}`);
+  runPython(referenceScript, { args: [dir, JSON.stringify(configs), String(initSeed), JSON.stringify(initDepths)] });
   report = JSON.parse(readFileSync(join(dir, 'index.json'), 'utf8')) as Report;
 });
 
@@ -117,14 +106,7 @@ after(() => {
 });
 
 function readTensors(tag: string): Map<string, Tensor>[] {
-  const bytes = readFileSync(join(dir, `${tag}.bin`));
-  const byKind = { state: new Map<string, Tensor>(), input: new Map<string, Tensor>(), logits: new Map<string, Tensor>(), feature: new Map<string, Tensor>() };
-  for (const e of report!.configs[tag]!) {
-    const copy = new Uint8Array(bytes.subarray(e.offset, e.offset + e.nbytes)).buffer;
-    const data = e.dtype === 'int64' ? new BigInt64Array(copy) : new Float32Array(copy);
-    byKind[e.kind].set(e.name, tensor(data, { shape: e.shape }));
-  }
-  return [byKind.state, byKind.input, byKind.logits, byKind.feature];
+  return readTensorDump(join(dir, `${tag}.bin`), report!.configs[tag]!, ['state', 'input', 'logits', 'feature']);
 }
 
 /** max |a - b| relative to max |b|. */
@@ -181,19 +163,9 @@ for (const depth of initDepths) {
     if (!report) return t.skip(torchMissing!);
     manualSeed(initSeed);
     using model = depth === 18 ? resnet18() : resnet50();
-    const reference = report.init[String(depth)]!;
     const state = model.stateDict();
     try {
-      assert.deepEqual([...state.keys()], reference.map(([name]) => name));
-      for (const [name, sum, sumOfSquares, head] of reference) {
-        const [s, s2, h] = tidy(() => {
-          const d = state.get(name)!.double();
-          return [d.sum().item(), d.square().sum().item(), d.flatten().slice(0, 0, 4).toArray()];
-        });
-        assert.deepEqual(h, head, `first values of ${name}`);
-        assert.ok(Math.abs(s - sum) <= 1e-9 * Math.max(1, Math.abs(sum)), `sum of ${name}: ${s} vs ${sum}`);
-        assert.ok(Math.abs(s2 - sumOfSquares) <= 1e-9 * Math.max(1, sumOfSquares), `sum of squares of ${name}`);
-      }
+      assertSameWeights(state, report.init[String(depth)]!);
     } finally {
       disposeAll(state);
     }

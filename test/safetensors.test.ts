@@ -14,6 +14,7 @@ import {
   encodeSafetensors, decodeSafetensors, saveSafetensors, loadSafetensors, readSafetensorsHeader,
 } from '../src/serialize/safetensors.js';
 import { writeFileAtomic, writeFileAtomicAsync } from '../src/util/atomic-write.js';
+import { PYTHON_DIR, pythonMissing, runPythonJson } from './helpers/python.js';
 
 setNumThreads(1);
 
@@ -379,37 +380,24 @@ describe('atomic file writing', () => {
 
 // ---- PyTorch cross-check ---------------------------------------------------------------------------------------
 
-// A minimal safetensors reader and writer after the reference implementation (safetensors is not installed with
-// Debian's torch 1.13): struct for the length, json for the header, torch.frombuffer for the data.
+// safetensors is not installed with Debian's torch 1.13: the file is read by python/crossmax_ref's minimal reader, and
+// written by a writer that keeps the reference implementation's layout (tensors by dtype, widest first, then by name;
+// metadata sorted and not ASCII-escaped), which crossmax follows byte for byte and safetensors_lite.save does not.
 const PYTHON_REFERENCE = String.raw`
 import json, struct, sys, torch
+sys.path.insert(0, ${JSON.stringify(PYTHON_DIR)})
+from crossmax_ref.safetensors_lite import NAMES, load
 torch.set_num_threads(1)
-DT = {'F64': torch.float64, 'F32': torch.float32, 'F16': torch.float16, 'BF16': torch.bfloat16, 'I64': torch.int64,
-      'I32': torch.int32, 'I16': torch.int16, 'I8': torch.int8, 'U8': torch.uint8, 'BOOL': torch.bool}
-NAME = {v: k for k, v in DT.items()}
 RANK = {'BOOL': 0, 'U8': 1, 'I8': 2, 'I16': 5, 'F16': 7, 'BF16': 8, 'I32': 9, 'F32': 11, 'F64': 12, 'I64': 13}
 
-def read(path):
-    data = open(path, 'rb').read()
-    n, = struct.unpack('<Q', data[:8])
-    header = json.loads(data[8:8 + n])
-    metadata = header.pop('__metadata__', None)
-    tensors = {}
-    for name, info in header.items():
-        b, e = info['data_offsets']
-        dt = DT[info['dtype']]
-        flat = torch.frombuffer(bytearray(data[8 + n + b:8 + n + e]), dtype=dt) if e > b else torch.empty(0, dtype=dt)
-        tensors[name] = flat.reshape(info['shape'])
-    return tensors, metadata
-
 def write(path, tensors, metadata=None):
-    items = sorted(tensors.items(), key=lambda kv: (-RANK[NAME[kv[1].dtype]], kv[0].encode()))
+    items = sorted(tensors.items(), key=lambda kv: (-RANK[NAMES[kv[1].dtype]], kv[0].encode()))
     header, chunks, offset = {}, [], 0
     if metadata is not None:
         header['__metadata__'] = dict(sorted(metadata.items()))
     for name, t in items:
         raw = t.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
-        header[name] = {'dtype': NAME[t.dtype], 'shape': list(t.shape), 'data_offsets': [offset, offset + len(raw)]}
+        header[name] = {'dtype': NAMES[t.dtype], 'shape': list(t.shape), 'data_offsets': [offset, offset + len(raw)]}
         chunks.append(raw)
         offset += len(raw)
     text = json.dumps(header, separators=(',', ':'), ensure_ascii=False).encode()
@@ -418,9 +406,9 @@ def write(path, tensors, metadata=None):
         f.write(struct.pack('<Q', len(text)) + text + b''.join(chunks))
 
 crossmax_file, rewritten_file, torch_file = sys.argv[1:4]
-tensors, metadata = read(crossmax_file)
+tensors, metadata = load(crossmax_file)
 write(rewritten_file, tensors, metadata)
-seen = {name: [NAME[t.dtype], list(t.shape), t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes().hex()]
+seen = {name: [NAMES[t.dtype], list(t.shape), t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes().hex()]
         for name, t in tensors.items()}
 
 g = {}
@@ -440,17 +428,9 @@ write(torch_file, g, {'framework': 'pt', 'epoch': '3'})
 print(json.dumps({'metadata': metadata, 'tensors': seen}))
 `;
 
-const PYTHON = '/usr/bin/python3';
-function torchUnavailable(): string | undefined {
-  const probe = spawnSync(PYTHON, ['-c', 'import torch'], { encoding: 'utf8' });
-  if (probe.error) return `${PYTHON} cannot run (${probe.error.message})`;
-  if (probe.status !== 0) return `${PYTHON} cannot import torch`;
-  return undefined;
-}
-
 describe('safetensors files agree with PyTorch', () => {
   test('crossmax -> PyTorch and PyTorch -> crossmax, with identical bytes', (t) => {
-    const why = torchUnavailable();
+    const why = pythonMissing('torch');
     if (why) {
       t.skip(why);
       return;
@@ -461,11 +441,8 @@ describe('safetensors files agree with PyTorch', () => {
     const rewrittenFile = freshPath('rewritten.safetensors');
     const torchFile = freshPath('torch.safetensors');
     saveSafetensors(crossmaxFile, tensors, metadata);
-    const result = spawnSync(PYTHON, ['-c', PYTHON_REFERENCE, crossmaxFile, rewrittenFile, torchFile], {
-      encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' },
-    });
-    assert.equal(result.status, 0, result.stderr);
-    const seen = JSON.parse(result.stdout) as { metadata: Record<string, string>; tensors: Record<string, [string, number[], string]> };
+    const seen = runPythonJson<{ metadata: Record<string, string>; tensors: Record<string, [string, number[], string]> }>(
+      PYTHON_REFERENCE, { args: [crossmaxFile, rewrittenFile, torchFile] });
 
     // (a) PyTorch reads what crossmax wrote: same names, dtypes, shapes and bits.
     assert.deepEqual(seen.metadata, metadata);

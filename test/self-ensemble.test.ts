@@ -3,7 +3,6 @@
 // notebook's ResNet-152 (head placement, feature sizes, parameter names and count) computed by torchvision.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,10 +16,9 @@ import {
   adaptPretrainedStem, buildSelfEnsemble, CrossMax, IMAGENET_NORMALIZATION, InputAdapter, loadModel, MeanLogits, Median,
   notebookLayerFeature, presetConfig, readModelInfo, resolveSelfEnsembleConfig, saveModel, SelfEnsemble, type SelfEnsembleConfig,
 } from '../src/ensemble/index.js';
+import { pythonMissing, runPython } from './helpers/python.js';
 
-const PYTHON = '/usr/bin/python3';
-const torchMissing = spawnSync(PYTHON, ['-c', 'import torch, torchvision'], { encoding: 'utf8' }).status !== 0
-  ? `${PYTHON} cannot import torch and torchvision` : null;
+const torchMissing = pythonMissing('torch, torchvision');
 const PAPER_CLASSES = 100;
 
 // The notebook's ResNet-152 surgery and WrapModelForResNet152 (layer_operations, all_dims, BatchNormLinear heads on
@@ -106,8 +104,7 @@ let paperModel: SelfEnsemble | null = null;
 before(() => {
   dir = mkdtempSync(join(tmpdir(), 'crossmax-self-ensemble-'));
   if (torchMissing) return;
-  const run = spawnSync(PYTHON, ['-c', referenceScript, dir, String(PAPER_CLASSES)], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' } });
-  if (run.status !== 0) throw new Error(`the PyTorch reference failed:\n${run.stderr}`);
+  runPython(referenceScript, { args: [dir, String(PAPER_CLASSES)] });
   reference = JSON.parse(readFileSync(join(dir, 'index.json'), 'utf8')) as Reference;
 });
 

@@ -3,16 +3,16 @@
 // exact initial weights for WRN-16-2, and the feature interface the self-ensemble relies on.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { disposeAll, manualSeed, noGrad, rand, tensor, tidy, type Tensor } from '../src/tensor/index.js';
+import { disposeAll, manualSeed, noGrad, rand, tidy, type Tensor } from '../src/tensor/index.js';
 import { WideResNet } from '../src/nn/index.js';
 import { buildSelfEnsemble } from '../src/ensemble/index.js';
+import { pythonMissing, runPython } from './helpers/python.js';
+import { assertSameWeights, readTensorDump, tensorDumpPython, weightChecksumsPython, type DumpEntry, type WeightChecksum } from './helpers/weights.js';
 
-const PYTHON = '/usr/bin/python3';
-const torchMissing = spawnSync(PYTHON, ['-c', 'import torch'], { encoding: 'utf8' }).status !== 0 ? `${PYTHON} cannot import torch` : null;
+const torchMissing = pythonMissing('torch');
 const INIT_SEED = 7;
 
 const referenceScript = String.raw`
@@ -21,6 +21,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 torch.set_num_threads(1)
 out_dir, init_seed = sys.argv[1], int(sys.argv[2])
+${weightChecksumsPython}
+${tensorDumpPython}
 
 # robustbench/model_zoo/architectures/wide_resnet.py (as in TRADES and MART)
 class BasicBlock(nn.Module):
@@ -98,7 +100,7 @@ report = {'wrn28_10': signature(WideResNet(depth=28, widen_factor=10, num_classe
 
 torch.manual_seed(init_seed)
 small = WideResNet(depth=16, widen_factor=2, num_classes=10)
-report['init'] = [[k, v.double().sum().item(), v.double().square().sum().item(), v.flatten()[:4].tolist()] for k, v in small.state_dict().items()]
+report['init'] = weight_checksums(small)
 
 with torch.no_grad():
     for m in small.modules():
@@ -127,31 +129,22 @@ small.train()
 with torch.no_grad():
     train_logits = small(x)
 
-entries, chunks = [], []
-offset = 0
-def add(kind, name, t):
-    global offset
-    data = t.detach().contiguous().numpy().tobytes()
-    entries.append({'kind': kind, 'name': name, 'shape': list(t.shape), 'dtype': str(t.dtype).replace('torch.', ''), 'offset': offset, 'nbytes': len(data)})
-    chunks.append(data)
-    offset += len(data)
+dump = TensorDump()
 for k, v in state.items():
-    add('state', k, v)
-add('input', 'x', x)
-add('output', 'logits', logits)
-add('output', 'train_logits', train_logits)
-add('output', 'train_running_mean', small.block2.layer[0].bn1.running_mean)
+    dump.add('state', k, v)
+dump.add('input', 'x', x)
+dump.add('output', 'logits', logits)
+dump.add('output', 'train_logits', train_logits)
+dump.add('output', 'train_running_mean', small.block2.layer[0].bn1.running_mean)
 for k, v in eval_features.items():
-    add('feature', k, v)
-with open(out_dir + '/wrn16_2.bin', 'wb') as f:
-    f.write(b''.join(chunks))
-report['entries'] = entries
+    dump.add('feature', k, v)
+dump.write(out_dir + '/wrn16_2.bin')
+report['entries'] = dump.entries
 json.dump(report, open(out_dir + '/index.json', 'w'))
 `;
 
 type Signature = [string, number[], string][];
-interface Entry { kind: 'state' | 'input' | 'output' | 'feature'; name: string; shape: number[]; dtype: string; offset: number; nbytes: number }
-interface Report { wrn28_10: Signature; init: [string, number, number, number[]][]; entries: Entry[] }
+interface Report { wrn28_10: Signature; init: WeightChecksum[]; entries: DumpEntry[] }
 
 let dir = '';
 let report: Report | null = null;
@@ -159,24 +152,13 @@ let report: Report | null = null;
 before(() => {
   if (torchMissing) return;
   dir = mkdtempSync(join(tmpdir(), 'crossmax-wrn-'));
-  const run = spawnSync(PYTHON, ['-c', referenceScript, dir, String(INIT_SEED)], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' } });
-  if (run.status !== 0) throw new Error(`the PyTorch reference failed:\n${run.stderr}`);
+  runPython(referenceScript, { args: [dir, String(INIT_SEED)] });
   report = JSON.parse(readFileSync(join(dir, 'index.json'), 'utf8')) as Report;
 });
 
 after(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
-
-function referenceTensors(kind: Entry['kind']): Map<string, Tensor> {
-  const bytes = readFileSync(join(dir, 'wrn16_2.bin'));
-  const out = new Map<string, Tensor>();
-  for (const e of report!.entries.filter((entry) => entry.kind === kind)) {
-    const copy = new Uint8Array(bytes.subarray(e.offset, e.offset + e.nbytes)).buffer;
-    out.set(e.name, tensor(e.dtype === 'int64' ? new BigInt64Array(copy) : new Float32Array(copy), { shape: e.shape }));
-  }
-  return out;
-}
 
 /** max |a - b| / max |b| */
 function relativeError(a: Tensor, b: Tensor): number {
@@ -195,7 +177,7 @@ test('WRN-28-10: state-dict names, shapes, dtypes and order equal the RobustBenc
 test('WRN-16-2: the same weights give the reference logits and block activations, in eval and in train mode', (t) => {
   if (!report) return t.skip(torchMissing!);
   using model = new WideResNet({ depth: 16, widenFactor: 2, numClasses: 10 });
-  const [state, input, outputs, features] = (['state', 'input', 'output', 'feature'] as const).map(referenceTensors);
+  const [state, input, outputs, features] = readTensorDump(join(dir, 'wrn16_2.bin'), report.entries, ['state', 'input', 'output', 'feature']);
   try {
     model.loadStateDict(state!);
     model.eval();
@@ -223,16 +205,7 @@ test("WRN-16-2: the same seed gives the reference's initial weights", (t) => {
   using model = new WideResNet({ depth: 16, widenFactor: 2, numClasses: 10 });
   const state = model.stateDict();
   try {
-    assert.deepEqual([...state.keys()], report.init.map(([name]) => name));
-    for (const [name, sum, sumOfSquares, head] of report.init) {
-      const [s, s2, h] = tidy(() => {
-        const d = state.get(name)!.double();
-        return [d.sum().item(), d.square().sum().item(), d.flatten().slice(0, 0, 4).toArray()];
-      });
-      assert.deepEqual(h, head, `first values of ${name}`);
-      assert.ok(Math.abs(s - sum) <= 1e-9 * Math.max(1, Math.abs(sum)), `sum of ${name}: ${s} vs ${sum}`);
-      assert.ok(Math.abs(s2 - sumOfSquares) <= 1e-9 * Math.max(1, sumOfSquares), `sum of squares of ${name}`);
-    }
+    assertSameWeights(state, report.init);
   } finally {
     disposeAll(state);
   }

@@ -14,9 +14,9 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Module } from '../nn/module.js';
-import { Conv2d, Linear } from '../nn/layers.js';
-import { embedding, interpolate, layerNorm } from '../nn/functional.js';
-import { normal_, ones_, zeros_ } from '../nn/init.js';
+import { Conv2d, Embedding, LayerNorm, Linear } from '../nn/layers.js';
+import { interpolate } from '../nn/functional.js';
+import { normal_ } from '../nn/init.js';
 import { loadSafetensors } from '../serialize/safetensors.js';
 import {
   arange, cat, disposeAll, empty, full, isFloatingPoint, tensor, tidy,
@@ -189,32 +189,14 @@ export interface ClipBuildOptions {
   generator?: Generator;
 }
 
-/** torch.nn.LayerNorm over the last dimension: weight (1) and bias (0). */
-export class ClipLayerNorm extends Module {
-  readonly weight: Tensor;
-  readonly bias: Tensor;
-  constructor(readonly size: number, readonly eps: number, options: ClipBuildOptions = {}) {
-    super();
-    const factory = { dtype: options.dtype, device: options.device };
-    this.weight = ones_(this.registerParameter('weight', empty([size], factory)));
-    this.bias = zeros_(this.registerParameter('bias', empty([size], factory)));
-  }
-  forward(x: Tensor): Tensor {
-    return layerNorm(x, [this.size], { weight: this.weight, bias: this.bias, eps: this.eps });
-  }
+/** A LayerNorm over the hidden dimension, as HF's CLIP layers make it. */
+function clipLayerNorm(config: ClipTextConfig | ClipVisionConfig, options: ClipBuildOptions): LayerNorm {
+  return new LayerNorm(config.hiddenSize, { eps: config.layerNormEps, dtype: options.dtype, device: options.device });
 }
 
-/** torch.nn.Embedding: a weight [count, dim] looked up by index; HF initialises it N(0, 0.02²). */
-export class ClipEmbedding extends Module {
-  readonly weight: Tensor;
-  constructor(count: number, dim: number, options: ClipBuildOptions = {}) {
-    super();
-    this.weight = normal_(this.registerParameter('weight', empty([count, dim], { dtype: options.dtype, device: options.device })),
-      { std: 0.02, generator: options.generator });
-  }
-  forward(indices: Tensor): Tensor {
-    return embedding(this.weight, indices);
-  }
+/** An Embedding initialised as HF's CLIPPreTrainedModel does it: N(0, 0.02²). */
+function clipEmbedding(count: number, dim: number, options: ClipBuildOptions): Embedding {
+  return new Embedding(count, dim, { ...options, initStd: 0.02 });
 }
 
 /** Multi-head self-attention (CLIPAttention), registered in HF's order k, v, q, out. */
@@ -265,15 +247,15 @@ export class ClipMlp extends Module {
 /** One pre-norm transformer block (CLIPEncoderLayer). */
 export class ClipEncoderLayer extends Module {
   readonly self_attn: ClipAttention;
-  readonly layer_norm1: ClipLayerNorm;
+  readonly layer_norm1: LayerNorm;
   readonly mlp: ClipMlp;
-  readonly layer_norm2: ClipLayerNorm;
+  readonly layer_norm2: LayerNorm;
   constructor(config: ClipTextConfig | ClipVisionConfig, options: ClipBuildOptions = {}) {
     super();
     this.self_attn = this.registerModule('self_attn', new ClipAttention(config.hiddenSize, config.numAttentionHeads, options));
-    this.layer_norm1 = this.registerModule('layer_norm1', new ClipLayerNorm(config.hiddenSize, config.layerNormEps, options));
+    this.layer_norm1 = this.registerModule('layer_norm1', clipLayerNorm(config, options));
     this.mlp = this.registerModule('mlp', new ClipMlp(config.hiddenSize, config.intermediateSize, config.hiddenAct, options));
-    this.layer_norm2 = this.registerModule('layer_norm2', new ClipLayerNorm(config.hiddenSize, config.layerNormEps, options));
+    this.layer_norm2 = this.registerModule('layer_norm2', clipLayerNorm(config, options));
   }
   forward(x: Tensor, mask: Tensor | null = null): Tensor {
     return tidy(() => {
@@ -319,12 +301,12 @@ export interface ClipTowerOutput {
 }
 
 export class ClipTextEmbeddings extends Module {
-  readonly token_embedding: ClipEmbedding;
-  readonly position_embedding: ClipEmbedding;
+  readonly token_embedding: Embedding;
+  readonly position_embedding: Embedding;
   constructor(config: ClipTextConfig, options: ClipBuildOptions = {}) {
     super();
-    this.token_embedding = this.registerModule('token_embedding', new ClipEmbedding(config.vocabSize, config.hiddenSize, options));
-    this.position_embedding = this.registerModule('position_embedding', new ClipEmbedding(config.maxPositionEmbeddings, config.hiddenSize, options));
+    this.token_embedding = this.registerModule('token_embedding', clipEmbedding(config.vocabSize, config.hiddenSize, options));
+    this.position_embedding = this.registerModule('position_embedding', clipEmbedding(config.maxPositionEmbeddings, config.hiddenSize, options));
   }
   forward(inputIds: Tensor): Tensor {
     return tidy(() => this.token_embedding.forward(inputIds).add(this.position_embedding.weight.narrow(0, 0, inputIds.shape[1]!)));
@@ -335,12 +317,12 @@ export class ClipTextEmbeddings extends Module {
 export class ClipTextTransformer extends Module {
   readonly embeddings: ClipTextEmbeddings;
   readonly encoder: ClipEncoder;
-  readonly final_layer_norm: ClipLayerNorm;
+  readonly final_layer_norm: LayerNorm;
   constructor(readonly config: ClipTextConfig, options: ClipBuildOptions = {}) {
     super();
     this.embeddings = this.registerModule('embeddings', new ClipTextEmbeddings(config, options));
     this.encoder = this.registerModule('encoder', new ClipEncoder(config, options));
-    this.final_layer_norm = this.registerModule('final_layer_norm', new ClipLayerNorm(config.hiddenSize, config.layerNormEps, options));
+    this.final_layer_norm = this.registerModule('final_layer_norm', clipLayerNorm(config, options));
   }
 
   /** inputIds [B, T] (int64, T ≤ maxPositionEmbeddings). */
@@ -368,7 +350,7 @@ export class ClipTextTransformer extends Module {
 export class ClipVisionEmbeddings extends Module {
   readonly class_embedding: Tensor;
   readonly patch_embedding: Conv2d;
-  readonly position_embedding: ClipEmbedding;
+  readonly position_embedding: Embedding;
   readonly numPatches: number;
   constructor(readonly config: ClipVisionConfig, options: ClipBuildOptions = {}) {
     super();
@@ -378,7 +360,7 @@ export class ClipVisionEmbeddings extends Module {
     this.patch_embedding = this.registerModule('patch_embedding', new Conv2d(config.numChannels, config.hiddenSize, config.patchSize,
       { ...options, stride: config.patchSize, bias: false }));
     this.numPatches = (config.imageSize / config.patchSize) ** 2;
-    this.position_embedding = this.registerModule('position_embedding', new ClipEmbedding(this.numPatches + 1, config.hiddenSize, options));
+    this.position_embedding = this.registerModule('position_embedding', clipEmbedding(this.numPatches + 1, config.hiddenSize, options));
   }
   forward(pixelValues: Tensor): Tensor {
     return tidy(() => {
@@ -394,16 +376,16 @@ export class ClipVisionEmbeddings extends Module {
 /** CLIPVisionTransformer: patch + class embeddings → pre_layrnorm → encoder → post_layernorm of the class token. */
 export class ClipVisionTransformer extends Module {
   readonly embeddings: ClipVisionEmbeddings;
-  readonly pre_layrnorm: ClipLayerNorm;
+  readonly pre_layrnorm: LayerNorm;
   readonly encoder: ClipEncoder;
-  readonly post_layernorm: ClipLayerNorm;
+  readonly post_layernorm: LayerNorm;
   constructor(readonly config: ClipVisionConfig, options: ClipBuildOptions = {}) {
     super();
     this.embeddings = this.registerModule('embeddings', new ClipVisionEmbeddings(config, options));
     // The misspelling is HF's parameter name.
-    this.pre_layrnorm = this.registerModule('pre_layrnorm', new ClipLayerNorm(config.hiddenSize, config.layerNormEps, options));
+    this.pre_layrnorm = this.registerModule('pre_layrnorm', clipLayerNorm(config, options));
     this.encoder = this.registerModule('encoder', new ClipEncoder(config, options));
-    this.post_layernorm = this.registerModule('post_layernorm', new ClipLayerNorm(config.hiddenSize, config.layerNormEps, options));
+    this.post_layernorm = this.registerModule('post_layernorm', clipLayerNorm(config, options));
   }
 
   /** pixelValues [B, C, imageSize, imageSize], already normalised (see ClipModel.preprocess). */

@@ -2,7 +2,7 @@
 // parameter and buffer names and the same default initialisation. The math is in functional.ts.
 import { empty, noGrad, ones, zeros, type Device, type DType, type Generator, Tensor } from '../tensor/index.js';
 import * as F from './functional.js';
-import { defaultLayerInit_, ones_, zeros_ } from './init.js';
+import { defaultLayerInit_, normal_, ones_, zeros_ } from './init.js';
 import { Module, type Layer } from './module.js';
 
 /** Where new parameters are made and which random stream fills them. */
@@ -176,6 +176,67 @@ export class BatchNorm1d extends BatchNorm {
 export class BatchNorm2d extends BatchNorm {
   protected checkInput(x: Tensor): void {
     if (x.ndim !== 4) throw new Error(`BatchNorm2d expects a 4-d input, got shape [${x.shape.join(', ')}]`);
+  }
+}
+
+export interface LayerNormConfig {
+  /** Added to the variance. Default 1e-5. */
+  eps?: number;
+  /** Learnable per-element scale `weight` (init 1) and shift `bias` (init 0). Default true. */
+  elementwiseAffine?: boolean;
+  dtype?: DType;
+  device?: Device;
+}
+
+/**
+ * Layer normalisation over the trailing dimensions `normalizedShape` (torch.nn.LayerNorm): parameters weight and
+ * bias of that shape.
+ */
+export class LayerNorm extends Module {
+  readonly normalizedShape: number[];
+  readonly eps: number;
+  readonly elementwiseAffine: boolean;
+  readonly weight: Tensor | null = null;
+  readonly bias: Tensor | null = null;
+
+  constructor(normalizedShape: number | readonly number[], config: LayerNormConfig = {}) {
+    super();
+    this.normalizedShape = typeof normalizedShape === 'number' ? [normalizedShape] : [...normalizedShape];
+    this.eps = config.eps ?? 1e-5;
+    this.elementwiseAffine = config.elementwiseAffine ?? true;
+    if (this.elementwiseAffine) {
+      const factory = { dtype: config.dtype, device: config.device };
+      this.weight = ones_(this.registerParameter('weight', empty(this.normalizedShape, factory)));
+      this.bias = zeros_(this.registerParameter('bias', empty(this.normalizedShape, factory)));
+    }
+  }
+
+  forward(x: Tensor): Tensor {
+    return F.layerNorm(x, this.normalizedShape, { weight: this.weight, bias: this.bias, eps: this.eps });
+  }
+}
+
+export interface EmbeddingConfig extends ParameterFactoryOptions {
+  /**
+   * Standard deviation of the N(0, initStd²) initial weights. Default 1, as torch.nn.Embedding; HF transformers
+   * models draw theirs with their initializer_range (0.02) instead.
+   */
+  initStd?: number;
+}
+
+/** A lookup table (torch.nn.Embedding): weight [numEmbeddings, embeddingDim], indexed by integer tensors. */
+export class Embedding extends Module {
+  readonly weight: Tensor;
+
+  constructor(readonly numEmbeddings: number, readonly embeddingDim: number, config: EmbeddingConfig = {}) {
+    super();
+    this.weight = normal_(this.registerParameter('weight', empty([numEmbeddings, embeddingDim], { dtype: config.dtype, device: config.device })),
+      { std: config.initStd ?? 1, generator: config.generator });
+  }
+
+  /** indices of any shape (int64 or int32) → [...indices.shape, embeddingDim]. */
+  forward(indices: Tensor): Tensor {
+    return F.embedding(this.weight, indices);
   }
 }
 
