@@ -334,12 +334,21 @@ export class Sequential extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    let current = x;
-    for (const layer of this.layers) {
-      const next = layer.forward(current);
-      if (current !== x && next !== current) current.dispose();
-      current = next;
-    }
-    return current;
+    return pipe(x, ...this.layers);
   }
+}
+
+/**
+ * x through each layer in turn, freeing every intermediate output as soon as the next layer has used it (autograd
+ * keeps its own references to what backward needs), so memory is reused while it is still in cache, as PyTorch's
+ * reference counting does. The input itself is left alone.
+ */
+export function pipe(x: Tensor, ...layers: readonly Layer[]): Tensor {
+  let current = x;
+  for (const layer of layers) {
+    const next = layer.forward(current);
+    if (current !== x && next !== current) current.dispose();
+    current = next;
+  }
+  return current;
 }

@@ -4,7 +4,7 @@
 // a fresh crossmax ResNet has torchvision's exact initial weights.
 import { type Generator, type Tensor, tidy } from '../tensor/index.js';
 import { constant_, kaimingNormal_ } from './init.js';
-import { AdaptiveAvgPool2d, BatchNorm, BatchNorm2d, Conv2d, Identity, Linear, MaxPool2d, ReLU, Sequential } from './layers.js';
+import { AdaptiveAvgPool2d, BatchNorm, BatchNorm2d, Conv2d, Identity, Linear, MaxPool2d, ReLU, Sequential, pipe } from './layers.js';
 import { Module, type Layer } from './module.js';
 
 export type ResNetDepth = 18 | 34 | 50 | 101 | 152;
@@ -66,11 +66,9 @@ export class BasicBlock extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    return tidy(() => {
-      const out = this.bn2.forward(this.conv2.forward(this.relu.forward(this.bn1.forward(this.conv1.forward(x)))));
-      const identity = this.downsample ? this.downsample.forward(x) : x;
-      return out.add(identity).relu();
-    });
+    // torchvision's order, with its in-place ReLUs and residual sum: fewer allocations, same values and gradients.
+    const hidden = pipe(x, this.conv1, this.bn1).relu_();
+    return addResidual(pipe(hidden, this.conv2, this.bn2), x, this.downsample, hidden);
   }
 
   /** The BatchNorm that ends the residual branch. */
@@ -105,18 +103,28 @@ export class Bottleneck extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    return tidy(() => {
-      let out = this.relu.forward(this.bn1.forward(this.conv1.forward(x)));
-      out = this.relu.forward(this.bn2.forward(this.conv2.forward(out)));
-      out = this.bn3.forward(this.conv3.forward(out));
-      const identity = this.downsample ? this.downsample.forward(x) : x;
-      return out.add(identity).relu();
-    });
+    const reduced = pipe(x, this.conv1, this.bn1).relu_();
+    const spatial = pipe(reduced, this.conv2, this.bn2).relu_();
+    reduced.dispose();
+    return addResidual(pipe(spatial, this.conv3, this.bn3), x, this.downsample, spatial);
   }
 
   get lastBatchNorm(): BatchNorm2d {
     return this.bn3;
   }
+}
+
+/** relu(branch + shortcut(x)) in place on `branch`, freeing `consumed` (the branch's input) and the shortcut. */
+function addResidual(branch: Tensor, x: Tensor, downsample: Sequential | null, consumed: Tensor): Tensor {
+  consumed.dispose();
+  if (downsample) {
+    const identity = downsample.forward(x);
+    branch.add_(identity);
+    identity.dispose();
+  } else {
+    branch.add_(x);
+  }
+  return branch.relu_();
 }
 
 type BlockClass = (typeof BasicBlock | typeof Bottleneck);
@@ -323,7 +331,12 @@ export class ResNet extends Module {
    */
   forwardWithFeatures(x: Tensor, names?: readonly string[]): ResNetOutput {
     const stages: Stage[] = [
-      ['stem', (h) => tidy(() => this.maxpool.forward(this.relu.forward(this.bn1.forward(this.conv1.forward(h)))))],
+      ['stem', (h) => {
+        const activated = pipe(h, this.conv1, this.bn1).relu_();
+        const pooled = this.maxpool.forward(activated);
+        if (pooled !== activated) activated.dispose();
+        return pooled;
+      }],
       ...this.namedBlocks().map(([name, block]): Stage => [name, (h) => block.forward(h)]),
       ['avgpool', (h) => tidy(() => this.avgpool.forward(h).flatten(1))],
     ];
