@@ -4,14 +4,14 @@
 // twin; per-head attacks keep the worst case over heads; the suite lists the published settings.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Generator, grad, liveTensorCount, manualSeed, noGrad, rand, randn, stack, tidy, type Tensor } from '../src/tensor/index.js';
+import { Generator, grad, liveTensorCount, noGrad, rand, randn, stack, tidy, type Tensor } from '../src/tensor/index.js';
 import {
   ADAPTIVE_BUDGETS, APGD, DEFAULT_ADAPTIVE_EOT, PGD, PerHeadAttack, RefinePGD, SurrogateClassifier, SurrogateGradientAttack,
   TransferThenRefine, adaptiveSuite, buildAdaptiveAttack, describeSuiteEntry, perImageNorm, scaleAttackBudget, withEot,
   type AttackResult, type Classifier, type MemberEnsemble,
 } from '../src/attacks/index.js';
 import { CrossMax, MeanLogits, Single, type Aggregator } from '../src/ensemble/index.js';
-import { buildSelfEnsemble } from '../src/ensemble/index.js';
+import { tinySelfEnsemble } from './helpers/self-ensemble.js';
 
 const D = 48;
 const CLASSES = 4;
@@ -324,16 +324,7 @@ test('adaptiveSuite lists the adaptive attacks with the published settings, CPU-
 });
 
 test('the quick adaptive suite runs on a real stochastic self-ensemble, every result inside the ball', () => {
-  manualSeed(3);
-  using model = buildSelfEnsemble({
-    backbone: { arch: 'wide-resnet', depth: 10, widenFactor: 1 },
-    numClasses: 10,
-    inputSize: 16,
-    prior: { preset: 'paper' },
-    heads: { features: ['block1.layer.0', 'avgpool'], kind: 'pooled' },
-    aggregator: { name: 'crossmax', k: 2 },
-  });
-  model.eval();
+  using model = tinySelfEnsemble();
   const before = liveTensorCount();
   tidy(() => {
     const images = rand([2, 3, 16, 16], { generator: new Generator(1) });

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Generator, liveTensorCount, manualSeed, noGrad, rand, randn, tidy, type Tensor } from '../src/tensor/index.js';
-import { buildSelfEnsemble } from '../src/ensemble/index.js';
+import { Generator, liveTensorCount, noGrad, rand, randn, tidy, type Tensor } from '../src/tensor/index.js';
+import { tinySelfEnsemble } from './helpers/self-ensemble.js';
 import {
   AutoAttack, adaptiveSuite, evaluateRobustness, perImageNorm, runMaskingChecks, type AccuracyByDefinition, type AdaptiveSuiteEntry, type Classifier,
   type RobustnessEvaluation,
@@ -277,16 +277,7 @@ test('writeRobustReport writes report/robust.html and robust.json with escaped c
 });
 
 test('end to end on a real stochastic self-ensemble: the quick adaptive suite, R re-evaluations and the masking checks', () => {
-  manualSeed(3);
-  using model = buildSelfEnsemble({
-    backbone: { arch: 'wide-resnet', depth: 10, widenFactor: 1 },
-    numClasses: 10,
-    inputSize: 16,
-    prior: { preset: 'paper' },
-    heads: { features: ['block1.layer.0', 'avgpool'], kind: 'pooled' },
-    aggregator: { name: 'crossmax', k: 2 },
-  });
-  model.eval();
+  using model = tinySelfEnsemble();
   const before = liveTensorCount();
   tidy(() => {
     const images = rand([3, 3, 16, 16], { generator: new Generator(1) });

@@ -15,12 +15,7 @@
 import type { Tensor } from '../tensor/index.js';
 import { CrossMax, MeanLogits, SoftCrossMax, type Aggregator } from '../ensemble/aggregators.js';
 import { type Classifier, type Norm, type ProgressEvent, DEFAULT_EPS } from './attack.js';
-import { APGD } from './apgd.js';
-import { FAB } from './fab.js';
-import { FGSM } from './fgsm.js';
-import { PGD } from './pgd.js';
-import { Square } from './square.js';
-import type { RunnableAttack, SuiteEntry, SuiteSettings } from './suites.js';
+import { buildSuiteAttack, type RunnableAttack, type SuiteEntry, type SuiteSettings } from './suites.js';
 import { PerHeadAttack, SurrogateGradientAttack, isMemberEnsemble, surrogateName, type PerHeadAttackOptions, type SurrogateGradientAttackOptions } from './surrogate.js';
 import { PUBLISHED_TRANSFER_THEN_REFINE, TransferThenRefine, type TransferThenRefineOptions } from './transfer.js';
 
@@ -119,15 +114,10 @@ function softCrossMaxLike(aggregator: Aggregator, temperature: number): SoftCros
 /** Builds an entry's attack on `model` (custom RunnableAttack entries are returned as they are). */
 export function buildAdaptiveAttack(entry: AdaptiveSuiteEntry, model: Classifier, onProgress?: (event: ProgressEvent) => void): RunnableAttack {
   switch (entry.attack) {
-    case 'apgd': return new APGD(model, { ...entry.options, onProgress });
-    case 'fab': return new FAB(model, { ...entry.options, onProgress });
-    case 'square': return new Square(model, { ...entry.options, onProgress });
-    case 'pgd': return new PGD(model, { ...entry.options, onProgress });
-    case 'fgsm': return new FGSM(model, { ...entry.options, onProgress });
     case 'surrogate': return new SurrogateGradientAttack(model, { ...entry.options, onProgress });
     case 'transfer-then-refine': return new TransferThenRefine(model, { ...entry.options, onProgress });
     case 'per-head': return new PerHeadAttack(model, { ...entry.options, onProgress });
-    default: return entry.attack;
+    default: return buildSuiteAttack(entry, model, onProgress);
   }
 }
 

@@ -66,7 +66,8 @@ export function autoAttackSuite(version: AutoAttackVersion, settings: SuiteSetti
   ];
 }
 
-function buildAttack(entry: SuiteEntry, model: Classifier, onProgress: (event: ProgressEvent) => void): RunnableAttack {
+/** Builds an entry's attack on `model` (custom RunnableAttack entries are returned as they are). */
+export function buildSuiteAttack(entry: SuiteEntry, model: Classifier, onProgress?: (event: ProgressEvent) => void): RunnableAttack {
   switch (entry.attack) {
     case 'apgd': return new APGD(model, { ...entry.options, onProgress });
     case 'fab': return new FAB(model, { ...entry.options, onProgress });
@@ -187,7 +188,7 @@ export class AutoAttack {
         for (const batch of batches(robust.flatMap((r, i) => (r ? [i] : [])))) {
           const robustElsewhere = robust.filter(Boolean).length - batch.length;
           const onProgress = (event: ProgressEvent) => this.onProgress?.({ ...event, attack: entry.name, robust: robustElsewhere + event.robust });
-          const attack = buildAttack(entry, this.model, onProgress);
+          const attack = buildSuiteAttack(entry, this.model, onProgress);
           const next = tidy(() => {
             const index = tensor(batch, { dtype: 'int64', device });
             const xb = images.indexSelect(0, index);

@@ -4,13 +4,10 @@
 // draws, the model's randomness on), then PGD on the real model starting from it. CIFAR-10: 62% → 11%.
 // Stage 2 always projects onto the ball around the CLEAN image: the paper's first version re-projected around
 // previous adversarial images and drifted to 160/255.
-import { Tensor, type Device, tensor, tidy, where } from '../tensor/index.js';
+import { Tensor, type Device, tensor, where } from '../tensor/index.js';
 import { MeanLogits } from '../ensemble/aggregators.js';
-import {
-  Attack, GradientAttack, type AttackOptions, type AttackRun, type Classifier, type ProgressEvent, type SingleRunInput,
-  type SingleRunResult, checkPositiveInteger, iterate, normalizePerImage, perImage, randomSphereStart,
-} from './attack.js';
-import type { PgdOptions } from './pgd.js';
+import { Attack, type AttackOptions, type AttackRun, type Classifier, type ProgressEvent, checkPositiveInteger, perImage } from './attack.js';
+import { PGD, type PgdOptions } from './pgd.js';
 import { SurrogateGradientAttack, isMemberEnsemble, type Surrogate } from './surrogate.js';
 
 export interface RefinePgdOptions extends Omit<PgdOptions, 'randomStart'> {
@@ -24,55 +21,16 @@ export interface RefinePgdOptions extends Omit<PgdOptions, 'randomStart'> {
 
 /**
  * PGD (Madry et al., see pgd.ts: same step rule, default step size 2.5·eps/steps, 10 steps) started from given
- * points instead of a random one, and projected around the clean images throughout. PGD has no start option;
- * this is PGD's iteration with one.
+ * points instead of a random one, and projected around the clean images throughout: PGD with its `start` option
+ * required, under the name 'pgd-refine'.
  */
-export class RefinePGD extends GradientAttack {
-  readonly name = 'pgd-refine';
-  readonly steps: number;
-  readonly stepSize: number;
-  readonly restarts: number;
-  private readonly start: Tensor;
+export class RefinePGD extends PGD {
+  override readonly name: string = 'pgd-refine';
 
   constructor(model: Classifier, options: RefinePgdOptions) {
-    super(model, options);
     if (!(options.start instanceof Tensor)) throw new TypeError('RefinePGD needs start: the points [N, C, H, W] to start from');
-    this.start = options.start;
-    this.steps = checkPositiveInteger('steps', options.steps ?? 10);
-    this.stepSize = options.stepSize ?? 2.5 * this.eps / this.steps;
-    this.restarts = checkPositiveInteger('restarts', options.restarts ?? 1);
+    super(model, options);
   }
-
-  protected perturb(x: Tensor, y: Tensor, run: AttackRun): Tensor {
-    if (this.start.shape.join() !== x.shape.join()) throw new RangeError(`start has shape [${this.start.shape}], the images [${x.shape}]`);
-    const start = this.project(this.start.detach().to(x.dtype), x);
-    return this.attackWithRestarts(x, y, run, this.restarts, this.steps, (input) => this.singleRun(input, start));
-  }
-
-  private singleRun({ x, y, targets, restart, run }: SingleRunInput, start: Tensor): SingleRunResult {
-    const lossOf = this.objective(y, targets);
-    let state = tidy(() => ({ xAdv: restart === 0 ? rowsOfRun(start, run, x) : randomSphereStart(x, run, this.norm, this.eps) }));
-    for (let i = 0; i < this.steps; i++) {
-      state = iterate(state, () => {
-        const { gradient, loss } = this.lossGradient(state.xAdv, lossOf, this.eot);
-        const direction = this.norm === 'Linf' ? gradient.sign() : normalizePerImage(gradient, 'L2');
-        run.tick(loss, null);
-        return { xAdv: this.project(state.xAdv.add(direction.mul(this.stepSize)), x) };
-      });
-    }
-    const logits = this.model.forward(state.xAdv);
-    return { fooled: logits.argmax({ dim: 1 }).ne(y), adversarial: state.xAdv, best: state.xAdv, bestLoss: lossOf(logits) };
-  }
-}
-
-/**
- * The rows of a per-call tensor for the images of the current run. attackRobust hands each run the images still
- * robust, in order, chosen just before the call: the same selection recomputed here.
- */
-function rowsOfRun(perCall: Tensor, run: AttackRun, x: Tensor): Tensor {
-  const indices = run.robust.flatMap((r, i) => (r ? [i] : []));
-  if (indices.length !== x.shape[0]) throw new Error(`internal: ${indices.length} robust images for a run on ${x.shape[0]}`);
-  return perCall.indexSelect(0, tensor(indices, { dtype: 'int64', device: x.device as Device }));
 }
 
 /** Zhang et al.'s budgets: 500 PGD steps with EOT over 10 draws in the transfer stage (and, here, in the refinement). */
