@@ -5,7 +5,7 @@
 import { parseArgs } from 'node:util';
 import { APGD } from '../../src/attacks/index.js';
 import { crossEntropy, resnet18 } from '../../src/nn/index.js';
-import { getNumThreads, grad, inferenceMode, manualSeed, noGrad, rand, tidy, type Tensor } from '../../src/tensor/index.js';
+import { getNumThreads, grad, manualSeed, noGrad, rand, tidy, type Tensor } from '../../src/tensor/index.js';
 
 const { values: args } = parseArgs({
   options: { batch: { type: 'string', default: '128' }, steps: { type: 'string', default: '10' }, pairs: { type: 'string', default: '3' }, json: { type: 'boolean', default: false } },
@@ -18,7 +18,8 @@ manualSeed(0);
 const model = resnet18({ stem: 'cifar', inChannels: 12, numClasses: 10 });
 model.eval();
 const x = rand([batch, 12, 32, 32]);
-const y = tidy(() => inferenceMode(() => model.forward(x).argmax({ dim: 1 })));
+// noGrad, not inferenceMode: inference tensors cannot take part in autograd later, and y is a target of the loss.
+const y = tidy(() => noGrad(() => model.forward(x).argmax({ dim: 1 })));
 
 /** One step of the bare signed-gradient attack, as bench/parity's (b). */
 function inputGradientStep(): void {
