@@ -8,6 +8,7 @@ import { PREDICT_USAGE, predictCommand } from './predict-command.js';
 import { TRAIN_USAGE, trainCommand } from './train-command.js';
 import { ATTACK_USAGE, ROBUST_OPTIONS, attackCommand } from './robust-command.js';
 import { parseCommandArgs } from './args.js';
+import { GENERATE_USAGE, generateCommand } from './generate-command.js';
 
 interface Command {
   summary: string;
@@ -35,6 +36,11 @@ const commands: Record<string, Command> = {
     summary: 'run one attack or suite on a model file, save the adversarial images, write report/robust.html',
     usage: ATTACK_USAGE,
     run: (args) => attackCommand(args, (a) => parseCommandArgs(a, ROBUST_OPTIONS)),
+  },
+  generate: {
+    summary: 'optimise images to be each class of a model, through the multi-resolution parametrisation (or pixels)',
+    usage: GENERATE_USAGE,
+    run: generateCommand,
   },
   predict: {
     summary: 'classify images or folders with a model file, with every head\'s vote',
