@@ -297,5 +297,8 @@ test('RSS stays flat in a synchronous loop of small ops that never yields to the
   });
   assert.equal(proc.status, 0, proc.stderr);
   const { growthMB } = JSON.parse(proc.stdout.trim().split('\n').pop()!) as { growthMB: number };
-  assert.ok(growthMB < 4, `RSS grew ${growthMB.toFixed(1)} MB over 2000 synchronous iterations of 4 ops`);
+  // 8,000 disposed handles' wrappers (a few hundred bytes each) wait for the next event-loop turn to be finalised,
+  // and RSS moves by a few MB from run to run (2.0 and 4.4 MB seen); without the caching CPU allocator this loop
+  // grew by 74 MB, so the bound still separates the two by a wide margin.
+  assert.ok(growthMB < 12, `RSS grew ${growthMB.toFixed(1)} MB over 2000 synchronous iterations of 4 ops`);
 });
