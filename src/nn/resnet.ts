@@ -5,7 +5,7 @@
 import { type Generator, type Tensor, tidy } from '../tensor/index.js';
 import { constant_, kaimingNormal_ } from './init.js';
 import { AdaptiveAvgPool2d, BatchNorm, BatchNorm2d, Conv2d, Identity, Linear, MaxPool2d, ReLU, Sequential, pipe } from './layers.js';
-import { Module, type Layer } from './module.js';
+import { Module } from './module.js';
 
 export type ResNetDepth = 18 | 34 | 50 | 101 | 152;
 
