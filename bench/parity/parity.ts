@@ -1,7 +1,13 @@
-// bench/parity: the same CIFAR ResNet-18 (12-channel input, batch 128) in crossmax and in PyTorch (Debian's
-// python3-torch, the same libtorch), timed alternately in one invocation so machine noise hits both alike.
-// Prints img/s of each and the ratio for (a) a training step, (b) an input-gradient step, (c) inference, and
-// checks that both produce the same loss and gradients from the same weights.
+// bench/parity: the same model in crossmax and in PyTorch (Debian's python3-torch, the same libtorch), timed
+// alternately in one invocation so machine noise hits both alike. Prints img/s of each and the ratio for (a) a
+// training step, (b) an input-gradient step, (c) inference, and checks that both produce the same loss and
+// gradients from the same weights. Models (--model):
+//   resnet18   a CIFAR ResNet-18 on a 12-channel input (the backbone alone; batch 128 by default);
+//   cifar-fast the 60-minute recipe's whole model (recipes/cifar10-cpu-60min.json): the multi-resolution prior,
+//              ResNet-18 at 1/4 width, pooled heads, trained on the mean of the members' label-smoothed losses
+//              with Nesterov SGD, attacked and run through CrossMax (k = 3). The PyTorch side is
+//              python/crossmax_ref/models.py's SelfEnsemble. The prior draws its own randomness on each side,
+//              so the gradient check runs with the prior deterministic (no draws) on both.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,8 +18,10 @@ import { parseArgs } from 'node:util';
 import {
   Tensor, getNumThreads, grad, inferenceMode, manualSeed, noGrad, rand, randint, synchronize, tidy, buildInfo,
 } from '../../src/tensor/index.js';
-import { crossEntropy, resnet18, type ResNet } from '../../src/nn/index.js';
+import { crossEntropy, resnet18, type Module } from '../../src/nn/index.js';
 import { SGD } from '../../src/optim/index.js';
+import { buildSelfEnsemble, presetConfig, type SelfEnsemble } from '../../src/ensemble/index.js';
+import { selfEnsembleLoss } from '../../src/train/losses.js';
 import { loadSafetensors, saveSafetensors } from '../../src/serialize/safetensors.js';
 
 type Mode = 'train' | 'input_grad' | 'inference';
@@ -26,7 +34,8 @@ const modeLabel: Record<Mode, string> = {
 
 const { values: args } = parseArgs({
   options: {
-    batch: { type: 'string', default: '128' },
+    model: { type: 'string', default: 'resnet18' },
+    batch: { type: 'string' },
     // pairs per mode = rounds × steps (twice that for inference)
     rounds: { type: 'string', default: '3' },
     steps: { type: 'string', default: '2' },
@@ -34,7 +43,9 @@ const { values: args } = parseArgs({
     python: { type: 'string', default: '/usr/bin/python3' },
   },
 });
-const batch = Number(args.batch);
+if (args.model !== 'resnet18' && args.model !== 'cifar-fast') throw new Error(`--model ${args.model}: resnet18 or cifar-fast`);
+// The recipe trains at batch 256; the backbone comparison has always used 128.
+const batch = Number(args.batch ?? (args.model === 'cifar-fast' ? 256 : 128));
 const rounds = Number(args.rounds);
 const steps = Number(args.steps);
 
@@ -62,23 +73,75 @@ function relativeError(a: Tensor, b: Tensor): number {
   return tidy(() => a.sub(b).norm().item() / Math.max(b.norm().item(), 1e-30));
 }
 
-function makeStep(model: ResNet, optimizer: SGD, x: Tensor, y: Tensor): Record<Mode, () => void> {
+/** What the benchmark runs: a model, its batch, its training loss, and what the PyTorch side needs to rebuild it. */
+interface Subject {
+  description: string;
+  model: Module;
+  x: Tensor;
+  y: Tensor;
+  /** Safetensors metadata for torch_side.py's load. */
+  metadata: Record<string, string>;
+  nesterov: boolean;
+  /** The model's output logits (a self-ensemble's CrossMax), what attacks differentiate. */
+  forward(x: Tensor): Tensor;
+  trainLoss(x: Tensor, y: Tensor): Tensor;
+  /** Runs f with the model's randomness (the prior's draws) switched off, for the gradient check. */
+  deterministic<T>(f: () => T): T;
+}
+
+function makeSubject(kind: 'resnet18' | 'cifar-fast'): Subject {
+  manualSeed(0);
+  if (kind === 'resnet18') {
+    const model = resnet18({ stem: 'cifar', inChannels: 12, numClasses: 10 });
+    return {
+      description: 'CIFAR ResNet-18, 12-channel 32x32 input, 10 classes', model,
+      x: rand([batch, 12, 32, 32]), y: randint(0, 10, [batch]),
+      metadata: { kind: 'resnet', depth: '18', in_channels: '12', num_classes: '10' }, nesterov: false,
+      forward: (x) => model.forward(x),
+      trainLoss: (x, y) => crossEntropy(model.forward(x), y),
+      deterministic: <T>(f: () => T): T => f(),
+    };
+  }
+  const config = presetConfig('cifar-fast');
+  const model: SelfEnsemble = buildSelfEnsemble(config);
+  const backbone = config.backbone as { depth: number; widthMultiplier: number };
+  const labelSmoothing = 0.1; // the recipe's
+  return {
+    description: 'the cifar-fast self-ensemble (multi-resolution prior, ResNet-18 at 1/4 width, 5 pooled heads + fc, CrossMax k=3), 3x32x32 input, 10 classes',
+    model, x: rand([batch, 3, 32, 32]), y: randint(0, 10, [batch]),
+    metadata: {
+      kind: 'self-ensemble', depth: String(backbone.depth), width: String(backbone.widthMultiplier), num_classes: '10',
+      features: config.heads.features.join(','), k: '3', label_smoothing: String(labelSmoothing), nesterov: 'true',
+    },
+    nesterov: true,
+    forward: (x) => model.forward(x),
+    trainLoss: (x, y) => selfEnsembleLoss(model.memberLogits(x), y, { labelSmoothing }),
+    deterministic: <T>(f: () => T): T => {
+      const prior = model.prior!;
+      prior.deterministic = true;
+      try { return f(); } finally { prior.deterministic = false; }
+    },
+  };
+}
+
+function makeStep(subject: Subject, optimizer: SGD): Record<Mode, () => void> {
+  const { model, x, y } = subject;
   return {
     train: () => tidy(() => {
       model.train();
       optimizer.zeroGrad();
-      crossEntropy(model.forward(x), y).backward();
+      subject.trainLoss(x, y).backward();
       optimizer.step();
     }),
     input_grad: () => tidy(() => {
       model.eval();
       const xa = x.clone().setRequiresGrad(true);
-      const [g] = grad(crossEntropy(model.forward(xa), y), [xa]);
+      const [g] = grad(crossEntropy(subject.forward(xa), y), [xa]);
       noGrad(() => xa.detach().add(g!.sign().mul(2 / 255)).clamp_(0, 1));
     }),
     inference: () => tidy(() => {
       model.eval();
-      inferenceMode(() => { model.forward(x); });
+      inferenceMode(() => { subject.forward(x); });
     }),
   };
 }
@@ -97,11 +160,9 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'crossmax-parity-'));
   const worker = new TorchWorker(args.python);
   try {
-    manualSeed(0);
-    const model = resnet18({ stem: 'cifar', inChannels: 12, numClasses: 10 });
-    const x = rand([batch, 12, 32, 32]);
-    const y = randint(0, 10, [batch]);
-    saveSafetensors(join(dir, 'weights.safetensors'), model.stateDict(), { depth: '18', in_channels: '12', num_classes: '10' });
+    const subject = makeSubject(args.model as 'resnet18' | 'cifar-fast');
+    const { model, x, y } = subject;
+    saveSafetensors(join(dir, 'weights.safetensors'), model.stateDict(), subject.metadata);
     saveSafetensors(join(dir, 'batch.safetensors'), { images: x, labels: y });
     const threads = getNumThreads();
     const loaded = await worker.ask({ cmd: 'load', weights: join(dir, 'weights.safetensors'), batch: join(dir, 'batch.safetensors'), threads });
@@ -113,7 +174,7 @@ async function main(): Promise<void> {
       model.train();
       model.zeroGrad();
       const xa = x.clone().setRequiresGrad(true);
-      const loss = crossEntropy(model.forward(xa), y);
+      const loss = subject.deterministic(() => subject.trainLoss(xa, y));
       loss.backward();
       const errs: [string, number][] = [['loss', Math.abs(loss.item() - (check.loss as number)) / Math.abs(check.loss as number)]];
       errs.push(['input gradient', relativeError(xa.grad!, reference.get('input_grad')!)]);
@@ -125,8 +186,8 @@ async function main(): Promise<void> {
     const worst = errors.reduce((a, b) => (b[1] > a[1] ? b : a));
     const gradientsMatch = worst[1] <= 1e-4;
 
-    const optimizer = new SGD(model.parameters(), { lr: 0.01, momentum: 0.9, weightDecay: 5e-4 });
-    const step = makeStep(model, optimizer, x, y);
+    const optimizer = new SGD(model.parameters(), { lr: 0.01, momentum: 0.9, weightDecay: 5e-4, nesterov: subject.nesterov });
+    const step = makeStep(subject, optimizer);
     // This machine's speed drifts by tens of percent within seconds (shared host), so each sample is a pair of
     // adjacent measurements, crossmax then PyTorch, and the ratio is the median over the pairs' ratios.
     const results: Record<string, { crossmax: number; pytorch: number; ratio: number; pairs: number }> = {};
@@ -152,7 +213,7 @@ async function main(): Promise<void> {
 
     const info = buildInfo();
     const summary = {
-      model: 'CIFAR ResNet-18, 12-channel 32x32 input, 10 classes', batch, threads,
+      model: subject.description, batch, threads,
       libtorch: info.torchVersion, pytorch: loaded.version, device: 'cpu', results,
       gradientCheck: { worst: { name: worst[0], relativeError: worst[1] }, tolerance: 1e-4, pass: gradientsMatch },
     };

@@ -1,5 +1,8 @@
 """PyTorch half of bench/parity: a worker that answers the crossmax benchmark's requests on stdin (JSON lines).
 
+The model comes from the weights' metadata: kind "resnet" (a CIFAR ResNet) or "self-ensemble" (the recipe's
+multi-resolution self-ensemble: prior, ResNet, pooled heads, CrossMax; trained on the mean of member losses).
+
 Requests: {"cmd": "load", "weights": path, "batch": path, "threads": n}
           {"cmd": "check", "out": path}      -> loss, gradients of every parameter and of the input, saved to `out`
           {"cmd": "time", "mode": "train"|"input_grad"|"inference", "steps": k}  -> seconds per step
@@ -14,7 +17,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from crossmax_ref import safetensors_lite  # noqa: E402
-from crossmax_ref.models import cifar_resnet  # noqa: E402
+from crossmax_ref.models import SelfEnsemble, cifar_resnet, member_loss  # noqa: E402
 
 state = {}
 
@@ -23,19 +26,34 @@ def load(req):
     torch.set_num_threads(req["threads"])
     weights, meta = safetensors_lite.load(req["weights"])
     batch, _ = safetensors_lite.load(req["batch"])
-    model = cifar_resnet(int(meta.get("depth", 18)), int(meta["in_channels"]), int(meta["num_classes"]))
+    depth, width, classes = int(meta.get("depth", 18)), float(meta.get("width", 1)), int(meta["num_classes"])
+    if meta.get("kind", "resnet") == "self-ensemble":
+        model = SelfEnsemble(depth, width, meta["features"].split(","), classes, k=int(meta["k"]))
+        smoothing = float(meta.get("label_smoothing", 0))
+        train_loss = lambda m, x, y: member_loss(m.member_logits(x), y, smoothing)  # noqa: E731
+    else:
+        model = cifar_resnet(depth, int(meta["in_channels"]), classes, width)
+        train_loss = lambda m, x, y: F.cross_entropy(m(x), y)  # noqa: E731
     model.load_state_dict(weights, strict=True)
-    state.update(model=model, x=batch["images"], y=batch["labels"],
-                 opt=torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4))
+    state.update(model=model, x=batch["images"], y=batch["labels"], train_loss=train_loss,
+                 opt=torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4,
+                                     nesterov=meta.get("nesterov") == "true"))
     return {"ok": True, "threads": torch.get_num_threads(), "version": torch.__version__}
 
 
 def check(req):
+    """Train-mode loss and gradients; a self-ensemble's prior is deterministic here (no draws), as on crossmax's side."""
     model, x, y = state["model"], state["x"].clone().requires_grad_(True), state["y"]
     model.train()
     model.zero_grad(set_to_none=True)
-    loss = F.cross_entropy(model(x), y)
-    loss.backward()
+    if isinstance(model, SelfEnsemble):
+        model.deterministic_prior = True
+    try:
+        loss = state["train_loss"](model, x, y)
+        loss.backward()
+    finally:
+        if isinstance(model, SelfEnsemble):
+            model.deterministic_prior = False
     out = {"loss": loss.detach().reshape(1), "input_grad": x.grad}
     for name, p in model.named_parameters():
         out["grad." + name] = p.grad
@@ -48,7 +66,7 @@ def step(mode):
     if mode == "train":
         model.train()
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
+        state["train_loss"](model, x, y).backward()
         opt.step()
     elif mode == "input_grad":
         # One step of an L-inf gradient attack: the core of PGD/APGD.

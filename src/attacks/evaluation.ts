@@ -153,7 +153,7 @@ export interface RobustnessEvaluation {
   worstAdversarial: Tensor;
 }
 
-interface Passes {
+export interface Passes {
   /** Per row, per pass: classified correctly. */
   correct: boolean[][];
   /** Per row: the class predicted by the first pass. */
@@ -169,7 +169,7 @@ function countTrue(flags: readonly boolean[]): number {
 }
 
 /** R forward passes over the rows `indices` of `images`, libtorch's generator seeded once first. */
-function reEvaluate(model: Classifier, images: Tensor, labels: readonly number[], indices: readonly number[], passes: number, batchSize: number, seed: number): Passes {
+export function reEvaluate(model: Classifier, images: Tensor, labels: readonly number[], indices: readonly number[], passes: number, batchSize: number, seed: number): Passes {
   const correct = indices.map(() => [] as boolean[]);
   const firstPrediction = indices.map(() => -1);
   manualSeed(seed);
@@ -243,7 +243,8 @@ function runAttack(
   return { adversarial, success: indices.map((i) => success.get(i)!), retried };
 }
 
-function accuracies(single: readonly boolean[], robustIn: readonly (readonly boolean[])[], passes: number): AccuracyByDefinition {
+/** Accuracy under each definition from the first pass's verdicts and every pass's, per image. */
+export function accuracies(single: readonly boolean[], robustIn: readonly (readonly boolean[])[], passes: number): AccuracyByDefinition {
   const n = single.length;
   if (n === 0) return { 'single-evaluation': 0, 'mean-over-R': 0, 'all-R': 0 };
   return {

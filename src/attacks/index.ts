@@ -32,3 +32,4 @@ export {
   type AccuracyDefinition, type AttackEvaluation, type EvaluationProgress, type MaskingResults, type MaskingRunOptions,
   type PerImageResults, type RobustnessEvaluation, type RobustnessOptions, type RobustnessResults,
 } from './evaluation.js';
+export { LogitEnsemble, sourceSets, transferMatrix, type NamedClassifier, type TransferMatrix, type TransferOptions, type TransferRow } from './transfer-matrix.js';

@@ -9,6 +9,8 @@ import { TRAIN_USAGE, trainCommand } from './train-command.js';
 import { ATTACK_USAGE, ROBUST_OPTIONS, attackCommand } from './robust-command.js';
 import { parseCommandArgs } from './args.js';
 import { GENERATE_USAGE, generateCommand } from './generate-command.js';
+import { GALLERY_USAGE, galleryCommand } from './gallery-command.js';
+import { TRANSFER_USAGE, transferCommand } from './transfer-command.js';
 
 interface Command {
   summary: string;
@@ -23,7 +25,7 @@ const commands: Record<string, Command> = {
     run: demoCommand,
   },
   train: {
-    summary: 'train a self-ensemble (presets: cifar-small, cifar-resnet18, paper), evaluate it, write model and report',
+    summary: 'train a self-ensemble (presets: cifar-small, cifar-fast, cifar-resnet18, paper), evaluate it, write model and report',
     usage: TRAIN_USAGE,
     run: trainCommand,
   },
@@ -41,6 +43,16 @@ const commands: Record<string, Command> = {
     summary: 'optimise images to be each class of a model, through the multi-resolution parametrisation (or pixels)',
     usage: GENERATE_USAGE,
     run: generateCommand,
+  },
+  gallery: {
+    summary: 'push test images toward every class on one or more models side by side: the interpretable-perturbation gallery',
+    usage: GALLERY_USAGE,
+    run: galleryCommand,
+  },
+  transfer: {
+    summary: 'craft adversarial images on source models and measure target models on them (a transfer table)',
+    usage: TRANSFER_USAGE,
+    run: transferCommand,
   },
   predict: {
     summary: 'classify images or folders with a model file, with every head\'s vote',

@@ -3,3 +3,4 @@ export * from './parametrisation.js';
 export * from './augment.js';
 export * from './objectives.js';
 export * from './generate.js';
+export * from './gallery.js';

@@ -1,0 +1,150 @@
+// Transfer attacks across models: adversarial images crafted on source models (one alone, or several as one
+// ensemble, as Liu, Chen, Liu & Song, "Delving into transferable adversarial examples", ICLR 2017, craft on
+// ensembles) and judged on target models never used in crafting. The paper claims images crafted on its
+// multi-resolution models transfer (up to large vision-language models); a transfer table between crossmax's own
+// models is the measurable part here.
+//
+// Crafting is PGD (pgd.ts) on the mean of the sources' logits, with EOT for stochastic sources. As every attack of
+// the family, it leaves the images the source ensemble already misclassifies unchanged. Targets are judged as the
+// robustness evaluation judges (evaluation.ts): R forward passes per image, accuracy by the all-R, mean-over-R and
+// single-evaluation definitions, on the clean images and on the crafted ones.
+import { cat, keep, noGrad, stack, tidy, type Tensor } from '../tensor/index.js';
+import { DEFAULT_EPS, checkAdversarial, checkAttackInputs, checkPositiveInteger, type Classifier, type Norm } from './attack.js';
+import { accuracies, reEvaluate, type AccuracyByDefinition } from './evaluation.js';
+import { PGD } from './pgd.js';
+
+/** Several classifiers as one: the mean of their logits (each must return [N, classes] for the same classes). */
+export class LogitEnsemble implements Classifier {
+  constructor(readonly models: readonly Classifier[]) {
+    if (models.length === 0) throw new Error('LogitEnsemble needs at least one model');
+  }
+
+  forward(x: Tensor): Tensor {
+    return tidy(() => {
+      const logits = this.models.map((m) => m.forward(x));
+      const shapes = new Set(logits.map((l) => l.shape.join()));
+      if (shapes.size !== 1) throw new Error(`the ensemble's models disagree on the logits' shape: ${[...shapes].map((s) => `[${s}]`).join(' vs ')}`);
+      return logits.length === 1 ? logits[0]! : stack(logits, 0).mean({ dim: 0 });
+    });
+  }
+}
+
+export interface NamedClassifier {
+  name: string;
+  model: Classifier;
+}
+
+export interface TransferOptions {
+  /** Default 'Linf'. */
+  norm?: Norm;
+  /** Default 8/255. */
+  eps?: number;
+  /** PGD steps on the sources. Default 50. */
+  steps?: number;
+  /** Passes averaged per PGD step (EOT over stochastic sources). Default 1. */
+  eot?: number;
+  /** Default 1. */
+  restarts?: number;
+  /** Default 'ce'. */
+  loss?: 'ce' | 'dlr';
+  /** Default 0. */
+  seed?: number;
+  /** Images per attack call and per evaluation pass. Default 100. */
+  batchSize?: number;
+  /** Forward passes per image when judging a target (R). Default 10. */
+  passes?: number;
+  /**
+   * Which source sets craft: 'each' (every source alone), 'ensemble' (all sources as one), or 'both' (default: each
+   * alone, and the ensemble when there are two or more).
+   */
+  craft?: 'each' | 'ensemble' | 'both';
+  /** Called after every PGD step of every batch. */
+  onStep?: () => void;
+}
+
+export interface TransferRow {
+  /** Names of the sources the images were crafted on. */
+  sources: string[];
+  /** [N, C, H, W], the crafted images (the caller disposes them). */
+  adversarial: Tensor;
+  /** Per image: the source ensemble misclassifies its crafted image (one pass). */
+  sourceFooled: boolean[];
+  /** Per target: accuracy on the crafted images. */
+  transferred: { target: string; accuracy: AccuracyByDefinition; firstPrediction: number[] }[];
+}
+
+export interface TransferMatrix {
+  /** Per target: accuracy on the clean images. */
+  clean: { target: string; accuracy: AccuracyByDefinition }[];
+  rows: TransferRow[];
+}
+
+/** The source sets a transfer run crafts on, in row order. */
+export function sourceSets(names: readonly string[], craft: TransferOptions['craft'] = 'both'): string[][] {
+  if (names.length === 0) throw new Error('a transfer attack needs at least one source');
+  const each = names.map((n) => [n]);
+  if (craft === 'each') return each;
+  if (craft === 'ensemble') return [[...names]];
+  if (craft !== 'both') throw new RangeError(`craft must be 'each', 'ensemble' or 'both', got '${String(craft)}'`);
+  return names.length > 1 ? [...each, [...names]] : each;
+}
+
+/** Crafts on every source set and judges every target on the clean and the crafted images. */
+export function transferMatrix(sources: readonly NamedClassifier[], targets: readonly NamedClassifier[], images: Tensor, labels: Tensor, options: TransferOptions = {}): TransferMatrix {
+  checkAttackInputs(images, labels);
+  if (targets.length === 0) throw new Error('a transfer attack needs at least one target');
+  for (const [what, list] of [['source', sources], ['target', targets]] as const) {
+    const names = list.map((m) => m.name);
+    const twice = names.find((name, i) => names.indexOf(name) !== i);
+    if (twice !== undefined) throw new Error(`two ${what}s are named '${twice}'`);
+  }
+  const norm = options.norm ?? 'Linf';
+  const eps = options.eps ?? DEFAULT_EPS;
+  const steps = checkPositiveInteger('steps', options.steps ?? 50);
+  const batchSize = checkPositiveInteger('batchSize', options.batchSize ?? 100);
+  const passes = checkPositiveInteger('passes', options.passes ?? 10);
+  const seed = options.seed ?? 0;
+  const n = images.shape[0]!;
+  const all = Array.from({ length: n }, (_, i) => i);
+  const y = labels.toArray().map(Number);
+  const judge = (model: Classifier, x: Tensor): { accuracy: AccuracyByDefinition; firstPrediction: number[] } => {
+    const { correct, firstPrediction } = reEvaluate(model, x, y, all, passes, batchSize, seed);
+    return { accuracy: accuracies(correct.map((c) => c[0]!), correct, passes), firstPrediction };
+  };
+  const clean = targets.map((t) => ({ target: t.name, accuracy: judge(t.model, images).accuracy }));
+  const rows: TransferRow[] = [];
+  try {
+    for (const set of sourceSets(sources.map((s) => s.name), options.craft)) {
+      const ensemble = new LogitEnsemble(set.map((name) => sources.find((s) => s.name === name)!.model));
+      const attack = new PGD(ensemble, {
+        norm, eps, steps, eot: options.eot ?? 1, restarts: options.restarts ?? 1, loss: options.loss ?? 'ce', seed,
+        onProgress: options.onStep ? () => options.onStep!() : undefined,
+      });
+      const parts: Tensor[] = [];
+      const sourceFooled: boolean[] = [];
+      try {
+        for (let start = 0; start < n; start += batchSize) {
+          const size = Math.min(batchSize, n - start);
+          // The batch's views go with the scope; the adversarial images are kept.
+          const result = tidy(() => {
+            const r = attack.run(images.narrow(0, start, size), labels.narrow(0, start, size));
+            return { adversarial: keep(r.adversarial), success: r.success };
+          });
+          parts.push(result.adversarial);
+          sourceFooled.push(...result.success);
+        }
+        const adversarial = noGrad(() => cat(parts, 0));
+        checkAdversarial(images, adversarial, { norm, eps });
+        rows.push({ sources: set, adversarial, sourceFooled, transferred: [] });
+      } finally {
+        for (const p of parts) p.dispose();
+      }
+      const row = rows[rows.length - 1]!;
+      row.transferred = targets.map((t) => ({ target: t.name, ...judge(t.model, row.adversarial) }));
+    }
+  } catch (err) {
+    for (const r of rows) r.adversarial.dispose();
+    throw err;
+  }
+  return { clean, rows };
+}

@@ -1,0 +1,32 @@
+// Model files as commands take them: short labels for tables, and loading with errors that name the file.
+import { basename, dirname, resolve } from 'node:path';
+import { loadModel, type SelfEnsemble } from '../ensemble/index.js';
+import type { Device } from '../tensor/index.js';
+import { UsageError } from './args.js';
+
+/**
+ * A short name for a model file in tables: runs/<name>/model.safetensors → <name>, else the file's name without
+ * .safetensors; numbered by position when another path in `all` gives the same name (the same path twice too).
+ */
+export function modelLabel(path: string, all: readonly string[], index = all.indexOf(path)): string {
+  const label = (p: string) => (basename(p) === 'model.safetensors' ? basename(dirname(resolve(p))) : basename(p).replace(/\.safetensors$/, ''));
+  const own = label(path);
+  const clashes = all.filter((p) => label(p) === own).length > 1;
+  return clashes ? `${own} (${index + 1})` : own;
+}
+
+/** A crossmax model file in eval mode, checked against the data's classes; any problem is a UsageError naming the file. */
+export function loadModelFile(path: string, options: { device?: Device; numClasses?: number } = {}): SelfEnsemble {
+  let model: SelfEnsemble;
+  try {
+    model = loadModel(path, { device: options.device ?? 'cpu' });
+  } catch (err) {
+    throw new UsageError(`${path}: ${(err as Error).message}`);
+  }
+  if (options.numClasses !== undefined && model.config && model.config.numClasses !== options.numClasses) {
+    model.dispose();
+    throw new UsageError(`${path} has ${model.config.numClasses} classes, the data ${options.numClasses}`);
+  }
+  model.eval();
+  return model;
+}
