@@ -81,6 +81,26 @@ const EPS = 0.03;
 const pgd = (name: string, seed = 0): AdaptiveSuiteEntry => ({ name, attack: 'pgd', options: { eps: EPS, steps: 8, seed } });
 const fgsm: AdaptiveSuiteEntry = { name: 'fgsm', attack: 'fgsm', options: { eps: EPS } };
 
+test('a model in training mode is measured in eval mode: BatchNorm statistics untouched, modes given back', () => {
+  const model = tinySelfEnsemble();
+  model.train();
+  const images = rand([3, 3, 16, 16], { generator: new Generator(21) });
+  const labels = noGrad(() => tidy(() => model.forward(images).argmax({ dim: 1 })));
+  const stats = () => tidy(() => model.stateDict().get('backbone.block1.layer.0.bn1.running_var')!.clone());
+  const before = stats();
+  // Batches of one image: a training-mode BatchNorm would write 0/0 into its running variance.
+  const evaluation = evaluateRobustness(model, images, labels, { attacks: [{ name: 'pgd', attack: 'pgd', options: { eps: EPS, steps: 2 } }], eps: EPS, reEvaluations: 2, batchSize: 1, masking: false });
+  const after = stats();
+  try {
+    assert.equal(tidy(() => after.sub(before).abs().max().item()), 0, 'running statistics unchanged');
+    assert.ok(model.modules().every((m) => m.training), 'training mode given back');
+    assert.ok(!tidy(() => model.stateDict().get('backbone.block1.layer.0.bn1.running_var')!.isnan().any().item()));
+  } finally {
+    for (const t of [before, after, images, labels, evaluation.worstAdversarial, ...evaluation.adversarial.values()]) t.dispose();
+    model.dispose();
+  }
+});
+
 test('deterministic model: the three definitions agree, and agree with the AutoAttack runner', () => {
   const before = liveTensorCount();
   tidy(() => {

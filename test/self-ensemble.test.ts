@@ -372,7 +372,7 @@ test('save -> load gives bit-identical members; torchvision names under backbone
 
     const loaded = loadModel(join(dir, 'round-trip'), { expectConfig: config, device: 'cpu' });
     try {
-      loaded.eval();
+      assert.ok(loaded.modules().every((m) => !m.training), 'a loaded model is in eval mode');
       assert.deepEqual(loaded.memberNames(), model.memberNames());
       assert.deepEqual(loaded.config!.classes, ['a', 'b', 'c', 'd', 'e']);
       const x = rand([3, 3, 16, 16]);

@@ -16,6 +16,7 @@
 import { Tensor, type Device, keep, manualSeed, noGrad, tensor, tidy, trackInScope } from '../tensor/index.js';
 import { type Classifier, type Norm, DEFAULT_EPS, checkAdversarial, checkAttackInputs, replaceRows } from './attack.js';
 import { buildAdaptiveAttack, describeSuiteEntry, withThreatModel, type AdaptiveSuiteEntry } from './adaptive.js';
+import { withEvalMode } from '../nn/module.js';
 import {
   blackBoxCheck, budgetCheck, epsSweepCheck, formatEps, resolveMaskingPlan, type EpsCurvePoint, type MaskingCheck, type MaskingOptions,
 } from './masking.js';
@@ -263,6 +264,10 @@ function formatAccuracy(a: AccuracyByDefinition): string {
  * The returned tensors belong to the caller's scope.
  */
 export function evaluateRobustness(model: Classifier, images: Tensor, labels: Tensor, options: RobustnessOptions): RobustnessEvaluation {
+  return withEvalMode(model, () => evaluateRobustnessInCurrentMode(model, images, labels, options));
+}
+
+function evaluateRobustnessInCurrentMode(model: Classifier, images: Tensor, labels: Tensor, options: RobustnessOptions): RobustnessEvaluation {
   checkAttackInputs(images, labels);
   if (typeof model?.forward !== 'function') throw new TypeError('evaluateRobustness needs a model with forward(x) → logits');
   const norm = options.norm ?? 'Linf';
@@ -426,6 +431,10 @@ export interface MaskingRunOptions extends MaskingOptions {
  * alone (an evaluation with that one attack).
  */
 export function runMaskingChecks(model: Classifier, images: Tensor, labels: Tensor, options: MaskingRunOptions = {}): MaskingResults {
+  return withEvalMode(model, () => runMaskingChecksInCurrentMode(model, images, labels, options));
+}
+
+function runMaskingChecksInCurrentMode(model: Classifier, images: Tensor, labels: Tensor, options: MaskingRunOptions = {}): MaskingResults {
   const started = Date.now();
   const norm = options.norm ?? 'Linf';
   const eps = options.eps ?? DEFAULT_EPS;

@@ -12,6 +12,7 @@ import { cat, keep, noGrad, stack, tidy, type Tensor } from '../tensor/index.js'
 import { DEFAULT_EPS, checkAdversarial, checkAttackInputs, checkPositiveInteger, type Classifier, type Norm } from './attack.js';
 import { accuracies, reEvaluate, type AccuracyByDefinition } from './evaluation.js';
 import { PGD } from './pgd.js';
+import { withEvalMode } from '../nn/module.js';
 
 /** Several classifiers as one: the mean of their logits (each must return [N, classes] for the same classes). */
 export class LogitEnsemble implements Classifier {
@@ -91,6 +92,13 @@ export function sourceSets(names: readonly string[], craft: TransferOptions['cra
 
 /** Crafts on every source set and judges every target on the clean and the crafted images. */
 export function transferMatrix(sources: readonly NamedClassifier[], targets: readonly NamedClassifier[], images: Tensor, labels: Tensor, options: TransferOptions = {}): TransferMatrix {
+  // Every source and target in eval mode for the run (see withEvalMode), each given back its own mode after.
+  const run = [...sources, ...targets].reduceRight<() => TransferMatrix>(
+    (inner, { model }) => () => withEvalMode(model, inner), () => transferMatrixInCurrentMode(sources, targets, images, labels, options));
+  return run();
+}
+
+function transferMatrixInCurrentMode(sources: readonly NamedClassifier[], targets: readonly NamedClassifier[], images: Tensor, labels: Tensor, options: TransferOptions = {}): TransferMatrix {
   checkAttackInputs(images, labels);
   if (targets.length === 0) throw new Error('a transfer attack needs at least one target');
   for (const [what, list] of [['source', sources], ['target', targets]] as const) {

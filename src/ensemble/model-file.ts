@@ -123,7 +123,8 @@ export interface LoadModelOptions {
 /**
  * Rebuilds the model a file describes and loads its weights strictly. Checks, in order, before reading any weight:
  * that the file is a crossmax self-ensemble of a known format version, that its configuration is the expected
- * one (if given), and that the configuration builds exactly the stored tensors (names and shapes).
+ * one (if given), and that the configuration builds exactly the stored tensors (names and shapes). The model comes
+ * back in eval mode, ready to measure or attack (training sets train mode itself).
  */
 export function loadModel(path: string, options: LoadModelOptions = {}): SelfEnsemble {
   const info = readModelInfo(path);
@@ -145,7 +146,7 @@ export function loadModel(path: string, options: LoadModelOptions = {}): SelfEns
       disposeAll(tensors);
     }
     if (options.device && options.device !== 'cpu') model.to(options.device);
-    return model;
+    return model.eval();
   } catch (err) {
     model.dispose();
     throw err instanceof ModelFileError ? err : new ModelFileError(`'${info.path}': ${(err as Error).message}`);

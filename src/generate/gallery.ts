@@ -14,6 +14,7 @@ import { classObjective, type MemberClassifier } from './objectives.js';
 import { MultiResolutionImage, pixelImage } from './parametrisation.js';
 import type { Classifier } from '../attacks/attack.js';
 import { noGrad, tidy, type Tensor } from '../tensor/index.js';
+import { withEvalMode } from '../nn/module.js';
 
 export type ChangeParametrisation = 'pixels' | 'multires';
 
@@ -107,6 +108,10 @@ export interface InterpretabilityGallery {
 
 /** Every image changed toward every target at every eps, with the model's and its members' predictions. */
 export function interpretabilityGallery(model: Classifier | MemberClassifier, images: Tensor, labels: readonly number[], options: InterpretabilityGalleryOptions): InterpretabilityGallery {
+  return withEvalMode(model, () => interpretabilityGalleryInCurrentMode(model, images, labels, options));
+}
+
+function interpretabilityGalleryInCurrentMode(model: Classifier | MemberClassifier, images: Tensor, labels: readonly number[], options: InterpretabilityGalleryOptions): InterpretabilityGallery {
   const n = images.shape[0]!;
   if (labels.length !== n) throw new Error(`gallery: ${n} images but ${labels.length} labels`);
   const classes = noGrad(() => tidy(() => model.forward(images.narrow(0, 0, Math.min(1, n))).shape[1]!));

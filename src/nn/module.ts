@@ -327,3 +327,21 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 function quoteList(names: string[]): string {
   return names.map((n) => `"${n}"`).join(', ');
 }
+
+/**
+ * Runs `fn` with `model` in eval mode (BatchNorm on its running statistics, no dropout), then gives every
+ * sub-module back its own mode. A measurement (evaluation, an attack's evaluation, a gallery) must not run in
+ * training mode: BatchNorm would use the batch's statistics and overwrite its running ones with those of
+ * adversarial batches; one image in a batch makes the unbiased variance 0/0, NaN for good. Anything that is not a
+ * Module (a plain classifier function) runs as it is.
+ */
+export function withEvalMode<T>(model: unknown, fn: () => T): T {
+  if (!(model instanceof Module)) return fn();
+  const modes = model.modules().map((m) => [m, m.training] as const);
+  model.eval();
+  try {
+    return fn();
+  } finally {
+    for (const [m, training] of modes) m.training = training;
+  }
+}

@@ -4,7 +4,7 @@
 // computed with the model in eval mode (BatchNorm running statistics, no statistic updates), then clipped to
 // [0, 1]. PGD (Madry et al. 2018) with a random start is the stronger option. This is deliberately small and
 // local: the attack library (src/attacks) is for evaluation and carries far more machinery.
-import { Module } from '../nn/module.js';
+import { Module, withEvalMode } from '../nn/module.js';
 import { cat, enableGrad, grad, randLike, tidy, type Tensor } from '../tensor/index.js';
 
 export type AdversarialAttackKind = 'fgsm' | 'pgd';
@@ -96,13 +96,3 @@ function perturb(x: Tensor, y: Tensor, lossOf: (x: Tensor, labels: Tensor) => Te
   return current;
 }
 
-/** Runs `fn` with `model` in eval mode, then gives every sub-module back its own mode. */
-export function withEvalMode<T>(model: Module, fn: () => T): T {
-  const modes = model.modules().map((m) => [m, m.training] as const);
-  model.eval();
-  try {
-    return fn();
-  } finally {
-    for (const [m, training] of modes) m.training = training;
-  }
-}

@@ -7,7 +7,7 @@ import type { Aggregator } from '../ensemble/aggregators.js';
 import type { Module } from '../nn/module.js';
 import { inferenceMode, tidy, type Device, type Tensor } from '../tensor/index.js';
 import { ProgressBar, type ProgressOptions } from '../util/progress.js';
-import { withEvalMode } from './adversarial.js';
+import { withEvalMode } from '../nn/module.js';
 
 /**
  * What training and evaluation need from a model. A plain classifier has forward() only; a self-ensemble also
