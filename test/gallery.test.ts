@@ -112,13 +112,13 @@ test('crossmax gallery: report, grids and JSON on a tiny model and image folder;
     assert.deepEqual(JSON.parse(printed), summary);
     assert.deepEqual(summary.images, [0, 3]);
     assert.deepEqual(summary.targets, ['c0', 'c1']);
-    // The same file twice gets numbered labels. Image 0 is c0 and image 3 is c1 (two per class, sorted folders),
+    // One file, one label. Image 0 is c0 and image 3 is c1 (two per class, sorted folders),
     // so of 2 targets × 2 images each image drops its own class: 2 pairs.
-    assert.deepEqual(summary.models.map((m) => m.label), ['tiny (1)', 'tiny (2)']);
+    assert.deepEqual(summary.models.map((m) => m.label), ['tiny', 'tiny']);
     assert.deepEqual(summary.models[0]!.targetedSuccess.map((s) => s.pairs), [2, 2]);
     assert.equal(summary.models[0]!.cells.length, 4);
     assert.ok(existsSync(join(out, 'gallery.html')));
-    assert.ok(existsSync(join(out, 'gallery-tiny_1_-eps8.png')));
+    assert.ok(existsSync(join(out, 'gallery-tiny-eps8.png')));
     assert.ok(readFileSync(join(out, 'gallery.html'), 'utf8').includes('Targeted success'));
 
     const base = ['--model', modelPath, '--data', join(dir, 'data'), '--steps', '1', '--out', out];

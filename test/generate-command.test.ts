@@ -31,7 +31,7 @@ test('crossmax generate --per-class --judge: grid, report, JSON with each judge\
     const summary = JSON.parse(readFileSync(join(out, 'generate.json'), 'utf8')) as { classes: string[]; judgements: { judge: string; agreement: number; allPasses: number; perClass: Record<string, number> }[] };
     assert.deepEqual(JSON.parse(printed), summary);
     assert.equal(summary.classes.length, 10);
-    assert.deepEqual(summary.judgements.map((j) => j.judge), ['tiny (1) (generator)', 'tiny (2)']);
+    assert.deepEqual(summary.judgements.map((j) => j.judge), ['tiny (generator)', 'tiny']);
     const [self, other] = summary.judgements as [typeof summary.judgements[0], typeof summary.judgements[0]];
     // Same weights, same seeded passes: the same verdicts.
     assert.equal(self.agreement, other.agreement);

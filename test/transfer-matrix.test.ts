@@ -13,6 +13,7 @@ import { transferCommand } from '../src/cli/transfer-command.js';
 import { UsageError } from '../src/cli/args.js';
 import { tinySelfEnsemble } from './helpers/self-ensemble.js';
 import { tinyImageFolder } from './helpers/image-folder.js';
+import { modelLabel } from '../src/cli/model-files.js';
 
 function linear(seed: number): { forward(x: Tensor): Tensor; layer: Linear } {
   const layer = new Linear(3 * 4 * 4, 3, { generator: new Generator(seed) });
@@ -101,9 +102,9 @@ test('crossmax transfer: table, report, images with manifest; bad flags are usag
     const summary = JSON.parse(readFileSync(join(out, 'transfer.json'), 'utf8')) as { n: number; rows: { sources: string[]; transferred: unknown[] }[]; targets: { name: string }[] };
     assert.deepEqual(JSON.parse(printed), summary);
     assert.equal(summary.n, 4);
-    // The same file as source and target gets a label per role.
-    assert.deepEqual(summary.rows.map((r) => r.sources), [['tiny (1)']]);
-    assert.deepEqual(summary.targets.map((t) => t.name), ['tiny (2)']);
+    // The same file as source and target has one name.
+    assert.deepEqual(summary.rows.map((r) => r.sources), [['tiny']]);
+    assert.deepEqual(summary.targets.map((t) => t.name), ['tiny']);
     assert.ok(existsSync(join(out, 'transfer.html')));
     const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as { rows: { images: { file: string; trueClass: string }[] }[] };
     assert.equal(manifest.rows[0]!.images.length, 4);
@@ -118,4 +119,9 @@ test('crossmax transfer: table, report, images with manifest; bad flags are usag
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('model labels: the run folder\'s name, one name per file, namesakes numbered', () => {
+  const all = ['runs/a/model.safetensors', 'other/a/model.safetensors', 'runs/b/model.safetensors', 'w/c.safetensors', './runs/a/model.safetensors'];
+  assert.deepEqual(all.map((p) => modelLabel(p, all)), ['a (1)', 'a (2)', 'b', 'c', 'a (1)']);
 });

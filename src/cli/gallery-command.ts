@@ -15,7 +15,7 @@ import { DATA_HELP, loadData } from './datasets.js';
 
 export const GALLERY_OPTIONS = {
   model: { type: 'string' }, data: { type: 'string' }, images: { type: 'string' }, eps: { type: 'string' },
-  steps: { type: 'string' }, copies: { type: 'string' }, parametrisation: { type: 'string' }, targets: { type: 'string' },
+  steps: { type: 'string' }, copies: { type: 'string' }, parametrisation: { type: 'string' }, targets: { type: 'string' }, gradient: { type: 'string' },
   out: { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' }, threads: { type: 'string' },
   json: { type: 'boolean' }, config: { type: 'string' },
 } as const;
@@ -35,6 +35,8 @@ only the first gives changes a person reads as the target class).
   --copies N              passes averaged per step, over the model's randomness (default 4)
   --parametrisation P     pixels (default) | multires (sum of up-sampled tensors at 1, 2, 4 … px)
   --targets LIST|all      target classes by index or name (default all)
+  --gradient G            mean-logits (default: the mean of the members' logits, which CrossMax does not mask) |
+                          output (the model's own output); the result is always judged on the model's output
   --out DIR               gallery.html, PNG grids, gallery.json (default report/gallery)
   --seed N                default 0
   --device DEV            cpu (default) | cuda | cuda:N
@@ -70,6 +72,7 @@ export async function galleryCommand(args: string[]): Promise<number> {
   const copies = numberFlag(values, 'copies', { integer: true, min: 1 }) ?? 4;
   const seed = numberFlag(values, 'seed', { integer: true, min: 0 }) ?? 0;
   const parametrisation = choiceFlag(values, 'parametrisation', ['pixels', 'multires'] as const) ?? 'pixels';
+  const gradient = choiceFlag(values, 'gradient', ['mean-logits', 'output'] as const) ?? 'mean-logits';
   const classes = testSet.classes;
   const targetSpec = stringFlag(values, 'targets') ?? 'all';
   const targets = targetSpec === 'all' ? classes.map((_, i) => i) : listFlag(targetSpec, '', 'targets').map((s) => {
@@ -90,9 +93,9 @@ export async function galleryCommand(args: string[]): Promise<number> {
       const model = loadModelFile(path, { device, numClasses: classes.length });
       try {
         const gallery = interpretabilityGallery(model, batch.images, labels, {
-          eps: epsList, targets, steps, copies, parametrisation, seed, onStep: () => bar.tick(1, { model: String(m + 1) }),
+          eps: epsList, targets, steps, copies, parametrisation, gradient, seed, onStep: () => bar.tick(1, { model: String(m + 1) }),
         });
-        results.push({ label: modelLabel(path, modelPaths, m), path, gallery, members: model.memberNames() });
+        results.push({ label: modelLabel(path, modelPaths), path, gallery, members: model.memberNames() });
       } finally {
         model.dispose();
       }
@@ -101,7 +104,7 @@ export async function galleryCommand(args: string[]): Promise<number> {
     const seconds = (performance.now() - started) / 1000;
     const summary = {
       data: testSet.source, images: indices, labels: labels.map((l) => classes[l]), eps: epsList, targets: targets.map((t) => classes[t]),
-      steps, copies, parametrisation, seed, seconds,
+      steps, copies, parametrisation, gradient, seed, seconds,
       models: results.map((r) => ({
         label: r.label, path: r.path, members: r.members,
         targetedSuccess: r.gallery.targetedSuccess,
@@ -114,7 +117,7 @@ export async function galleryCommand(args: string[]): Promise<number> {
     if (values.json) {
       console.log(JSON.stringify(summary, null, 2));
     } else {
-      console.log(`targeted success (model predicts the target class), ${indices.length} images × ${targets.length} targets, ${parametrisation}, ${steps} steps:`);
+      console.log(`targeted success (model predicts the target class), ${indices.length} images × ${targets.length} targets, ${parametrisation}, ${steps} steps, gradient of ${gradient}:`);
       for (const r of results) {
         console.log(`  ${r.label.padEnd(24)} ${r.gallery.targetedSuccess.map((s) => `eps ${(s.eps * 255).toFixed(0)}/255: ${(100 * s.rate).toFixed(1)}%`).join('   ')}`);
       }
@@ -151,11 +154,11 @@ function memberTargetShare(gallery: InterpretabilityGallery, labels: readonly nu
 }
 
 function writeGalleryReport(dir: string, results: readonly ModelGallery[], images: Tensor, labels: readonly number[], classes: readonly string[],
-  targets: readonly number[], epsList: readonly number[], summary: { steps: number; copies: number; parametrisation: string; seconds: number; data: string }): string {
+  targets: readonly number[], epsList: readonly number[], summary: { steps: number; copies: number; parametrisation: string; gradient: string; seconds: number; data: string }): string {
   mkdirSync(dir, { recursive: true });
   const report = new HtmlReport({ title: 'crossmax gallery', subtitle: 'test images pushed toward every class: what the change looks like' });
   report.keyValues({
-    data: summary.data, models: results.map((r) => `${r.label} (${r.path})`).join('; '), parametrisation: summary.parametrisation,
+    data: summary.data, models: results.map((r) => `${r.label} (${r.path})`).join('; '), parametrisation: summary.parametrisation, gradient: summary.gradient,
     steps: summary.steps, 'passes per step': summary.copies, eps: epsList.map((e) => `${(e * 255).toFixed(1)}/255`).join(', '), time: `${summary.seconds.toFixed(0)} s`,
   }, { title: 'Run' });
   report.heading('Targeted success');

@@ -181,11 +181,11 @@ export async function generateCommand(args: string[]): Promise<number> {
     const run = generateClasses(modelPath, values, model);
     try {
       const everyPath = [modelPath, ...judgePaths];
-      const judgements: Judgement[] = [{ judge: `${modelLabel(modelPath, everyPath, 0)} (generator)`, path: modelPath, ...judgeImages(model, run.images, run.intended, run.classNames, passes) }];
-      for (const [k, path] of judgePaths.entries()) {
+      const judgements: Judgement[] = [{ judge: `${modelLabel(modelPath, everyPath)} (generator)`, path: modelPath, ...judgeImages(model, run.images, run.intended, run.classNames, passes) }];
+      for (const path of judgePaths) {
         const judge = loadModelFile(path, { device, numClasses: run.classNames.length });
         try {
-          judgements.push({ judge: modelLabel(path, everyPath, k + 1), path, ...judgeImages(judge, run.images, run.intended, run.classNames, passes) });
+          judgements.push({ judge: modelLabel(path, everyPath), path, ...judgeImages(judge, run.images, run.intended, run.classNames, passes) });
         } finally {
           judge.dispose();
         }

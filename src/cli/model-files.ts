@@ -6,13 +6,15 @@ import { UsageError } from './args.js';
 
 /**
  * A short name for a model file in tables: runs/<name>/model.safetensors → <name>, else the file's name without
- * .safetensors; numbered by position when another path in `all` gives the same name (the same path twice too).
+ * .safetensors. One file always gets one name (a model both source and target of a transfer); two different files
+ * that would share a name are numbered in order of first appearance in `all`.
  */
-export function modelLabel(path: string, all: readonly string[], index = all.indexOf(path)): string {
+export function modelLabel(path: string, all: readonly string[]): string {
   const label = (p: string) => (basename(p) === 'model.safetensors' ? basename(dirname(resolve(p))) : basename(p).replace(/\.safetensors$/, ''));
   const own = label(path);
-  const clashes = all.filter((p) => label(p) === own).length > 1;
-  return clashes ? `${own} (${index + 1})` : own;
+  const files = [...new Set(all.map((p) => resolve(p)))];
+  const namesakes = files.filter((p) => label(p) === own);
+  return namesakes.length > 1 ? `${own} (${namesakes.indexOf(resolve(path)) + 1})` : own;
 }
 
 /** A crossmax model file in eval mode, checked against the data's classes; any problem is a UsageError naming the file. */

@@ -4,7 +4,8 @@
 // settings, true classes) that can be taken to models this machine cannot reach, such as vision-language models.
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { transferMatrix, type TransferMatrix } from '../attacks/index.js';
+import { SurrogateClassifier, transferMatrix, type TransferMatrix } from '../attacks/index.js';
+import { MeanLogits } from '../ensemble/aggregators.js';
 import type { SelfEnsemble } from '../ensemble/index.js';
 import { loadModelFile, modelLabel } from './model-files.js';
 import { HtmlReport, autoAmplification, perturbationToImage, savePng, type GalleryItem } from '../report/index.js';
@@ -17,7 +18,7 @@ import { DATA_HELP, loadData } from './datasets.js';
 export const TRANSFER_OPTIONS = {
   source: { type: 'string' }, target: { type: 'string' }, data: { type: 'string' }, n: { type: 'string' }, eps: { type: 'string' },
   steps: { type: 'string' }, eot: { type: 'string' }, restarts: { type: 'string' }, passes: { type: 'string' }, craft: { type: 'string' },
-  'batch-size': { type: 'string' }, seed: { type: 'string' }, out: { type: 'string' }, 'save-images': { type: 'boolean' },
+  'batch-size': { type: 'string' }, gradient: { type: 'string' }, seed: { type: 'string' }, out: { type: 'string' }, 'save-images': { type: 'boolean' },
   device: { type: 'string' }, threads: { type: 'string' }, json: { type: 'boolean' }, config: { type: 'string' },
 } as const;
 
@@ -36,6 +37,8 @@ them, each image judged over R forward passes (all-R: correct on every pass; als
   --restarts N            default 1
   --passes R              forward passes per image when judging a target (default 10)
   --craft each|ensemble|both   which source sets craft (default both)
+  --gradient G            mean-logits (default: a self-ensemble source's gradient comes from the mean of its
+                          members' logits, which CrossMax does not mask; its output is still its own) | output
   --batch-size N          default 100
   --save-images           write every crafted image as a PNG, with manifest.json
   --out DIR               transfer.html, transfer.json, images/ (default report/transfer)
@@ -64,11 +67,12 @@ export async function transferCommand(args: string[]): Promise<number> {
   const batchSize = numberFlag(values, 'batch-size', { integer: true, min: 1 }) ?? 100;
   const seed = numberFlag(values, 'seed', { integer: true, min: 0 }) ?? 0;
   const craft = choiceFlag(values, 'craft', ['each', 'ensemble', 'both'] as const) ?? 'both';
+  const gradient = choiceFlag(values, 'gradient', ['mean-logits', 'output'] as const) ?? 'mean-logits';
   const dir = resolve(stringFlag(values, 'out') ?? join('report', 'transfer'));
 
   // Labels over sources and targets together, so that two files with one name stay apart in the table.
   const everyPath = [...sourcePaths, ...targetPaths];
-  const label = (path: string, offset: number) => modelLabel(path, everyPath, offset);
+  const label = (path: string) => modelLabel(path, everyPath);
   const loaded: SelfEnsemble[] = [];
   const load = (path: string) => {
     const model = loadModelFile(path, { device, numClasses: testSet.classes.length });
@@ -78,8 +82,10 @@ export async function transferCommand(args: string[]): Promise<number> {
   const batch = testSet.batch([...Array(n).keys()], { device });
   let matrix: TransferMatrix | null = null;
   try {
-    const sources = sourcePaths.map((p, i) => ({ name: label(p, i), model: load(p) }));
-    const targets = targetPaths.map((p, i) => ({ name: label(p, sourcePaths.length + i), model: load(p) }));
+    // Straight-through: the source's own output, the mean-logit gradient (surrogate.ts).
+    const asSource = (model: SelfEnsemble) => (gradient === 'mean-logits' ? new SurrogateClassifier(model, new MeanLogits(), 'straight-through') : model);
+    const sources = sourcePaths.map((p) => ({ name: label(p), model: asSource(load(p)) }));
+    const targets = targetPaths.map((p) => ({ name: label(p), model: load(p) }));
     const rowsPlanned = craft === 'ensemble' ? 1 : sourcePaths.length + (craft === 'both' && sourcePaths.length > 1 ? 1 : 0);
     const bar = new ProgressBar({ label: 'transfer', unit: 'step', total: rowsPlanned * Math.ceil(n / batchSize) * steps * restarts });
     const started = performance.now();
@@ -89,7 +95,7 @@ export async function transferCommand(args: string[]): Promise<number> {
     bar.finish();
     const seconds = (performance.now() - started) / 1000;
     const summary = {
-      data: testSet.source, n, eps, norm: 'Linf', attack: 'pgd', steps, eot, restarts, passes, seed, seconds,
+      data: testSet.source, n, eps, norm: 'Linf', attack: 'pgd', gradient, steps, eot, restarts, passes, seed, seconds,
       sources: sources.map((s, i) => ({ name: s.name, path: sourcePaths[i] })),
       targets: targets.map((t, i) => ({ name: t.name, path: targetPaths[i] })),
       clean: matrix.clean,
@@ -141,11 +147,11 @@ function saveCraftedImages(dir: string, matrix: TransferMatrix, labels: readonly
 }
 
 function writeTransferReport(dir: string, matrix: TransferMatrix, images: Tensor, labels: readonly number[], classes: readonly string[],
-  summary: { n: number; eps: number; steps: number; eot: number; passes: number; seconds: number; data: string }): string {
+  summary: { n: number; eps: number; steps: number; eot: number; passes: number; gradient: string; seconds: number; data: string }): string {
   const report = new HtmlReport({ title: 'crossmax transfer', subtitle: 'adversarial images crafted on some models, judged on others' });
   report.keyValues({
     data: summary.data, images: `the first ${summary.n} test images`, threat: `L-inf, eps ${(summary.eps * 255).toFixed(1)}/255`,
-    attack: `PGD-${summary.steps} on the mean of the sources' logits${summary.eot > 1 ? `, EOT ${summary.eot}` : ''}`,
+    attack: `PGD-${summary.steps} on the mean of the sources' logits${summary.eot > 1 ? `, EOT ${summary.eot}` : ''}; gradient of ${summary.gradient}`,
     judged: `${summary.passes} forward passes per image`, time: `${summary.seconds.toFixed(0)} s`,
   }, { title: 'Run' });
   const targets = matrix.clean.map((c) => c.target);
