@@ -3,16 +3,15 @@
 // end to end on a tiny model and image folder, and its errors for bad flags.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Generator, liveTensorCount, noGrad, rand, tidy, type Tensor } from '../src/tensor/index.js';
 import { Linear } from '../src/nn/index.js';
 import { changeTowardClass, interpretabilityGallery, powerOfTwoResolutions } from '../src/generate/index.js';
-import { saveModel } from '../src/ensemble/index.js';
 import { galleryCommand } from '../src/cli/gallery-command.js';
 import { UsageError } from '../src/cli/args.js';
-import { tinySelfEnsemble } from './helpers/self-ensemble.js';
+import { captureLog, tinyModelFile, tinySelfEnsemble } from './helpers/self-ensemble.js';
 import { tinyImageFolder } from './helpers/image-folder.js';
 
 // Two classes, linear in the pixels: log p(1) grows with (w1 − w0)·x, so its L-inf-constrained maximum is each
@@ -90,22 +89,11 @@ test('crossmax gallery: report, grids and JSON on a tiny model and image folder;
   const dir = mkdtempSync(join(tmpdir(), 'crossmax-gallery-'));
   try {
     tinyImageFolder(join(dir, 'data')); // test/c0 … c9, two 16×16 images each
-    const model = tinySelfEnsemble();
-    const modelPath = join(dir, 'tiny', 'model.safetensors');
-    mkdirSync(join(dir, 'tiny'));
-    saveModel(model, modelPath);
-    model.dispose();
+    const modelPath = tinyModelFile(dir);
     const out = join(dir, 'out');
-    const args = ['--model', `${modelPath},${modelPath}`, '--data', join(dir, 'data'), '--images', '0,3', '--eps', '8/255,0.1',
-      '--steps', '2', '--copies', '1', '--targets', 'c0,1', '--out', out, '--json'];
-    const log = console.log;
-    let printed = '';
-    console.log = (s: string) => { printed += s; };
-    try {
-      assert.equal(await galleryCommand(args), 0);
-    } finally {
-      console.log = log;
-    }
+    const { code, printed } = await captureLog(() => galleryCommand(['--model', `${modelPath},${modelPath}`, '--data', join(dir, 'data'),
+      '--images', '0,3', '--eps', '8/255,0.1', '--steps', '2', '--copies', '1', '--targets', 'c0,1', '--out', out, '--json']));
+    assert.equal(code, 0);
     const summary = JSON.parse(readFileSync(join(out, 'gallery.json'), 'utf8')) as {
       images: number[]; targets: string[]; models: { label: string; targetedSuccess: { pairs: number }[]; cells: unknown[] }[];
     };

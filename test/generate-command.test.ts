@@ -2,32 +2,21 @@
 // model files; the same weights judging with the same seed must agree exactly.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { saveModel } from '../src/ensemble/index.js';
 import { generateCommand } from '../src/cli/generate-command.js';
 import { UsageError } from '../src/cli/args.js';
-import { tinySelfEnsemble } from './helpers/self-ensemble.js';
+import { captureLog, tinyModelFile } from './helpers/self-ensemble.js';
 
 test('crossmax generate --per-class --judge: grid, report, JSON with each judge\'s agreement', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'crossmax-generate-'));
   try {
-    const model = tinySelfEnsemble();
-    mkdirSync(join(dir, 'tiny'));
-    const path = join(dir, 'tiny', 'model.safetensors');
-    saveModel(model, path);
-    model.dispose();
+    const path = tinyModelFile(dir);
     const out = join(dir, 'out');
-    const log = console.log;
-    let printed = '';
-    console.log = (s: string) => { printed += s; };
-    try {
-      assert.equal(await generateCommand(['--model', path, '--judge', path, '--class', 'all', '--per-class', '2', '--steps', '2', '--copies', '2',
-        '--passes', '3', '--out', out, '--json']), 0);
-    } finally {
-      console.log = log;
-    }
+    const { code, printed } = await captureLog(() => generateCommand(['--model', path, '--judge', path, '--class', 'all', '--per-class', '2',
+      '--steps', '2', '--copies', '2', '--passes', '3', '--out', out, '--json']));
+    assert.equal(code, 0);
     const summary = JSON.parse(readFileSync(join(out, 'generate.json'), 'utf8')) as { classes: string[]; judgements: { judge: string; agreement: number; allPasses: number; perClass: Record<string, number> }[] };
     assert.deepEqual(JSON.parse(printed), summary);
     assert.equal(summary.classes.length, 10);

@@ -2,16 +2,15 @@
 // are known (a white-box copy of the source, a target that ignores its input), and `crossmax transfer` end to end.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Generator, liveTensorCount, noGrad, rand, randint, tensor, tidy, zeros, type Tensor } from '../src/tensor/index.js';
 import { Linear } from '../src/nn/index.js';
 import { LogitEnsemble, sourceSets, transferMatrix } from '../src/attacks/index.js';
-import { saveModel } from '../src/ensemble/index.js';
 import { transferCommand } from '../src/cli/transfer-command.js';
 import { UsageError } from '../src/cli/args.js';
-import { tinySelfEnsemble } from './helpers/self-ensemble.js';
+import { captureLog, tinyModelFile } from './helpers/self-ensemble.js';
 import { tinyImageFolder } from './helpers/image-folder.js';
 import { modelLabel } from '../src/cli/model-files.js';
 
@@ -84,21 +83,11 @@ test('crossmax transfer: table, report, images with manifest; bad flags are usag
   const dir = mkdtempSync(join(tmpdir(), 'crossmax-transfer-'));
   try {
     tinyImageFolder(join(dir, 'data'), { perClass: 1 });
-    const model = tinySelfEnsemble();
-    mkdirSync(join(dir, 'tiny'));
-    const path = join(dir, 'tiny', 'model.safetensors');
-    saveModel(model, path);
-    model.dispose();
+    const path = tinyModelFile(dir);
     const out = join(dir, 'out');
-    const log = console.log;
-    let printed = '';
-    console.log = (s: string) => { printed += s; };
-    try {
-      assert.equal(await transferCommand(['--source', path, '--target', path, '--data', join(dir, 'data'), '--n', '4', '--steps', '2',
-        '--passes', '2', '--out', out, '--save-images', '--json']), 0);
-    } finally {
-      console.log = log;
-    }
+    const { code, printed } = await captureLog(() => transferCommand(['--source', path, '--target', path, '--data', join(dir, 'data'), '--n', '4',
+      '--steps', '2', '--passes', '2', '--out', out, '--save-images', '--json']));
+    assert.equal(code, 0);
     const summary = JSON.parse(readFileSync(join(out, 'transfer.json'), 'utf8')) as { n: number; rows: { sources: string[]; transferred: unknown[] }[]; targets: { name: string }[] };
     assert.deepEqual(JSON.parse(printed), summary);
     assert.equal(summary.n, 4);

@@ -1,6 +1,8 @@
 // A small real self-ensemble for the end-to-end attack and evaluation tests.
 import { manualSeed } from '../../src/tensor/index.js';
-import { buildSelfEnsemble } from '../../src/ensemble/index.js';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { buildSelfEnsemble, saveModel } from '../../src/ensemble/index.js';
 
 /**
  * manualSeed(3), then a tiny stochastic self-ensemble in eval mode: WRN-10-1 on 16×16 inputs, 10 classes, the
@@ -18,4 +20,29 @@ export function tinySelfEnsemble(): ReturnType<typeof buildSelfEnsemble> {
   });
   model.eval();
   return model;
+}
+
+/** tinySelfEnsemble() saved as <dir>/tiny/model.safetensors (label 'tiny' in command tables); returns the path. */
+export function tinyModelFile(dir: string): string {
+  const model = tinySelfEnsemble();
+  mkdirSync(join(dir, 'tiny'), { recursive: true });
+  const path = join(dir, 'tiny', 'model.safetensors');
+  try {
+    saveModel(model, path);
+  } finally {
+    model.dispose();
+  }
+  return path;
+}
+
+/** Runs a command with console.log captured; returns its exit code and what it printed. */
+export async function captureLog(run: () => Promise<number>): Promise<{ code: number; printed: string }> {
+  const log = console.log;
+  let printed = '';
+  console.log = (s: string) => { printed += s; };
+  try {
+    return { code: await run(), printed };
+  } finally {
+    console.log = log;
+  }
 }
