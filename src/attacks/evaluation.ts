@@ -170,7 +170,7 @@ function countTrue(flags: readonly boolean[]): number {
 }
 
 /** R forward passes over the rows `indices` of `images`, libtorch's generator seeded once first. */
-export function reEvaluate(model: Classifier, images: Tensor, labels: readonly number[], indices: readonly number[], passes: number, batchSize: number, seed: number): Passes {
+function reEvaluate(model: Classifier, images: Tensor, labels: readonly number[], indices: readonly number[], passes: number, batchSize: number, seed: number): Passes {
   const correct = indices.map(() => [] as boolean[]);
   const firstPrediction = indices.map(() => -1);
   manualSeed(seed);
@@ -244,8 +244,18 @@ function runAttack(
   return { adversarial, success: indices.map((i) => success.get(i)!), retried };
 }
 
+/**
+ * Every row of `images` classified in R seeded forward passes (reEvaluate), with the accuracy under each
+ * definition: how transfer targets and generation judges are scored.
+ */
+export function repeatedAccuracy(model: Classifier, images: Tensor, labels: readonly number[], passes: number, options: { batchSize?: number; seed?: number } = {}): Passes & { accuracy: AccuracyByDefinition } {
+  const rows = labels.map((_, i) => i);
+  const result = reEvaluate(model, images, labels, rows, passes, options.batchSize ?? 100, options.seed ?? 0);
+  return { ...result, accuracy: accuracies(result.correct.map((c) => c[0]!), result.correct, passes) };
+}
+
 /** Accuracy under each definition from the first pass's verdicts and every pass's, per image. */
-export function accuracies(single: readonly boolean[], robustIn: readonly (readonly boolean[])[], passes: number): AccuracyByDefinition {
+function accuracies(single: readonly boolean[], robustIn: readonly (readonly boolean[])[], passes: number): AccuracyByDefinition {
   const n = single.length;
   if (n === 0) return { 'single-evaluation': 0, 'mean-over-R': 0, 'all-R': 0 };
   return {

@@ -10,7 +10,7 @@
 // single-evaluation definitions, on the clean images and on the crafted ones.
 import { cat, keep, noGrad, stack, tidy, type Tensor } from '../tensor/index.js';
 import { DEFAULT_EPS, checkAdversarial, checkAttackInputs, checkPositiveInteger, type Classifier, type Norm } from './attack.js';
-import { accuracies, reEvaluate, type AccuracyByDefinition } from './evaluation.js';
+import { repeatedAccuracy, type AccuracyByDefinition } from './evaluation.js';
 import { PGD } from './pgd.js';
 import { withEvalMode } from '../nn/module.js';
 
@@ -113,11 +113,10 @@ function transferMatrixInCurrentMode(sources: readonly NamedClassifier[], target
   const passes = checkPositiveInteger('passes', options.passes ?? 10);
   const seed = options.seed ?? 0;
   const n = images.shape[0]!;
-  const all = Array.from({ length: n }, (_, i) => i);
   const y = labels.toArray().map(Number);
   const judge = (model: Classifier, x: Tensor): { accuracy: AccuracyByDefinition; firstPrediction: number[] } => {
-    const { correct, firstPrediction } = reEvaluate(model, x, y, all, passes, batchSize, seed);
-    return { accuracy: accuracies(correct.map((c) => c[0]!), correct, passes), firstPrediction };
+    const { accuracy, firstPrediction } = repeatedAccuracy(model, x, y, passes, { batchSize, seed });
+    return { accuracy, firstPrediction };
   };
   const clean = targets.map((t) => ({ target: t.name, accuracy: judge(t.model, images).accuracy }));
   const rows: TransferRow[] = [];

@@ -5,7 +5,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { MultiResolutionImage, classObjective, everyResolution, generate, pixelImage } from '../generate/index.js';
 import { loadModel } from '../ensemble/index.js';
-import { accuracies, reEvaluate } from '../attacks/evaluation.js';
+import { repeatedAccuracy } from '../attacks/evaluation.js';
 import type { Classifier } from '../attacks/attack.js';
 import { writeJsonAtomic } from '../report/json.js';
 import { loadModelFile, modelLabel } from './model-files.js';
@@ -128,14 +128,12 @@ export interface Judgement {
   perClass: Record<string, number>;
 }
 
-/** R passes of `model` over the images; agreement with the intended classes (reEvaluate's protocol, seeded). */
+/** R passes of `model` over the images; agreement with the intended classes (repeatedAccuracy's protocol, seeded). */
 export function judgeImages(model: Classifier, images: Tensor, intended: readonly number[], classNames: readonly string[], passes: number, seed = 0): Omit<Judgement, 'judge' | 'path'> {
-  const all = intended.map((_, i) => i);
-  const { correct } = reEvaluate(model, images, intended, all, passes, 100, seed);
-  const accuracy = accuracies(correct.map((c) => c[0]!), correct, passes);
+  const { correct, accuracy } = repeatedAccuracy(model, images, intended, passes, { seed });
   const perClass: Record<string, number> = {};
   for (const c of [...new Set(intended)]) {
-    const rows = all.filter((i) => intended[i] === c);
+    const rows = intended.map((_, i) => i).filter((i) => intended[i] === c);
     perClass[classNames[c]!] = rows.reduce((a, i) => a + correct[i]!.filter(Boolean).length / passes, 0) / rows.length;
   }
   return { agreement: accuracy['mean-over-R'], allPasses: accuracy['all-R'], perClass };
