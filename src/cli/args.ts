@@ -82,3 +82,15 @@ export function stringFlag(values: ParsedArgs['values'], name: string): string |
   if (typeof raw !== 'string') throw new UsageError(`--${name} needs a value`);
   return raw;
 }
+
+/**
+ * A comma-separated flag (`--model a,b`, `--eps 8/255,32/255`) as its trimmed, non-empty items: [] when the flag
+ * is absent and there is no fallback; a UsageError when it is given but holds no item.
+ */
+export function listFlag(values: ParsedArgs['values'], name: string, fallback?: string): string[] {
+  const raw = stringFlag(values, name) ?? fallback;
+  if (raw === undefined) return [];
+  const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  if (items.length === 0) throw new UsageError(`--${name} needs at least one value`);
+  return items;
+}

@@ -10,7 +10,7 @@ import { HtmlReport, autoAmplification, perturbationToImage, saveImageGrid, type
 import { writeJsonAtomic } from '../report/json.js';
 import { ProgressBar } from '../util/progress.js';
 import { cat, full, setNumThreads, stack, tidy, type Device, type Tensor } from '../tensor/index.js';
-import { UsageError, choiceFlag, numberFlag, parseCommandArgs, stringFlag } from './args.js';
+import { UsageError, choiceFlag, listFlag, numberFlag, parseCommandArgs, stringFlag } from './args.js';
 import { DATA_HELP, loadData } from './datasets.js';
 
 export const GALLERY_OPTIONS = {
@@ -48,22 +48,24 @@ interface ModelGallery {
   path: string;
   gallery: InterpretabilityGallery;
   members: string[];
+  /** memberTargetShare() of the gallery; null for a model without members. */
+  memberShares: { eps: number; share: number }[] | null;
 }
 
 export async function galleryCommand(args: string[]): Promise<number> {
   const { values } = parseCommandArgs(args, GALLERY_OPTIONS);
   const threads = numberFlag(values, 'threads', { integer: true, min: 1 });
   if (threads !== undefined) setNumThreads(threads);
-  const modelPaths = (stringFlag(values, 'model') ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const modelPaths = listFlag(values, 'model');
   if (modelPaths.length === 0) throw new UsageError('--model FILE[,FILE...] is required');
   const device = (stringFlag(values, 'device') ?? 'cpu') as Device;
   const testSet = await loadData(stringFlag(values, 'data') ?? 'cifar10', 'test');
-  const indices = listFlag(values.images as string | undefined, '0,1,2,3', 'images').map((s) => {
+  const indices = listFlag(values, 'images', '0,1,2,3').map((s) => {
     const i = Number(s);
     if (!Number.isInteger(i) || i < 0 || i >= testSet.length) throw new UsageError(`--images ${s}: an index below ${testSet.length}`);
     return i;
   });
-  const epsList = listFlag(values.eps as string | undefined, '8/255,32/255', 'eps').map((s) => {
+  const epsList = listFlag(values, 'eps', '8/255,32/255').map((s) => {
     const v = numberFlag({ eps: s }, 'eps', { min: 0, max: 1 })!;
     if (v <= 0) throw new UsageError(`--eps ${s}: must be above 0`);
     return v;
@@ -75,7 +77,7 @@ export async function galleryCommand(args: string[]): Promise<number> {
   const gradient = choiceFlag(values, 'gradient', ['mean-logits', 'output'] as const) ?? 'mean-logits';
   const classes = testSet.classes;
   const targetSpec = stringFlag(values, 'targets') ?? 'all';
-  const targets = targetSpec === 'all' ? classes.map((_, i) => i) : listFlag(targetSpec, '', 'targets').map((s) => {
+  const targets = targetSpec === 'all' ? classes.map((_, i) => i) : listFlag(values, 'targets').map((s) => {
     const byName = classes.indexOf(s);
     const index = byName >= 0 ? byName : Number(s);
     if (!Number.isInteger(index) || index < 0 || index >= classes.length) throw new UsageError(`--targets ${s}: a class name or an index below ${classes.length}`);
@@ -95,7 +97,7 @@ export async function galleryCommand(args: string[]): Promise<number> {
         const gallery = interpretabilityGallery(model, batch.images, labels, {
           eps: epsList, targets, steps, copies, parametrisation, gradient, seed, onStep: () => bar.tick(1, { model: String(m + 1) }),
         });
-        results.push({ label: modelLabel(path, modelPaths), path, gallery, members: model.memberNames() });
+        results.push({ label: modelLabel(path, modelPaths), path, gallery, members: model.memberNames(), memberShares: memberTargetShare(gallery, labels, epsList) });
       } finally {
         model.dispose();
       }
@@ -108,7 +110,7 @@ export async function galleryCommand(args: string[]): Promise<number> {
       models: results.map((r) => ({
         label: r.label, path: r.path, members: r.members,
         targetedSuccess: r.gallery.targetedSuccess,
-        memberTargetShare: memberTargetShare(r.gallery, labels, epsList),
+        memberTargetShare: r.memberShares,
         cells: r.gallery.cells.map((c) => ({ eps: c.eps, target: classes[c.target], predictions: c.predictions.map((p) => classes[p]), memberPredictions: c.memberPredictions?.map((row) => row.map((p) => classes[p])) ?? null })),
       })),
     };
@@ -128,12 +130,6 @@ export async function galleryCommand(args: string[]): Promise<number> {
     batch.dispose();
   }
   return 0;
-}
-
-function listFlag(raw: string | undefined, fallback: string, name: string): string[] {
-  const items = (raw ?? fallback).split(',').map((s) => s.trim()).filter(Boolean);
-  if (items.length === 0) throw new UsageError(`--${name} needs at least one value`);
-  return items;
 }
 
 /** Per eps: the share of member votes, over (image, target ≠ label) pairs, that went to the target. */
@@ -165,10 +161,9 @@ function writeGalleryReport(dir: string, results: readonly ModelGallery[], image
   report.paragraph('Share of (image, target class ≠ true class) pairs for which the model, on one draw of its randomness, predicts the target after the change; and, for self-ensembles, the share of the members\' votes that went to the target.');
   report.table({
     columns: [{ key: 'model' }, { key: 'eps' }, { key: 'success', label: 'target reached', percent: true }, { key: 'members', label: 'member votes for the target', percent: true }],
-    rows: results.flatMap((r) => {
-      const shares = memberTargetShare(r.gallery, labels, epsList);
-      return r.gallery.targetedSuccess.map((s, i) => ({ model: r.label, eps: `${(s.eps * 255).toFixed(1)}/255`, success: s.rate, members: shares ? shares[i]!.share : null }));
-    }),
+    rows: results.flatMap((r) => r.gallery.targetedSuccess.map((s, i) => ({
+      model: r.label, eps: `${(s.eps * 255).toFixed(1)}/255`, success: s.rate, members: r.memberShares ? r.memberShares[i]!.share : null,
+    }))),
   });
   for (const eps of epsList) {
     const epsText = `${(eps * 255).toFixed(1)}/255`;

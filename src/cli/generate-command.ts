@@ -12,7 +12,7 @@ import { loadModelFile, modelLabel } from './model-files.js';
 import { HtmlReport, saveImageGrid } from '../report/index.js';
 import { ProgressBar } from '../util/progress.js';
 import { cat, setNumThreads, tidy, type Device, type Tensor } from '../tensor/index.js';
-import { UsageError, choiceFlag, numberFlag, parseCommandArgs, stringFlag, type ParsedArgs } from './args.js';
+import { UsageError, choiceFlag, listFlag, numberFlag, parseCommandArgs, stringFlag, type ParsedArgs } from './args.js';
 
 export const GENERATE_OPTIONS = {
   model: { type: 'string' }, class: { type: 'string' }, steps: { type: 'string' }, copies: { type: 'string' },
@@ -172,7 +172,7 @@ export async function generateCommand(args: string[]): Promise<number> {
   const modelPath = stringFlag(values, 'model');
   if (!modelPath) throw new UsageError('--model FILE is required');
   const device = (stringFlag(values, 'device') ?? 'cpu') as Device;
-  const judgePaths = (stringFlag(values, 'judge') ?? '').split(',').map((p) => p.trim()).filter(Boolean);
+  const judgePaths = listFlag(values, 'judge');
   const passes = numberFlag(values, 'passes', { integer: true, min: 1 }) ?? 10;
   const model = loadModelFile(modelPath, { device });
   try {

@@ -4,7 +4,7 @@
 // settings, true classes) that can be taken to models this machine cannot reach, such as vision-language models.
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { SurrogateClassifier, transferMatrix, type TransferMatrix } from '../attacks/index.js';
+import { SurrogateClassifier, sourceSets, transferMatrix, type TransferMatrix } from '../attacks/index.js';
 import { MeanLogits } from '../ensemble/aggregators.js';
 import type { SelfEnsemble } from '../ensemble/index.js';
 import { loadModelFile, modelLabel } from './model-files.js';
@@ -12,7 +12,7 @@ import { HtmlReport, autoAmplification, perturbationToImage, savePng, type Galle
 import { writeJsonAtomic } from '../report/json.js';
 import { ProgressBar } from '../util/progress.js';
 import { setNumThreads, tidy, type Device, type Tensor } from '../tensor/index.js';
-import { UsageError, choiceFlag, numberFlag, parseCommandArgs, stringFlag } from './args.js';
+import { UsageError, choiceFlag, listFlag, numberFlag, parseCommandArgs, stringFlag } from './args.js';
 import { DATA_HELP, loadData } from './datasets.js';
 
 export const TRANSFER_OPTIONS = {
@@ -51,9 +51,8 @@ export async function transferCommand(args: string[]): Promise<number> {
   const { values } = parseCommandArgs(args, TRANSFER_OPTIONS);
   const threads = numberFlag(values, 'threads', { integer: true, min: 1 });
   if (threads !== undefined) setNumThreads(threads);
-  const list = (name: string) => (stringFlag(values, name) ?? '').split(',').map((s) => s.trim()).filter(Boolean);
-  const sourcePaths = list('source');
-  const targetPaths = list('target');
+  const sourcePaths = listFlag(values, 'source');
+  const targetPaths = listFlag(values, 'target');
   if (sourcePaths.length === 0) throw new UsageError('--source FILE[,FILE...] is required');
   if (targetPaths.length === 0) throw new UsageError('--target FILE[,FILE...] is required');
   const device = (stringFlag(values, 'device') ?? 'cpu') as Device;
@@ -73,10 +72,15 @@ export async function transferCommand(args: string[]): Promise<number> {
   // Labels over sources and targets together, so that two files with one name stay apart in the table.
   const everyPath = [...sourcePaths, ...targetPaths];
   const label = (path: string) => modelLabel(path, everyPath);
-  const loaded: SelfEnsemble[] = [];
+  // One load per file, though a file may be both a source and a target.
+  const loaded = new Map<string, SelfEnsemble>();
   const load = (path: string) => {
-    const model = loadModelFile(path, { device, numClasses: testSet.classes.length });
-    loaded.push(model);
+    const key = resolve(path);
+    let model = loaded.get(key);
+    if (!model) {
+      model = loadModelFile(path, { device, numClasses: testSet.classes.length });
+      loaded.set(key, model);
+    }
     return model;
   };
   const batch = testSet.batch([...Array(n).keys()], { device });
@@ -86,7 +90,7 @@ export async function transferCommand(args: string[]): Promise<number> {
     const asSource = (model: SelfEnsemble) => (gradient === 'mean-logits' ? new SurrogateClassifier(model, new MeanLogits(), 'straight-through') : model);
     const sources = sourcePaths.map((p) => ({ name: label(p), model: asSource(load(p)) }));
     const targets = targetPaths.map((p) => ({ name: label(p), model: load(p) }));
-    const rowsPlanned = craft === 'ensemble' ? 1 : sourcePaths.length + (craft === 'both' && sourcePaths.length > 1 ? 1 : 0);
+    const rowsPlanned = sourceSets(sourcePaths, craft).length;
     const bar = new ProgressBar({ label: 'transfer', unit: 'step', total: rowsPlanned * Math.ceil(n / batchSize) * steps * restarts });
     const started = performance.now();
     matrix = transferMatrix(sources, targets, batch.images, batch.labels, {
@@ -123,7 +127,7 @@ export async function transferCommand(args: string[]): Promise<number> {
     }
   } finally {
     if (matrix) for (const r of matrix.rows) r.adversarial.dispose();
-    for (const m of loaded) m.dispose();
+    for (const m of loaded.values()) m.dispose();
     batch.dispose();
   }
   return 0;

@@ -13,7 +13,7 @@ import { generate } from './generate.js';
 import { classObjective, type MemberClassifier } from './objectives.js';
 import { MultiResolutionImage, pixelImage } from './parametrisation.js';
 import type { Classifier } from '../attacks/attack.js';
-import { SurrogateClassifier } from '../attacks/surrogate.js';
+import { SurrogateClassifier, isMemberEnsemble } from '../attacks/surrogate.js';
 import { MeanLogits } from '../ensemble/aggregators.js';
 import { noGrad, tidy, type Tensor } from '../tensor/index.js';
 import { withEvalMode } from '../nn/module.js';
@@ -70,9 +70,8 @@ export function changeTowardClass(model: Classifier | MemberClassifier, images: 
   const [, , h, w] = images.shape as [number, number, number, number];
   const common = { size: [h, w] as [number, number], base: images, squash: 'clamp' as const, constraint: { norm: 'Linf' as const, eps } };
   const resolutions = powerOfTwoResolutions(h);
-  const members = typeof (model as MemberClassifier).memberLogits === 'function' ? (model as MemberClassifier) : null;
-  const gradient = options.gradient ?? (members ? 'mean-logits' : 'output');
-  if (gradient === 'mean-logits' && !members) throw new Error("gradient 'mean-logits' needs a model with memberLogits() (a self-ensemble)");
+  const gradient = options.gradient ?? (isMemberEnsemble(model) ? 'mean-logits' : 'output');
+  if (gradient === 'mean-logits' && !isMemberEnsemble(model)) throw new Error("gradient 'mean-logits' needs a self-ensemble (memberLogits() and an aggregator)");
   const differentiated: Classifier = gradient === 'mean-logits' ? new SurrogateClassifier(model, new MeanLogits(), 'transfer') : model;
   const parametrisation = kind === 'pixels' ? pixelImage(common) : new MultiResolutionImage({ ...common, resolutions });
   try {
@@ -88,8 +87,7 @@ export function changeTowardClass(model: Classifier | MemberClassifier, images: 
       seed: options.seed ?? 0,
       onProgress: options.onStep,
     });
-    for (const s of result.snapshots) s.images.dispose();
-    return result.images;
+    return result.images; // no snapshots were asked for
   } finally {
     parametrisation.dispose();
   }
@@ -146,7 +144,7 @@ function interpretabilityGalleryInCurrentMode(model: Classifier | MemberClassifi
           const votes = argmaxRows(logits.flatten(0, 1));
           const m = logits.shape[1]!;
           return {
-            predictions: argmaxRows(aggregateOrForward(model, changed, logits)),
+            predictions: argmaxRows(isMemberEnsemble(model) ? model.aggregator.aggregate(logits) : model.forward(changed)),
             memberPredictions: Array.from({ length: n }, (_, i) => votes.slice(i * m, (i + 1) * m)),
           };
         }));
@@ -168,10 +166,4 @@ function interpretabilityGalleryInCurrentMode(model: Classifier | MemberClassifi
 
 function argmaxRows(logits: Tensor): number[] {
   return logits.argmax({ dim: 1 }).toArray().map(Number);
-}
-
-/** A self-ensemble's aggregator applied to given member logits when it exposes one, else a fresh forward pass. */
-function aggregateOrForward(model: Classifier, images: Tensor, memberLogits: Tensor): Tensor {
-  const aggregator = (model as { aggregator?: { aggregate(z: Tensor): Tensor } }).aggregator;
-  return aggregator ? aggregator.aggregate(memberLogits) : model.forward(images);
 }
