@@ -289,7 +289,7 @@ test('EOT: the suite sets each gradient attack\'s eot option, and eot passes rea
 
 // ---- the suite as configuration ---------------------------------------------------------------------------------
 
-test('adaptiveSuite lists the adaptive attacks with the published settings, CPU-sized with budget quick', () => {
+test('adaptiveSuite lists the adaptive attacks with the published settings, CPU-sized with budgets cpu and quick', () => {
   tidy(() => {
     const ensemble = new LinearEnsemble(similarHeads(3, 40), new CrossMax({ k: 2 }));
     const suite = adaptiveSuite(ensemble);
@@ -308,6 +308,13 @@ test('adaptiveSuite lists the adaptive attacks with the published settings, CPU-
     assert.equal((quick[1]!.options as { eot: number }).eot, 3);
     assert.equal((quick[0]!.options as { refineSteps: number }).refineSteps, 0);
     assert.equal(buildAdaptiveAttack(quick[0]!, ensemble).constructor, TransferThenRefine);
+
+    const cpu = adaptiveSuite(ensemble, { budget: 'cpu' });
+    const cpuTransfer = cpu[0]!.options as Record<string, unknown>;
+    assert.deepEqual([cpuTransfer.transferSteps, cpuTransfer.transferEot, cpuTransfer.refineSteps, cpuTransfer.refineEot], [100, 2, 20, 2]);
+    assert.deepEqual([(cpu[1]!.options as { steps: number }).steps, (cpu[1]!.options as { eot: number }).eot], [100, 4]);
+    assert.equal((cpu[5]!.options as { queries: number }).queries, 1000);
+    assert.throws(() => adaptiveSuite(ensemble, { budget: 'gpu' as 'cpu' }), /unknown budget 'gpu' \(published, cpu, quick\)/);
 
     const plain = new Linear(1);
     assert.deepEqual(adaptiveSuite(plain).map((e) => e.name), ['apgd-ce', 'square']);

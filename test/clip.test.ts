@@ -300,6 +300,8 @@ test('text goes through the tokenizer when the model has one', (t) => {
   const withFiles = loadClip(join(dir, 'model'));
   try {
     assert.deepEqual(withFiles.tokenizer?.encode('a'), [48, 5, 49]);
+    // Rows as long as the text tower's positions (16 here), not the published 77.
+    assert.equal(withFiles.tokenizer?.contextLength, 16);
   } finally {
     withFiles.dispose();
     rmSync(join(dir, 'model', 'vocab.json'));

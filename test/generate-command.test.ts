@@ -1,13 +1,18 @@
-// `crossmax generate` with judges: several images per class, judged over R passes by the generator and by other
-// model files; the same weights judging with the same seed must agree exactly.
+// `crossmax generate` from each model kind: a crossmax model with judges (several images per class, judged over R
+// passes by the generator and by other model files; the same weights judging with the same seed must agree
+// exactly), a torchvision ResNet state dict, and a CLIP folder with prompts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateCommand } from '../src/cli/generate-command.js';
 import { UsageError } from '../src/cli/args.js';
 import { captureLog, tinyModelFile } from './helpers/self-ensemble.js';
+import { disposeAll, manualSeed, zeros } from '../src/tensor/index.js';
+import { ResNet } from '../src/nn/resnet.js';
+import { saveSafetensors } from '../src/serialize/safetensors.js';
+import { ClipModel, clipConfigFromHf, resnetArchitecture } from '../src/models/index.js';
 
 test('crossmax generate --per-class --judge: grid, report, JSON with each judge\'s agreement', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'crossmax-generate-'));
@@ -31,6 +36,92 @@ test('crossmax generate --per-class --judge: grid, report, JSON with each judge\
     assert.ok(existsSync(join(out, 'generate.png')) && existsSync(join(out, 'generate.html')));
     await assert.rejects(generateCommand(['--model', path, '--judge', join(dir, 'none.safetensors'), '--steps', '1', '--class', '0', '--out', out]),
       (e) => e instanceof UsageError && /none\.safetensors/.test(e.message));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('crossmax generate --resnet: a torchvision ResNet read from its state dict alone, ImageNet normalisation, images with a manifest', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'crossmax-generate-resnet-'));
+  try {
+    manualSeed(5);
+    const resnet = new ResNet({ depth: 18, numClasses: 12, widthMultiplier: 0.125 });
+    const path = join(dir, 'resnet18.safetensors');
+    const state = resnet.stateDict();
+    saveSafetensors(path, state);
+    disposeAll(state);
+    resnet.dispose();
+    assert.deepEqual(resnetArchitecture(path), { depth: 18, numClasses: 12, inChannels: 3, widthMultiplier: 0.125, stem: 'imagenet' });
+    const names = join(dir, 'names.txt');
+    writeFileSync(names, Array.from({ length: 12 }, (_, i) => `thing ${i}`).join('\n'));
+    const out = join(dir, 'out');
+    const { code } = await captureLog(() => generateCommand(['--resnet', path, '--class', '3,thing 7', '--class-names', names, '--size', '32',
+      '--steps', '2', '--copies', '2', '--out', out, '--json']));
+    assert.equal(code, 0);
+    const summary = JSON.parse(readFileSync(join(out, 'generate.json'), 'utf8')) as {
+      'model kind': string; classes: string[]; canvas: number; resolutions: number; lr: number; finalScores: number[]; judgements: { judge: string; agreement: number }[];
+    };
+    assert.equal(summary['model kind'], 'resnet');
+    assert.deepEqual(summary.classes, ['thing 3', 'thing 7']);
+    // DAS's classifier settings, scaled: canvas 32 + 2·8, resolutions 1, 5, ..., 45.
+    assert.equal(summary.canvas, 48);
+    assert.equal(summary.resolutions, 12);
+    assert.equal(summary.lr, 0.005);
+    assert.equal(summary.finalScores.length, 2);
+    assert.ok(summary.finalScores.every(Number.isFinite));
+    assert.deepEqual(summary.judgements.map((j) => j.judge), ['resnet18 (generator)']);
+    const manifest = JSON.parse(readFileSync(join(out, 'images', 'manifest.json'), 'utf8')) as { images: { file: string; target: string }[] };
+    assert.deepEqual(manifest.images.map((i) => [i.file, i.target]), [['000.png', 'thing 3'], ['001.png', 'thing 7']]);
+    assert.ok(existsSync(join(out, 'images', '001.png')));
+    await assert.rejects(generateCommand(['--resnet', path, '--out', out]), (e) => e instanceof UsageError && /--resnet needs --class/.test(e.message));
+    await assert.rejects(generateCommand(['--resnet', path, '--class', '12', '--out', out]), (e) => e instanceof UsageError && /index below 12/.test(e.message));
+    await assert.rejects(generateCommand(['--resnet', path, '--model', path, '--class', '1']), (e) => e instanceof UsageError && /exactly one of/.test(e.message));
+    await assert.rejects(generateCommand(['--resnet', path, '--class', '1', '--judge', path]), (e) => e instanceof UsageError && /--judge takes crossmax models/.test(e.message));
+    const wrong = join(dir, 'wrong.safetensors');
+    saveSafetensors(wrong, new Map([['conv1.weight', zeros([8, 3, 7, 7])], ['fc.weight', zeros([4, 64])], ['layer1.0.conv1.weight', zeros([8, 8, 3, 3])]]));
+    await assert.rejects(generateCommand(['--resnet', wrong, '--class', '1', '--out', out]), /basic blocks \[1, 0, 0, 0\] per stage are no torchvision ResNet/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('crossmax generate --clip: one image per prompt, negative prompts, DAS\'s CLIP settings', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'crossmax-generate-clip-'));
+  try {
+    const config = {
+      text_config: { vocab_size: 50, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2, max_position_embeddings: 8, eos_token_id: 2 },
+      vision_config: { hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2, image_size: 16, patch_size: 8 },
+      projection_dim: 8,
+    };
+    manualSeed(6);
+    const clip = new ClipModel(clipConfigFromHf(config));
+    const folder = join(dir, 'clip');
+    mkdirSync(folder);
+    const state = clip.stateDict();
+    saveSafetensors(join(folder, 'model.safetensors'), state);
+    disposeAll(state);
+    clip.dispose();
+    writeFileSync(join(folder, 'config.json'), JSON.stringify(config));
+    writeFileSync(join(folder, 'merges.txt'), '#version: 0.2\n');
+    writeFileSync(join(folder, 'vocab.json'), JSON.stringify({ 'a</w>': 5, 'b</w>': 6, 'c</w>': 7, '<|startoftext|>': 48, '<|endoftext|>': 49 }));
+    const out = join(dir, 'out');
+    const { code, printed } = await captureLog(() => generateCommand(['--clip', folder, '--prompt', 'a', '--prompt', 'b', '--negative', 'c',
+      '--steps', '2', '--copies', '4', '--out', out]));
+    assert.equal(code, 0);
+    assert.match(printed, /generated 2 image\(s\)/);
+    const summary = JSON.parse(readFileSync(join(out, 'generate.json'), 'utf8')) as { prompts: string[]; 'negative prompts': string[]; lr: number; canvas: number; finalScores: number[]; judgements: unknown[] };
+    assert.deepEqual(summary.prompts, ['a', 'b']);
+    assert.deepEqual(summary['negative prompts'], ['c']);
+    assert.equal(summary.lr, 0.4);
+    assert.equal(summary.canvas, 16 + 2 * 4);
+    // Scores are mean weighted cosines over [prompt, negative]: within [−(1 + 0.3) / 2, (1 + 0.3) / 2].
+    assert.ok(summary.finalScores.every((s) => Math.abs(s) <= 0.65 + 1e-6), `scores ${summary.finalScores.join(', ')}`);
+    assert.deepEqual(summary.judgements, []);
+    const manifest = JSON.parse(readFileSync(join(out, 'images', 'manifest.json'), 'utf8')) as { prompts: string[]; images: { target: string }[] };
+    assert.deepEqual(manifest.images.map((i) => i.target), ['a', 'b']);
+    await assert.rejects(generateCommand(['--clip', folder, '--out', out]), (e) => e instanceof UsageError && /--clip needs --prompt/.test(e.message));
+    rmSync(join(folder, 'vocab.json'));
+    await assert.rejects(generateCommand(['--clip', folder, '--prompt', 'a', '--out', out]), (e) => e instanceof UsageError && /vocab\.json and merges\.txt/.test(e.message));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

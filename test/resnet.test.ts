@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { liveTensorCount, manualSeed, randn, tensor, tidy, disposeAll, Tensor } from '../src/tensor/index.js';
 import { BatchNorm2d, crossEntropy, resnet18, resnet50, ResNet, type ResNetOptions } from '../src/nn/index.js';
+import { loadTorchvisionResNet, resnetArchitecture } from '../src/models/index.js';
+import { saveSafetensors } from '../src/serialize/safetensors.js';
 import { pythonMissing, runPython } from './helpers/python.js';
 import { assertSameWeights, readTensorDump, tensorDumpPython, weightChecksumsPython, type DumpEntry, type WeightChecksum } from './helpers/weights.js';
 
@@ -152,6 +154,12 @@ for (const config of configs) {
         assert.ok(err < 1e-4, `activation '${name}' differs from torchvision (relative error ${err})`);
       }
       disposeAll(out);
+      // The same weights as a safetensors file, architecture read from the file (crossmax generate --resnet).
+      const file = join(dir, `${config.tag}.safetensors`);
+      saveSafetensors(file, state!);
+      assert.deepEqual(resnetArchitecture(file), { depth: config.depth, numClasses: config.numClasses, inChannels: config.inChannels, widthMultiplier: 1, stem: config.stem });
+      using loaded = loadTorchvisionResNet(file);
+      tidy(() => assert.ok(relativeError(loaded.forward(input!.get('x')!), logits!.get('logits')!) < 1e-4, 'logits of the loaded file differ from torchvision'));
     } finally {
       disposeAll([state, input, logits, features]);
     }

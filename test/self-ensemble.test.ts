@@ -505,6 +505,40 @@ test("the input adapter is the notebook's prepare_input: bicubic to 224x224, Ima
   disposeAll([x, expected, out]);
 });
 
+test('adaptPretrainedStem from a crossmax model: a --no-prior run\'s backbone, heads and fc kept, only the stem fresh for the views', () => {
+  // The source: the same architecture without the prior (3 input channels), as `train --no-prior` makes it.
+  withModel(smallConfig({ prior: null }), (source) => {
+    randomiseBatchNorm(source);
+    const weights = source.stateDict();
+    withModel(smallConfig(), (model) => {
+      adaptPretrainedStem(model, weights, { generator: new Generator(11) });
+      const own = model.stateDict();
+      for (const [name, value] of weights) {
+        if (name === 'backbone.conv1.weight') continue;
+        assert.equal(maxAbsDiff(own.get(name)!, value), 0, `${name} carried over`);
+      }
+      const conv1 = own.get('backbone.conv1.weight')!;
+      assert.deepEqual(conv1.shape, [8, 12, 3, 3]);
+      // nn.Conv2d(12, 8, 3) default: U(-1/sqrt(12·9), 1/sqrt(12·9)).
+      const bound = 1 / Math.sqrt(12 * 9);
+      const largest = conv1.abs().max().item();
+      assert.ok(largest <= bound && largest > 0.9 * bound, `conv1: largest |w| ${largest}, bound ${bound}`);
+      disposeAll(own);
+    });
+    // Other classes: refused, naming the mismatch, and nothing changes.
+    withModel(smallConfig({ numClasses: 7 }), (model) => {
+      const before = (model.backbone as ResNet).getParameter('layer1.0.conv1.weight').clone();
+      assert.throws(() => adaptPretrainedStem(model, weights), /crossmax model does not fit this ResNet-18 .*self-ensemble: .*'heads\.0\.linear\.weight' has shape \[5, /);
+      assert.equal(maxAbsDiff(before, (model.backbone as ResNet).getParameter('layer1.0.conv1.weight')), 0);
+    });
+    // A bare ResNet cannot take a self-ensemble's names.
+    const bare = new ResNet({ depth: 18, stem: 'cifar', widthMultiplier: 0.125, numClasses: 5 });
+    assert.throws(() => adaptPretrainedStem(bare, weights), /crossmax self-ensemble .* not a bare ResNet/);
+    bare.dispose();
+    disposeAll(weights);
+  });
+});
+
 test('adaptPretrainedStem: ImageNet weights everywhere but a fresh conv1 for the views and a fresh fc', () => {
   const config: SelfEnsembleConfig = { ...smallConfig(), backbone: { arch: 'resnet', depth: 18, stem: 'imagenet' }, inputSize: 32 };
   withModel(config, (model) => {

@@ -7,7 +7,8 @@
 //              ResNet-18 at 1/4 width, pooled heads, trained on the mean of the members' label-smoothed losses
 //              with Nesterov SGD, attacked and run through CrossMax (k = 3). The PyTorch side is
 //              python/crossmax_ref/models.py's SelfEnsemble. The prior draws its own randomness on each side,
-//              so the gradient check runs with the prior deterministic (no draws) on both.
+//              so the gradient check runs with the prior deterministic (no draws) on both. This model also gets
+//              (d), a step of `crossmax generate` (see GENERATION), against the same loop in PyTorch.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,15 +23,23 @@ import { crossEntropy, resnet18, type Module } from '../../src/nn/index.js';
 import { SGD } from '../../src/optim/index.js';
 import { buildSelfEnsemble, presetConfig, type SelfEnsemble } from '../../src/ensemble/index.js';
 import { selfEnsembleLoss } from '../../src/train/losses.js';
+import { MultiResolutionImage, classObjective, everyResolution, generate } from '../../src/generate/index.js';
 import { loadSafetensors, saveSafetensors } from '../../src/serialize/safetensors.js';
 
-type Mode = 'train' | 'input_grad' | 'inference';
-const modes: Mode[] = ['train', 'input_grad', 'inference'];
+type Mode = 'train' | 'input_grad' | 'inference' | 'generate';
 const modeLabel: Record<Mode, string> = {
   train: '(a) training step (forward, backward, SGD)',
   input_grad: '(b) input-gradient step (attack core)',
   inference: '(c) inference',
+  generate: '(d) generation step (views/s)',
 };
+/**
+ * The generation step (cifar-fast only): crossmax generate's loop on GENERATION.images images of a 48-pixel canvas
+ * (32 + 2·8 of jitter) parametrised at every resolution 1..48, GENERATION.copies augmented 32-pixel views of each
+ * (shift, crop, 0.2·U noise) through the model's CrossMax, one class's logit maximised, SGD on the 48 tensors.
+ * Its throughput counts views.
+ */
+const GENERATION = { images: 8, copies: 16, canvas: 48, jitter: 8, crop: 32, lr: 0.4, classIndex: 3 } as const;
 
 const { values: args } = parseArgs({
   options: {
@@ -126,7 +135,19 @@ function makeSubject(kind: 'resnet18' | 'cifar-fast'): Subject {
 
 function makeStep(subject: Subject, optimizer: SGD): Record<Mode, () => void> {
   const { model, x, y } = subject;
+  let image: MultiResolutionImage | null = null;
+  let generation = 0;
   return {
+    generate: () => {
+      model.eval();
+      image ??= new MultiResolutionImage({ size: GENERATION.canvas, batch: GENERATION.images, resolutions: everyResolution(GENERATION.canvas) });
+      const result = generate({
+        parametrisation: image, objectives: [classObjective(model as SelfEnsemble, { classIndex: GENERATION.classIndex })], steps: 1,
+        optimizer: { kind: 'sgd', lr: GENERATION.lr }, seed: generation++, chunkSize: GENERATION.copies,
+        augment: { copies: GENERATION.copies, jitter: GENERATION.jitter, cropSize: GENERATION.crop },
+      });
+      result.images.dispose();
+    },
     train: () => tidy(() => {
       model.train();
       optimizer.zeroGrad();
@@ -191,8 +212,10 @@ async function main(): Promise<void> {
     // This machine's speed drifts by tens of percent within seconds (shared host), so each sample is a pair of
     // adjacent measurements, crossmax then PyTorch, and the ratio is the median over the pairs' ratios.
     const results: Record<string, { crossmax: number; pytorch: number; ratio: number; pairs: number }> = {};
+    const modes: Mode[] = ['train', 'input_grad', 'inference', ...(args.model === 'cifar-fast' ? ['generate' as const] : [])];
     for (const mode of modes) {
       const pairs = mode === 'inference' ? 2 * rounds * steps : rounds * steps;
+      const items = mode === 'generate' ? GENERATION.images * GENERATION.copies : batch;
       step[mode]();
       await worker.ask({ cmd: 'time', mode, steps: 1, warmup: 1 });
       const ours: number[] = [];
@@ -200,12 +223,12 @@ async function main(): Promise<void> {
       for (let i = 0; i < pairs; i++) {
         ours.push(timeSteps(step[mode], 1));
         theirs.push((await worker.ask({ cmd: 'time', mode, steps: 1, warmup: 0 })).seconds_per_step as number);
-        process.stderr.write(`  ${mode} pair ${i + 1}/${pairs}: crossmax ${(batch / ours.at(-1)!).toFixed(1)} img/s, ` +
-          `PyTorch ${(batch / theirs.at(-1)!).toFixed(1)} img/s\n`);
+        process.stderr.write(`  ${mode} pair ${i + 1}/${pairs}: crossmax ${(items / ours.at(-1)!).toFixed(1)} img/s, ` +
+          `PyTorch ${(items / theirs.at(-1)!).toFixed(1)} img/s\n`);
       }
       results[mode] = {
-        crossmax: batch / median(ours),
-        pytorch: batch / median(theirs),
+        crossmax: items / median(ours),
+        pytorch: items / median(theirs),
         ratio: median(ours.map((t, i) => theirs[i]! / t)),
         pairs,
       };
@@ -224,7 +247,7 @@ async function main(): Promise<void> {
       console.log('img/s: median over the steps; ratio: median over adjacent (crossmax, PyTorch) pairs of PyTorch time / crossmax time\n');
       console.log('| step | pairs | crossmax img/s | PyTorch img/s | ratio |');
       console.log('|---|---:|---:|---:|---:|');
-      for (const mode of modes) {
+      for (const mode of Object.keys(results) as Mode[]) {
         const r = results[mode]!;
         console.log(`| ${modeLabel[mode]} | ${r.pairs} | ${r.crossmax.toFixed(1)} | ${r.pytorch.toFixed(1)} | ${r.ratio.toFixed(3)} |`);
       }

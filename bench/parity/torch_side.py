@@ -5,7 +5,7 @@ multi-resolution self-ensemble: prior, ResNet, pooled heads, CrossMax; trained o
 
 Requests: {"cmd": "load", "weights": path, "batch": path, "threads": n}
           {"cmd": "check", "out": path}      -> loss, gradients of every parameter and of the input, saved to `out`
-          {"cmd": "time", "mode": "train"|"input_grad"|"inference", "steps": k}  -> seconds per step
+          {"cmd": "time", "mode": "train"|"input_grad"|"inference"|"generate", "steps": k}  -> seconds per step
 """
 import json
 import os
@@ -76,12 +76,57 @@ def step(mode):
         (g,) = torch.autograd.grad(loss, [xa])
         with torch.no_grad():
             (xa + (2 / 255) * g.sign()).clamp_(0, 1)
+    elif mode == "generate":
+        generation_step(model)
     elif mode == "inference":
         model.eval()
         with torch.inference_mode():
             model(x)
     else:
         raise ValueError(mode)
+
+
+# crossmax generate's loop, as bench/parity/parity.ts's GENERATION: 8 images on a 48-pixel canvas, one tensor per
+# side length 1..48 (nearest for 1, bicubic otherwise) summed and squashed by tanh; per step 16 views of each
+# (a random roll of -8..8 px per axis, the central 32x32 crop, + 0.2*U[0,1) noise, clipped), the CrossMax logit
+# of class 3 maximised (mean over copies), the gradient taken on the detached image then pushed through the
+# parametrisation once, plain SGD lr 0.4.
+GEN = {"images": 8, "copies": 16, "canvas": 48, "jitter": 8, "crop": 32, "lr": 0.4, "class": 3}
+
+
+def generation_step(model):
+    if "gen" not in state:
+        params = [torch.zeros(GEN["images"], 3, r, r, requires_grad=True) for r in range(1, GEN["canvas"] + 1)]
+        state["gen"] = (params, torch.optim.SGD(params, lr=GEN["lr"]))
+    params, opt = state["gen"]
+    model.eval()
+    size, j, c = GEN["canvas"], GEN["jitter"], GEN["crop"]
+    raw = None
+    for p in params:
+        r = p.shape[-1]
+        if r == size:
+            up = p
+        elif r == 1:
+            up = F.interpolate(p, size=(size, size), mode="nearest")
+        else:
+            up = F.interpolate(p, size=(size, size), mode="bicubic", align_corners=False)
+        raw = up if raw is None else raw + up
+    image = (torch.tanh(raw) + 1) / 2
+    leaf = image.detach().requires_grad_(True)
+    shifts = torch.randint(-j, j + 1, (GEN["copies"], 2)).tolist()
+    offset = (size - c) // 2
+    views = torch.cat([leaf.roll((sy, sx), (2, 3))[:, :, offset:offset + c, offset:offset + c] for sy, sx in shifts], 0)
+    views = (views + torch.rand_like(views) * 0.2).clamp(0, 1)
+    score = model(views)[:, GEN["class"]]
+    score.mean().item()
+    loss = score.sum() * (-1.0 / GEN["copies"])
+    loss.item()
+    (g,) = torch.autograd.grad(loss, [leaf])
+    grads = torch.autograd.grad(image, params, grad_outputs=g)
+    opt.zero_grad(set_to_none=True)
+    for p, gp in zip(params, grads):
+        p.grad = gp
+    opt.step()
 
 
 def timed(req):

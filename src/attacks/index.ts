@@ -20,8 +20,8 @@ export {
 } from './surrogate.js';
 export { PUBLISHED_TRANSFER_THEN_REFINE, RefinePGD, TransferThenRefine, type RefinePgdOptions, type TransferThenRefineOptions } from './transfer.js';
 export {
-  ADAPTIVE_BUDGETS, DEFAULT_ADAPTIVE_EOT, adaptiveSuite, buildAdaptiveAttack, describeSuiteEntry, scaleAttackBudget, withEot,
-  withThreatModel, type AdaptiveBudget, type AdaptiveSuiteEntry, type AdaptiveSuiteOptions,
+  ADAPTIVE_BUDGETS, BUDGET_NAMES, DEFAULT_ADAPTIVE_EOT, adaptiveSuite, buildAdaptiveAttack, describeSuiteEntry, scaleAttackBudget, withEot,
+  withThreatModel, type AdaptiveBudget, type AdaptiveSuiteEntry, type BudgetName, type AdaptiveSuiteOptions,
 } from './adaptive.js';
 export {
   DEFAULT_SWEEP_ATTACK, blackBoxCheck, budgetCheck, epsSweepCheck, formatEps, resolveMaskingPlan, type EpsCurvePoint,

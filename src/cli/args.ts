@@ -94,3 +94,12 @@ export function listFlag(values: ParsedArgs['values'], name: string, fallback?: 
   if (items.length === 0) throw new UsageError(`--${name} needs at least one value`);
   return items;
 }
+
+/** A flag that may be given several times (`--prompt a --prompt b`; declared with multiple: true): [] when absent. */
+export function repeatedFlag(values: ParsedArgs['values'], name: string): string[] {
+  const raw = values[name];
+  if (raw === undefined) return [];
+  const items = Array.isArray(raw) ? raw : [raw];
+  if (items.some((item) => typeof item !== 'string' || item.trim() === '')) throw new UsageError(`--${name} needs a value`);
+  return items as string[];
+}

@@ -6,7 +6,7 @@ import { parseCommandArgs } from './args.js';
 import { TRAIN_OPTIONS, formatEvaluation, runTraining } from './train-command.js';
 import { formatRobustness, runRobustness } from './robust-command.js';
 import type { RobustnessResults } from '../attacks/index.js';
-import { generateClasses, judgeImages, writeGenerateReport } from './generate-command.js';
+import { crossmaxSource, generateImages, intendedClasses, judgeImages, writeGenerateReport } from './generate-command.js';
 import { tidy } from '../tensor/index.js';
 
 export const DEMO_USAGE = `crossmax demo [train options]
@@ -40,8 +40,9 @@ export async function demoCommand(args: string[]): Promise<number> {
       r.images.dispose();
       r.labels.dispose();
       process.stderr.write(`generation: one image per class through the multi-resolution parametrisation (${GENERATION.steps} steps)\n`);
-      const generated = generateClasses(null, { ...GENERATION, seed: values.seed }, model);
-      const judged = { judge: 'the demo model (generator)', path: 'runs/demo', ...judgeImages(model, generated.images, generated.intended, generated.classNames, 10) };
+      const source = crossmaxSource(model, {});
+      const generated = generateImages(source, { ...GENERATION, seed: values.seed });
+      const judged = { judge: 'the demo model (generator)', path: 'runs/demo', ...judgeImages(model, generated.images, intendedClasses(source, generated), source.classNames, 10) };
       writeGenerateReport(reportDir, generated, { model: 'the demo model', parametrisation: 'multires', steps: GENERATION.steps, copies: GENERATION.copies }, [judged]);
       return (report) => {
         report.heading('Generation');
@@ -49,7 +50,7 @@ export async function demoCommand(args: string[]): Promise<number> {
           `${GENERATION.copies} augmented copies per step) to raise that class under the demo model, which then gives the intended class in ` +
           `${(100 * judged.agreement).toFixed(0)}% of 10 forward passes. The loss curves and the same images judged by other models: ` +
           '`crossmax generate --judge`; this run: generate.html in this folder.');
-        tidy(() => report.gallery(generated.intended.map((c, i) => ({ image: generated.images.select(0, i), caption: generated.classNames[c] })), { imageWidth: 64 }));
+        tidy(() => report.gallery(generated.targetOfImage.map((t, i) => ({ image: generated.images.select(0, i), caption: generated.targets[t] })), { imageWidth: 64 }));
         generated.images.dispose();
         report.heading('Robustness (quick budget)');
         report.paragraph(`Robust accuracy on the first ${robust!.images} test images at L-inf eps 8/255: the worst case ` +

@@ -1,9 +1,12 @@
 // `crossmax eval --robust` and `crossmax attack`: robustness of a saved model on the first N test points
 // (RobustBench's protocol), with the worst case over attacks as the headline, the stochastic-model definitions
 // spelled out, gradient-masking checks, and report/robust.html with the adversarial images.
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { autoAttackSuite, adaptiveSuite, evaluateRobustness, type AdaptiveSuiteEntry, type RobustnessEvaluation } from '../attacks/index.js';
-import { loadModel, type SelfEnsemble } from '../ensemble/index.js';
+import {
+  ADAPTIVE_BUDGETS, BUDGET_NAMES, autoAttackSuite, adaptiveSuite, evaluateRobustness, withEot, type AdaptiveSuiteEntry, type BudgetName, type RobustnessEvaluation,
+} from '../attacks/index.js';
+import { AGGREGATOR_NAMES, loadModel, type SelfEnsemble } from '../ensemble/index.js';
 import { saveImageGrid, writeRobustReport } from '../report/index.js';
 import { saveSafetensors } from '../serialize/safetensors.js';
 import { ProgressBar } from '../util/progress.js';
@@ -22,14 +25,19 @@ export const ROBUST_OPTIONS = {
   eot: { type: 'string' }, 're-evaluations': { type: 'string' }, 'batch-size': { type: 'string' },
   'no-masking': { type: 'boolean' }, report: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' },
   device: { type: 'string' }, threads: { type: 'string' }, json: { type: 'boolean' }, config: { type: 'string' },
+  aggregator: { type: 'string' },
 } as const;
 
 export const ROBUST_HELP = `  --model FILE          a crossmax model file
   --data SPEC           ${DATA_HELP}
   --n N                 the first N test images (default 1000)
   --eps X               L-inf radius (default 8/255)
-  --budget B            published (the papers' iterations and EOT; hours on a CPU) | quick (a smoke test whose
-                        numbers over-state robustness) (default published)
+  --budget B            published (the papers' iterations and EOT; hours on a CPU) | cpu (APGD's 100 iterations
+                        with EOT 4, AutoAttack 'rand' included; transfer 100 steps EOT 2, refine 20 EOT 2; Square
+                        1000 queries in the adaptive suite: an upper bound sized for a CPU) | quick (a smoke test
+                        whose numbers over-state robustness) (default published)
+  --aggregator NAME     attack the model with another aggregator of the same members (e.g. mean-logits, the
+                        ablation of CrossMax): ${AGGREGATOR_NAMES.join(' | ')}
   --steps N, --eot N    override the gradient attacks' iterations and EOT samples
   --re-evaluations R    a point of a stochastic model counts as robust only if all R re-evaluations of its
                         adversarial image are correct (default 10)
@@ -41,7 +49,7 @@ export const ROBUST_HELP = `  --model FILE          a crossmax model file
   --threads N           intra-op threads (default all cores)
   --json                print the results as JSON`;
 
-function suiteFor(model: SelfEnsemble, name: SuiteName, settings: { eps: number; seed: number; budget: 'published' | 'quick'; steps?: number; eot?: number }): AdaptiveSuiteEntry[] {
+function suiteFor(model: SelfEnsemble, name: SuiteName, settings: { eps: number; seed: number; budget: BudgetName; steps?: number; eot?: number }): AdaptiveSuiteEntry[] {
   const shared = { eps: settings.eps, seed: settings.seed };
   const adaptive = () => adaptiveSuite(model, { ...shared, budget: settings.budget, steps: settings.steps, eot: settings.eot });
   const rand = () => autoAttackSuite('rand', shared).map((e) => scaled(e, settings));
@@ -55,12 +63,16 @@ function suiteFor(model: SelfEnsemble, name: SuiteName, settings: { eps: number;
   }
 }
 
-/** AutoAttack's entries at the quick budget or with explicit steps/EOT (the reference's counts otherwise). */
-function scaled(entry: AdaptiveSuiteEntry, settings: { budget: 'published' | 'quick'; steps?: number; eot?: number }): AdaptiveSuiteEntry {
+/**
+ * AutoAttack's entries at the quick budget, with the cpu budget's EOT, or with explicit steps/EOT (the reference's
+ * counts otherwise).
+ */
+function scaled(entry: AdaptiveSuiteEntry, settings: { budget: BudgetName; steps?: number; eot?: number }): AdaptiveSuiteEntry {
   const options = { ...(entry.options as Record<string, unknown>) };
   const quick = settings.budget === 'quick';
   if ('steps' in options && (settings.steps !== undefined || quick)) options.steps = settings.steps ?? 10;
-  if ('eot' in options && (settings.eot !== undefined || quick)) options.eot = Math.min(Number(options.eot), settings.eot ?? 2);
+  const eot = settings.eot ?? (settings.budget === 'published' ? undefined : ADAPTIVE_BUDGETS[settings.budget].eot);
+  if ('eot' in options && eot !== undefined) options.eot = Math.min(Number(options.eot), eot);
   if ('queries' in options && quick) options.queries = 100;
   return { ...entry, options } as AdaptiveSuiteEntry;
 }
@@ -88,7 +100,7 @@ export interface RobustRun {
 }
 
 /** Shared by `eval --robust`, `attack` and the demo: loads model and data, runs the attacks, writes the report. */
-export async function runRobustness(values: ParsedArgs['values'], defaults: { suite?: SuiteName; n?: number; budget?: 'published' | 'quick'; reportDir?: string; model?: SelfEnsemble; masking?: boolean; attack?: string } = {}): Promise<RobustRun> {
+export async function runRobustness(values: ParsedArgs['values'], defaults: { suite?: SuiteName; n?: number; budget?: BudgetName; reportDir?: string; model?: SelfEnsemble; masking?: boolean; attack?: string } = {}): Promise<RobustRun> {
   const threads = numberFlag(values, 'threads', { integer: true, min: 1 });
   if (threads !== undefined) setNumThreads(threads);
   const device = (stringFlag(values, 'device') ?? 'cpu') as Device;
@@ -99,12 +111,18 @@ export async function runRobustness(values: ParsedArgs['values'], defaults: { su
   const n = Math.min(numberFlag(values, 'n', { integer: true, min: 1 }) ?? defaults.n ?? 1000, testSet.length);
   const eps = numberFlag(values, 'eps', { min: 0, max: 1 }) ?? 8 / 255;
   const seed = numberFlag(values, 'seed', { integer: true, min: 0 }) ?? 0;
-  const budget = choiceFlag(values, 'budget', ['published', 'quick'] as const) ?? defaults.budget ?? 'published';
+  const budget = choiceFlag(values, 'budget', BUDGET_NAMES) ?? defaults.budget ?? 'published';
   const steps = numberFlag(values, 'steps', { integer: true, min: 1 });
   const eot = numberFlag(values, 'eot', { integer: true, min: 1 });
   const attackName = choiceFlag(values, 'attack', SINGLE_ATTACKS) ?? (defaults.attack as (typeof SINGLE_ATTACKS)[number] | undefined);
   const suiteName = choiceFlag(values, 'suite', SUITES) ?? defaults.suite ?? 'worst-case';
-  const attacks = attackName ? [singleAttack(attackName, { eps, seed, steps, eot })] : suiteFor(model, suiteName, { eps, seed, budget, steps, eot });
+  const aggregator = choiceFlag(values, 'aggregator', AGGREGATOR_NAMES);
+  if (aggregator) model.setAggregator({ name: aggregator });
+  const suite = attackName ? [singleAttack(attackName, { eps, seed, steps, eot })] : suiteFor(model, suiteName, { eps, seed, budget, steps, eot });
+  // Without the prior the model is deterministic in eval mode: EOT over k draws averages k equal gradients.
+  const deterministic = model.prior === null;
+  const attacks = deterministic ? suite.map((e) => withEot(e, 1)) : suite;
+  if (deterministic) process.stderr.write('deterministic model (no prior): every EOT set to 1, which gives the same gradients as any larger EOT\n');
 
   const { images, labels } = tidy(() => {
     const batch = testSet.batch([...Array(n).keys()], { device });
@@ -117,8 +135,9 @@ export async function runRobustness(values: ParsedArgs['values'], defaults: { su
     batchSize: numberFlag(values, 'batch-size', { integer: true, min: 1 }) ?? 100,
     // The quick budget keeps the checks cheap too: a smaller sweep subset and a short black-box attack.
     masking: values['no-masking'] || defaults.masking === false ? false
-      : budget === 'quick' ? { images: Math.min(n, 32), blackBoxAttack: { name: 'square', attack: 'square', options: { eps, seed, queries: 100 } } } : {},
-    modelName: modelPath ?? 'demo model',
+      : budget === 'quick' ? { images: Math.min(n, 32), blackBoxAttack: { name: 'square', attack: 'square', options: { eps, seed, queries: 100 } } }
+        : budget === 'cpu' ? { images: Math.min(n, 50) } : {},
+    modelName: (modelPath ?? 'demo model') + (aggregator ? ` (aggregator ${aggregator})` : ''),
     dataSource: `${testSet.source}, first ${n} test images`,
     onProgress: (e) => bar.tick(1, { phase: e.phase, attack: e.attack ?? '-', step: `${e.step}/${e.total}`, robust: `${e.robust}/${e.images}` }),
     log: (line) => bar.log(line),
@@ -171,6 +190,7 @@ export async function attackCommand(args: string[], parse: (args: string[]) => P
   const run = await runRobustness(values, { masking: false });
   try {
     const out = resolve(stringFlag(values, 'out') ?? join('runs', 'attack'));
+    mkdirSync(out, { recursive: true });
     const adversarial = run.evaluation.worstAdversarial;
     saveSafetensors(join(out, 'adversarial.safetensors'), { adversarial, clean: run.images, labels: run.labels },
       { eps: String(run.evaluation.results.eps), attacks: run.evaluation.results.attacks.map((a) => a.name).join(',') });

@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import {
-  PRESET_NAMES, aggregatorByName, buildSelfEnsemble, loadModel, presetConfig, adaptPretrainedStem,
+  AGGREGATOR_NAMES, PRESET_NAMES, aggregatorByName, buildSelfEnsemble, loadModel, presetConfig, adaptPretrainedStem,
   type AggregatorName, type PresetName, type SelfEnsemble, type SelfEnsembleConfig,
 } from '../ensemble/index.js';
 import { train, evaluate, type TrainOptions, type MetricRecord, type EvaluationResult } from '../train/index.js';
@@ -65,13 +65,15 @@ Trains a multi-resolution self-ensemble (the paper's method) and evaluates it.
   --schedule KIND        onecycle | cosine | step | constant (default onecycle)
   --warmup-steps N       cosine warm-up steps
   --no-prior             single-resolution baseline: the same backbone without the multi-resolution prior
-  --aggregator NAME      crossmax (default, k=3) | mean-logits | mean-probabilities | median | crossmax-median | single
+  --aggregator NAME      crossmax (default, k=3) | mean-logits | mean-probabilities | median | crossmax-median | soft-crossmax | single
   --label-smoothing X    default 0
   --augment              random crop (pad 4) and horizontal flip (default off: the prior jitters the input)
   --adversarial KIND     light adversarial training: fgsm | pgd;  --adv-eps (8/255), --adv-steps, --adv-fraction (1)
   --mode MODE            from-scratch (default) | fine-tune | heads (frozen backbone, heads one at a time)
   --init-model FILE      start from a crossmax model file (for fine-tune / heads)
-  --pretrained FILE      torchvision ImageNet ResNet weights (safetensors) for the backbone; conv1/fc re-initialised
+  --pretrained FILE      start from pretrained weights with a fresh stem for the views (the paper's surgery): torchvision
+                         ResNet weights (safetensors; conv1 and fc re-initialised) or a crossmax model of the same
+                         preset, e.g. a --no-prior run (everything kept but conv1)
   --seed N               default 0
   --resume               continue a killed run from <out>/checkpoint.safetensors, bit for bit
   --overwrite            start afresh although <out> holds a checkpoint
@@ -120,7 +122,7 @@ export async function runTraining(values: ParsedArgs['values'], defaults: Traini
   const optimizerKind = choiceFlag(values, 'optimizer', ['sgd', 'adam', 'adamw'] as const) ?? 'sgd';
   const scheduleKind = choiceFlag(values, 'schedule', ['onecycle', 'cosine', 'step', 'constant'] as const) ?? 'onecycle';
   const mode = choiceFlag(values, 'mode', ['from-scratch', 'fine-tune', 'heads'] as const) ?? 'from-scratch';
-  const aggregatorName = choiceFlag(values, 'aggregator', ['crossmax', 'mean-logits', 'mean-probabilities', 'median', 'crossmax-median', 'single'] as const);
+  const aggregatorName = choiceFlag(values, 'aggregator', AGGREGATOR_NAMES);
   const epochs = numberFlag(values, 'epochs', { integer: true, min: 1 }) ?? defaults.epochs ?? 10;
   const batchSize = numberFlag(values, 'batch-size', { integer: true, min: 1 }) ?? 128;
   const seed = numberFlag(values, 'seed', { integer: true, min: 0 }) ?? 0;

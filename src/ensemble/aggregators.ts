@@ -213,7 +213,8 @@ export class SoftCrossMax extends CrossMaxFamily {
   }
 }
 
-export type AggregatorName = 'crossmax' | 'crossmax-median' | 'soft-crossmax' | 'mean-logits' | 'mean-probabilities' | 'median' | 'single';
+export const AGGREGATOR_NAMES = ['crossmax', 'crossmax-median', 'soft-crossmax', 'mean-logits', 'mean-probabilities', 'median', 'single'] as const;
+export type AggregatorName = (typeof AGGREGATOR_NAMES)[number];
 
 /** An aggregator by name with its defaults (for CLI flags and configuration files). */
 export function aggregatorByName(name: AggregatorName): Aggregator {

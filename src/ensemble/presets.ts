@@ -361,7 +361,10 @@ function resnetBlockNames(depth: ResNetDepth): string[] {
 
 // ---- pretrained backbones -----------------------------------------------------------------------------------
 
-const FRESH_KEYS = ['conv1.weight', 'fc.weight', 'fc.bias'];
+/** What the surgery always re-initialises in torchvision weights: the stem (its input channels become 3·views) and fc. */
+const FRESH_TORCHVISION_KEYS = ['conv1.weight', 'fc.weight', 'fc.bias'];
+/** In a crossmax model as the source only the stem is fresh: its fc and heads already answer the same classes. */
+const FRESH_SELF_ENSEMBLE_KEYS = ['backbone.conv1.weight'];
 
 export interface AdaptPretrainedOptions {
   /** Random stream for the fresh conv1 and fc. Default: libtorch's global generator. */
@@ -369,12 +372,16 @@ export interface AdaptPretrainedOptions {
 }
 
 /**
- * The notebook's surgery on an ImageNet-pretrained ResNet: every weight from a torchvision state dict (a
- * safetensors file or a StateDict, with torchvision's names) except conv1 and fc, which are re-initialised as the
- * fresh nn.Conv2d(inChannels, 64, 7, 2, 3, bias=False) and nn.Linear(2048, classes) the notebook puts in their
- * place (PyTorch's default initialisation). The model must already have the new shapes (as buildSelfEnsemble
- * makes it: conv1 with 3·views input channels, fc with numClasses outputs). Accepts a SelfEnsemble (its backbone
- * must be a ResNet). Nothing is changed if any other weight is missing, extra or of another shape.
+ * The notebook's surgery on a pretrained ResNet, from either of two sources:
+ * - torchvision weights (a safetensors file or a StateDict with torchvision's names, e.g. ImageNet-pretrained):
+ *   every weight except conv1 and fc, which are re-initialised as the fresh nn.Conv2d(3·views, 64, 7, 2, 3,
+ *   bias=False) and nn.Linear(2048, classes) the notebook puts in their place (PyTorch's default initialisation);
+ * - a crossmax model (its file, or its state dict: 'backbone.*' and 'heads.*'), e.g. the single-resolution
+ *   baseline: every weight, heads and fc included, except the stem's conv1, re-initialised the same way. This is
+ *   the paper's recipe (pretrained backbone, fresh stem for the stacked views) where ImageNet weights are out of
+ *   reach: pretraining on the task's own images without the prior.
+ * The model must already have the new shapes (as buildSelfEnsemble makes it). Accepts a bare ResNet for the first
+ * source only. Nothing is changed if any other weight is missing, extra or of another shape.
  */
 export function adaptPretrainedStem(model: ResNet | SelfEnsemble, weights: StateDict | string, options: AdaptPretrainedOptions = {}): void {
   const resnet = model instanceof SelfEnsemble ? model.backbone : model;
@@ -382,12 +389,19 @@ export function adaptPretrainedStem(model: ResNet | SelfEnsemble, weights: State
   const loaded = typeof weights === 'string' ? loadSafetensors(weights).tensors : null;
   const state = loaded ?? (weights as StateDict);
   try {
-    const own = resnet.stateDict();
+    const fromSelfEnsemble = [...state.keys()].some((key) => key.startsWith('backbone.'));
+    if (fromSelfEnsemble && !(model instanceof SelfEnsemble)) {
+      throw new Error('these weights are a crossmax self-ensemble (\'backbone.*\' names): load them into a SelfEnsemble, not a bare ResNet');
+    }
+    const target = fromSelfEnsemble ? model : resnet;
+    const fresh = fromSelfEnsemble ? FRESH_SELF_ENSEMBLE_KEYS : FRESH_TORCHVISION_KEYS;
+    const source = fromSelfEnsemble ? 'crossmax model' : 'pretrained weights';
+    const own = target.stateDict();
     const ownShapes = new Map([...own].map(([k, t]) => [k, t.shape]));
     disposeAll(own);
     const problems: string[] = [];
     for (const [key, shape] of ownShapes) {
-      if (FRESH_KEYS.includes(key)) continue;
+      if (fresh.includes(key)) continue;
       const value = state.get(key);
       if (!value) {
         if (!key.endsWith('num_batches_tracked')) problems.push(`missing '${key}'`);
@@ -397,17 +411,17 @@ export function adaptPretrainedStem(model: ResNet | SelfEnsemble, weights: State
     }
     for (const key of state.keys()) if (!ownShapes.has(key)) problems.push(`unexpected '${key}'`);
     if (problems.length > 0) {
-      throw new Error(`the pretrained weights do not fit this ResNet-${resnet.depth} (width ${resnet.widthMultiplier}): ${problems.slice(0, 10).join('; ')}`
+      throw new Error(`the ${source} do${fromSelfEnsemble ? 'es' : ''} not fit this ResNet-${resnet.depth} (width ${resnet.widthMultiplier})`
+        + `${fromSelfEnsemble ? ' self-ensemble' : ''}: ${problems.slice(0, 10).join('; ')}`
         + (problems.length > 10 ? `; and ${problems.length - 10} more` : ''));
     }
-    const kept = new Map([...state].filter(([key]) => !FRESH_KEYS.includes(key)));
-    resnet.loadStateDict(kept, { strict: false });
+    const kept = new Map([...state].filter(([key]) => !fresh.includes(key)));
+    target.loadStateDict(kept, { strict: false });
     noGrad(() => {
       defaultLayerInit_(resnet.conv1.weight, resnet.conv1.bias, { generator: options.generator });
-      defaultLayerInit_(resnet.fc.weight, resnet.fc.bias, { generator: options.generator });
+      if (!fromSelfEnsemble) defaultLayerInit_(resnet.fc.weight, resnet.fc.bias, { generator: options.generator });
     });
   } finally {
     if (loaded) disposeAll(loaded);
   }
 }
-

@@ -552,10 +552,12 @@ export function loadClip(path: string, options: LoadClipOptions = {}): ClipModel
   // A directory is read as a HF model folder; a single file takes its config and tokenizer from the options.
   const config = resolveLoadConfig(options.config, isDirectory ? join(path, 'config.json') : null);
   let tokenizer: ClipTokenizer | null = null;
+  // Token rows as long as the text tower's positions (77 for the published models): a smaller model needs shorter rows.
+  const contextLength = config.text.maxPositionEmbeddings;
   if (options.tokenizer instanceof ClipTokenizer) tokenizer = options.tokenizer;
-  else if (options.tokenizer) tokenizer = ClipTokenizer.fromFiles(options.tokenizer.vocab, options.tokenizer.merges);
+  else if (options.tokenizer) tokenizer = ClipTokenizer.fromFiles(options.tokenizer.vocab, options.tokenizer.merges, { contextLength });
   else if (options.tokenizer === undefined && isDirectory && existsSync(join(path, 'vocab.json')) && existsSync(join(path, 'merges.txt'))) {
-    tokenizer = ClipTokenizer.fromFiles(join(path, 'vocab.json'), join(path, 'merges.txt'));
+    tokenizer = ClipTokenizer.fromFiles(join(path, 'vocab.json'), join(path, 'merges.txt'), { contextLength });
   }
 
   const dtype = options.dtype ?? 'float32';

@@ -1,2 +1,3 @@
 export * from './clip.js';
 export * from './clip-tokenizer.js';
+export * from './torchvision-resnet.js';

@@ -1,0 +1,76 @@
+// A torchvision ResNet from its state dict saved as safetensors (e.g. `save_file(resnet50(weights=...).state_dict(),
+// path)`), with the architecture read off the tensors themselves, so a user passes one file and nothing else:
+// depth from the blocks per stage and the block type, width from conv1, classes from fc, stem from conv1's kernel.
+import { ResNet, type ResNetDepth } from '../nn/resnet.js';
+import { loadSafetensors, readSafetensorsHeader } from '../serialize/safetensors.js';
+import { disposeAll, type Device } from '../tensor/index.js';
+
+/** Blocks per stage and block type of each depth, as torchvision builds them. */
+const LAYOUTS: readonly { depth: ResNetDepth; blocks: readonly number[]; bottleneck: boolean }[] = [
+  { depth: 18, blocks: [2, 2, 2, 2], bottleneck: false },
+  { depth: 34, blocks: [3, 4, 6, 3], bottleneck: false },
+  { depth: 50, blocks: [3, 4, 6, 3], bottleneck: true },
+  { depth: 101, blocks: [3, 4, 23, 3], bottleneck: true },
+  { depth: 152, blocks: [3, 8, 36, 3], bottleneck: true },
+];
+
+export interface ResNetArchitecture {
+  depth: ResNetDepth;
+  numClasses: number;
+  inChannels: number;
+  widthMultiplier: number;
+  stem: 'imagenet' | 'cifar';
+}
+
+/** The architecture a torchvision-named ResNet state dict describes (from the file's header only). */
+export function resnetArchitecture(path: string): ResNetArchitecture {
+  const { tensors } = readSafetensorsHeader(path);
+  const shape = (name: string): readonly number[] => {
+    const entry = tensors.get(name);
+    if (!entry) throw new Error(`'${path}' is not a torchvision ResNet state dict: it has no '${name}'`);
+    return entry.shape;
+  };
+  const conv1 = shape('conv1.weight');
+  const fc = shape('fc.weight');
+  const blocks = [1, 2, 3, 4].map((stage) => {
+    let count = 0;
+    while (tensors.has(`layer${stage}.${count}.conv1.weight`)) count++;
+    return count;
+  });
+  const bottleneck = tensors.has('layer1.0.conv3.weight');
+  const layout = LAYOUTS.find((l) => l.bottleneck === bottleneck && l.blocks.join() === blocks.join());
+  if (!layout) {
+    throw new Error(`'${path}': ${bottleneck ? 'bottleneck' : 'basic'} blocks [${blocks.join(', ')}] per stage are no torchvision ResNet (18, 34, 50, 101, 152)`);
+  }
+  return {
+    depth: layout.depth,
+    numClasses: fc[0]!,
+    inChannels: conv1[1]!,
+    widthMultiplier: conv1[0]! / 64,
+    stem: conv1[2] === 7 ? 'imagenet' : 'cifar',
+  };
+}
+
+export interface LoadResNetOptions {
+  device?: Device;
+}
+
+/**
+ * A ResNet with a torchvision state dict's weights (strict: every tensor must fit), in eval mode. Input: images
+ * normalised as the weights expect (ImageNet's mean and std for torchvision's pretrained ones).
+ */
+export function loadTorchvisionResNet(path: string, options: LoadResNetOptions = {}): ResNet {
+  const architecture = resnetArchitecture(path);
+  const model = new ResNet(architecture);
+  const { tensors } = loadSafetensors(path);
+  try {
+    model.loadStateDict(tensors);
+  } catch (err) {
+    model.dispose();
+    throw new Error(`'${path}' does not load into a ResNet-${architecture.depth}: ${(err as Error).message}`);
+  } finally {
+    disposeAll(tensors);
+  }
+  if (options.device && options.device !== 'cpu') model.to(options.device);
+  return model.eval();
+}
