@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { Tensor, cat, tensor, tidy, rand, randn, Generator, zeros, scopeDepth, liveTensorCount } from '../src/tensor/index.js';
 import {
   APGD, APGDT, AutoAttack, FAB, FABT, FGSM, PGD, Square, apgdCheckpoints, autoAttackSuite, checkAdversarial, dlrLoss,
-  marginLoss, perImageNorm, projectionLinf, squareSchedule, targetedDlrLoss, type AttackResult, type Classifier,
+  marginLoss, perImageNorm, projectionLinf, squareSchedule, threatModelProjector, targetedDlrLoss, type AttackResult, type Classifier,
   type RunnableAttack,
 } from '../src/attacks/index.js';
 
@@ -324,6 +324,20 @@ function tinyBatch(seed: number, n = 6) {
   const labels = tidy(() => model.forward(images).argmax({ dim: 1 }));
   return { model, images, labels };
 }
+
+test('the Linf projector (box computed once) selects exactly what clamping to clean ± eps and then to [0, 1] does', () => {
+  tidy(() => {
+    const generator = new Generator(3);
+    // Clean pixels at 0 and 1 and inside; points far outside the box, on its faces and within it.
+    const clean = cat([zeros([1, 3, 4, 4]), zeros([1, 3, 4, 4]).add(1), rand([2, 3, 4, 4], { generator })], 0);
+    for (const eps of [0, 1 / 255, 8 / 255, 0.5, 2]) {
+      const points = clean.add(randn(clean.shape, { generator }).mul(eps * 2 + 0.01));
+      const expected = points.maximum(clean.sub(eps)).minimum(clean.add(eps)).clamp(0, 1);
+      const projected = threatModelProjector(clean, 'Linf', eps)(points);
+      assert.deepEqual(Array.from(projected.toArray()), Array.from(expected.toArray()), `eps ${eps}`);
+    }
+  });
+});
 
 test("every attack's output lies in the threat model, in [0, 1], for Linf and L2", () => {
   const { model, images, labels } = tinyBatch(5);

@@ -64,6 +64,7 @@ export class APGD extends GradientAttack {
     const n = x.shape[0]!;
     const rank = x.ndim;
     const lossOf = this.objective(y, targets);
+    const project = this.projector(x);
     const checkpoints = new Set(apgdCheckpoints(this.steps));
     // The loss of every iteration [steps, n], for the oscillation count at checkpoints. As in the reference, the
     // count at the first checkpoint reaches one step before iteration 0 and reads the buffer's last, still zero, row.
@@ -87,8 +88,8 @@ export class APGD extends GradientAttack {
           const momentum = i > 0 ? 0.75 : 1.0;
           const previousMove = s.xAdv.sub(s.xOld);
           const direction = this.norm === 'Linf' ? s.grad.sign() : normalizePerImage(s.grad, 'L2');
-          const z = this.project(s.xAdv.add(direction.mul(s.stepSize)), x);
-          let xAdv = this.project(s.xAdv.add(z.sub(s.xAdv).mul(momentum)).add(previousMove.mul(1 - momentum)), x);
+          const z = project(s.xAdv.add(direction.mul(s.stepSize)));
+          let xAdv = project(s.xAdv.add(z.sub(s.xAdv).mul(momentum)).add(previousMove.mul(1 - momentum)));
 
           const current = this.lossGradient(xAdv, lossOf, this.eot);
           let gradient = current.gradient;

@@ -24,7 +24,7 @@ export class FGSM extends GradientAttack {
     const lossOf = this.objective(y, targets);
     const { gradient, loss } = this.lossGradient(x, lossOf, this.eot);
     const direction = this.norm === 'Linf' ? gradient.sign() : normalizePerImage(gradient, 'L2');
-    const adversarial = this.project(x.add(direction.mul(this.eps)), x);
+    const adversarial = this.projector(x)(x.add(direction.mul(this.eps)));
     run.tick(loss, null);
     const logits = this.model.forward(adversarial);
     return { fooled: logits.argmax({ dim: 1 }).ne(y), adversarial, best: adversarial, bestLoss: lossOf(logits) };

@@ -1,6 +1,6 @@
 // Adversarial attacks with one interface: new Attack(model, options).run(images, labels) → AttackResult.
 export {
-  Attack, AttackRun, GradientAttack, DEFAULT_EPS, checkAdversarial, checkAttackInputs, projectToThreatModel, perImageNorm,
+  Attack, AttackRun, GradientAttack, DEFAULT_EPS, checkAdversarial, checkAttackInputs, projectToThreatModel, threatModelProjector, perImageNorm,
   type AttackOptions, type AttackResult, type Classifier, type GradientAttackOptions, type Norm, type ProgressEvent,
 } from './attack.js';
 export { attackLoss, crossEntropyLoss, dlrLoss, kthLargestClass, marginLoss, targetedCrossEntropyLoss, targetedDlrLoss, type AttackLoss } from './losses.js';

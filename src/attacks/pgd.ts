@@ -51,7 +51,7 @@ export class PGD extends GradientAttack {
     let start: Tensor | undefined;
     if (this.startPoints) {
       if (this.startPoints.shape.join() !== x.shape.join()) throw new RangeError(`start has shape [${this.startPoints.shape}], the images [${x.shape}]`);
-      start = this.project(this.startPoints.detach().to(x.dtype), x);
+      start = this.projector(x)(this.startPoints.detach().to(x.dtype));
     }
     return this.attackWithRestarts(x, y, run, this.restarts, this.steps, (input) => this.singleRun(input, start));
   }
@@ -68,13 +68,14 @@ export class PGD extends GradientAttack {
   private singleRun(input: SingleRunInput, start: Tensor | undefined): SingleRunResult {
     const { x, y, targets, run } = input;
     const lossOf = this.objective(y, targets);
+    const project = this.projector(x);
     let state = tidy(() => ({ xAdv: this.start(input, start) }));
     for (let i = 0; i < this.steps; i++) {
       state = iterate(state, () => {
         const { gradient, loss } = this.lossGradient(state.xAdv, lossOf, this.eot);
         const direction = this.norm === 'Linf' ? gradient.sign() : normalizePerImage(gradient, 'L2');
         run.tick(loss, null);
-        return { xAdv: this.project(state.xAdv.add(direction.mul(this.stepSize)), x) };
+        return { xAdv: project(state.xAdv.add(direction.mul(this.stepSize))) };
       });
     }
     const logits = this.model.forward(state.xAdv);
