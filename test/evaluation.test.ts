@@ -7,42 +7,14 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Generator, liveTensorCount, noGrad, rand, randn, tidy, type Tensor } from '../src/tensor/index.js';
+import { Generator, liveTensorCount, noGrad, rand, tidy, type Tensor } from '../src/tensor/index.js';
 import { tinySelfEnsemble } from './helpers/self-ensemble.js';
+import { Linear, NoisyLinear } from './helpers/linear.js';
 import {
   AutoAttack, adaptiveSuite, evaluateRobustness, perImageNorm, runMaskingChecks, type AccuracyByDefinition, type AdaptiveSuiteEntry, type Classifier,
   type RobustnessEvaluation,
 } from '../src/attacks/index.js';
 import { writeRobustReport } from '../src/report/index.js';
-
-const D = 48;
-const CLASSES = 4;
-
-class Linear implements Classifier {
-  readonly weight: Tensor;
-  readonly bias: Tensor;
-  constructor(seed: number) {
-    const generator = new Generator(seed);
-    this.weight = randn([CLASSES, D], { generator }).mul(0.5);
-    this.bias = randn([CLASSES], { generator }).mul(0.1);
-  }
-  forward(x: Tensor): Tensor {
-    return x.flatten(1).matmul(this.weight.transpose(0, 1)).add(this.bias);
-  }
-}
-
-/** The linear model plus Gaussian noise on its logits from libtorch's generator: predictions near the boundary flip. */
-class NoisyLinear extends Linear {
-  constructor(seed: number, readonly sigma: number) {
-    super(seed);
-  }
-  override forward(x: Tensor): Tensor {
-    return tidy(() => {
-      const logits = super.forward(x);
-      return logits.add(randn(logits.shape).mul(this.sigma));
-    });
-  }
-}
 
 /** The linear model's predictions with zero gradient (logits rounded to 1e-3). */
 class Masked implements Classifier {

@@ -3,7 +3,7 @@
 // without the prior (deterministic, so more draws would only repeat the same gradient).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { attackCommand, ROBUST_OPTIONS, robustEvalCommand } from '../src/cli/robust-command.js';
@@ -59,6 +59,31 @@ test("budget cpu: AutoAttack 'rand' with EOT 4 instead of 20; without the prior 
       if ('eot' in a.options) assert.equal(a.options.eot, 1, `${a.name}: eot ${a.options.eot}`);
       if ('transferEot' in a.options) assert.deepEqual([a.options.transferEot, a.options.refineEot], [1, 1], a.name);
     }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('eval --robust keeps its finished batches in REPORT/robust-checkpoint while it runs, removes them at the end, and refuses another evaluation\'s', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'crossmax-robust-'));
+  try {
+    const model = tinyModelFile(dir);
+    const data = tinyImageFolder(join(dir, 'data'), { perClass: 1 });
+    const report = join(dir, 'report');
+    const common = ['--model', model, '--data', data, '--attack', 'pgd', '--steps', '2', '--n', '4', '--re-evaluations', '2', '--no-masking', '--report', report, '--json'];
+    assert.equal((await robust(common)).code, 0);
+    assert.ok(existsSync(join(report, 'robust.json')));
+    assert.ok(!existsSync(join(report, 'robust-checkpoint')), 'a finished evaluation leaves no checkpoint behind');
+
+    // What a run of another model killed part-way leaves: its manifest and a finished batch.
+    const store = join(report, 'robust-checkpoint');
+    mkdirSync(store);
+    writeFileSync(join(store, 'manifest.json'), JSON.stringify({ format: 'crossmax-robustness-checkpoint-v1', identity: { model: '0'.repeat(64), aggregator: "the model's own", data: 'elsewhere', device: 'cpu' } }));
+    writeFileSync(join(store, 'batch.safetensors'), '');
+    await assert.rejects(robust([...common, '--resume']), /holds the progress of another evaluation \(model: '0{64}' there, '[0-9a-f]{64}' here; data: 'elsewhere' there/);
+    assert.ok(existsSync(join(store, 'batch.safetensors')), 'nothing deleted without --overwrite');
+    assert.equal((await robust([...common, '--overwrite'])).code, 0);
+    assert.ok(!existsSync(store));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

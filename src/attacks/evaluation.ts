@@ -17,6 +17,7 @@ import { Tensor, type Device, keep, manualSeed, noGrad, tensor, tidy, trackInSco
 import { type Classifier, type Norm, DEFAULT_EPS, checkAdversarial, checkAttackInputs, replaceRows } from './attack.js';
 import { buildAdaptiveAttack, describeSuiteEntry, withThreatModel, type AdaptiveSuiteEntry } from './adaptive.js';
 import { withEvalMode } from '../nn/module.js';
+import type { EvaluationCheckpoint } from './checkpoint.js';
 import {
   blackBoxCheck, budgetCheck, epsSweepCheck, formatEps, resolveMaskingPlan, type EpsCurvePoint, type MaskingCheck, type MaskingOptions,
 } from './masking.js';
@@ -77,6 +78,11 @@ export interface RobustnessOptions {
   onProgress?: (event: EvaluationProgress) => void;
   /** Receives log lines (accuracy after each attack). Default: none. */
   log?: (line: string) => void;
+  /**
+   * Where each finished attack call on a batch is stored, and taken from when an evaluation killed part-way is
+   * run again (checkpoint.ts); the masking checks use it too. Default: none (nothing stored).
+   */
+  checkpoint?: EvaluationCheckpoint;
 }
 
 export interface AttackEvaluation {
@@ -205,7 +211,8 @@ function reseeded(entry: AdaptiveSuiteEntry, attempt: number): AdaptiveSuiteEntr
  */
 function runAttack(
   model: Classifier, images: Tensor, labels: Tensor, entry: AdaptiveSuiteEntry, indices: readonly number[],
-  settings: { norm: Norm; eps: number; batchSize: number; retries: number }, onStep: (step: number, total: number) => void,
+  settings: { norm: Norm; eps: number; batchSize: number; retries: number; checkpoint?: EvaluationCheckpoint },
+  onStep: (step: number, total: number) => void,
 ): { adversarial: Tensor; success: boolean[]; retried: number } {
   let adversarial = keep(images.detach().clone());
   const success = new Map<number, boolean>();
@@ -218,15 +225,22 @@ function runAttack(
       if (attempt > 0) retried += todo.length;
       const untouched: number[] = [];
       for (const batch of batchesOf(todo, settings.batchSize)) {
-        const attack = buildAdaptiveAttack(current, model, (event) => onStep(event.step, event.total));
         const next = tidy(() => {
           const index = tensor(batch, { dtype: 'int64', device: images.device as Device });
           const xb = images.indexSelect(0, index);
-          const result = attack.run(xb, labels.indexSelect(0, index));
-          checkAdversarial(xb, result.adversarial, { norm: settings.norm, eps: settings.eps });
-          if (result.success.length !== batch.length) throw new Error(`attack '${entry.name}' returned ${result.success.length} flags for ${batch.length} images`);
-          const moved = result.adversarial.sub(xb).flatten(1).abs().amax({ dim: 1 }).gt(0).toArray();
-          return { adversarial: keep(replaceRows(adversarial, index, result.adversarial)), success: result.success, moved };
+          let outcome = settings.checkpoint?.load(current, batch, images.device as Device) ?? null;
+          if (outcome === null) {
+            const attack = buildAdaptiveAttack(current, model, (event) => onStep(event.step, event.total));
+            const result = attack.run(xb, labels.indexSelect(0, index));
+            const moved = result.adversarial.sub(xb).flatten(1).abs().amax({ dim: 1 }).gt(0).toArray().map(Boolean);
+            outcome = { adversarial: result.adversarial, success: result.success, moved };
+            checkOutcome(entry.name, xb, outcome, settings);
+            settings.checkpoint?.save(current, batch, outcome);
+          } else {
+            // A stored batch passes the same checks as a fresh one: the file could have been edited.
+            checkOutcome(entry.name, xb, outcome, settings);
+          }
+          return { adversarial: keep(replaceRows(adversarial, index, outcome.adversarial)), success: outcome.success, moved: outcome.moved };
         });
         adversarial.dispose();
         adversarial = next.adversarial;
@@ -242,6 +256,11 @@ function runAttack(
     throw err;
   }
   return { adversarial, success: indices.map((i) => success.get(i)!), retried };
+}
+
+function checkOutcome(name: string, clean: Tensor, outcome: { adversarial: Tensor; success: boolean[] }, threatModel: { norm: Norm; eps: number }): void {
+  checkAdversarial(clean, outcome.adversarial, threatModel);
+  if (outcome.success.length !== clean.shape[0]) throw new Error(`attack '${name}' returned ${outcome.success.length} flags for ${clean.shape[0]} images`);
 }
 
 /**
@@ -322,7 +341,7 @@ function evaluateRobustnessInCurrentMode(model: Classifier, images: Tensor, labe
     for (const [a, entry] of entries.entries()) {
       const attackStarted = Date.now();
       const pool = all.filter((i) => (independent || a === 0 ? worstCorrectClean(i) : robustIn[i]!.some(Boolean) || single[i]));
-      const ran = runAttack(model, images, labels, entry, pool, { norm, eps, batchSize, retries }, (step, total) => {
+      const ran = runAttack(model, images, labels, entry, pool, { norm, eps, batchSize, retries, checkpoint: options.checkpoint }, (step, total) => {
         report({ phase: 'attack', attack: entry.name, step, total });
       });
       adversarial.set(entry.name, ran.adversarial);
@@ -377,7 +396,7 @@ function evaluateRobustnessInCurrentMode(model: Classifier, images: Tensor, labe
   if (options.masking !== false) {
     try {
       masking = runMaskingChecks(model, images, labels, {
-        ...(options.masking ?? {}), suite: entries, norm, eps, seed, reEvaluations: passes, batchSize, retryUntouched: retries,
+        ...(options.masking ?? {}), suite: entries, norm, eps, seed, reEvaluations: passes, batchSize, retryUntouched: retries, checkpoint: options.checkpoint,
         onProgress: options.onProgress ? (event) => options.onProgress!({ ...event, phase: 'masking', robust: robustNow(), images: n }) : undefined,
       });
     } catch (err) {
@@ -433,6 +452,8 @@ export interface MaskingRunOptions extends MaskingOptions {
   batchSize?: number;
   retryUntouched?: number;
   onProgress?: (event: EvaluationProgress) => void;
+  /** See RobustnessOptions.checkpoint. */
+  checkpoint?: EvaluationCheckpoint;
 }
 
 /**
@@ -454,7 +475,7 @@ function runMaskingChecksInCurrentMode(model: Classifier, images: Tensor, labels
     const sized = withThreatModel(entry, { norm, eps: radius, seed: options.seed ?? 0, forceEps: true });
     const { results } = evaluateRobustness(model, images.narrow(0, 0, count), labels.narrow(0, 0, count), {
       attacks: [sized], norm, eps: radius, seed: options.seed, reEvaluations: options.reEvaluations, batchSize: options.batchSize,
-      retryUntouched: options.retryUntouched, masking: false, onProgress: options.onProgress,
+      retryUntouched: options.retryUntouched, masking: false, onProgress: options.onProgress, checkpoint: options.checkpoint,
     });
     return results.attacks[0]!.robustAccuracy!;
   });

@@ -32,4 +32,5 @@ export {
   type AccuracyDefinition, type AttackEvaluation, type EvaluationProgress, type MaskingResults, type MaskingRunOptions,
   type PerImageResults, type RobustnessEvaluation, type RobustnessOptions, type RobustnessResults,
 } from './evaluation.js';
+export { EvaluationCheckpoint, type BatchOutcome, type EvaluationCheckpointOptions } from './checkpoint.js';
 export { LogitEnsemble, sourceSets, transferMatrix, type NamedClassifier, type TransferMatrix, type TransferOptions, type TransferRow } from './transfer-matrix.js';

@@ -1,10 +1,11 @@
 // `crossmax eval --robust` and `crossmax attack`: robustness of a saved model on the first N test points
 // (RobustBench's protocol), with the worst case over attacks as the headline, the stochastic-model definitions
 // spelled out, gradient-masking checks, and report/robust.html with the adversarial images.
-import { mkdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import {
-  ADAPTIVE_BUDGETS, BUDGET_NAMES, autoAttackSuite, adaptiveSuite, evaluateRobustness, withEot, type AdaptiveSuiteEntry, type BudgetName, type RobustnessEvaluation,
+  ADAPTIVE_BUDGETS, BUDGET_NAMES, EvaluationCheckpoint, autoAttackSuite, adaptiveSuite, evaluateRobustness, withEot, type AdaptiveSuiteEntry, type BudgetName, type RobustnessEvaluation,
 } from '../attacks/index.js';
 import { AGGREGATOR_NAMES, loadModel, type SelfEnsemble } from '../ensemble/index.js';
 import { saveImageGrid, writeRobustReport } from '../report/index.js';
@@ -25,7 +26,7 @@ export const ROBUST_OPTIONS = {
   eot: { type: 'string' }, 're-evaluations': { type: 'string' }, 'batch-size': { type: 'string' },
   'no-masking': { type: 'boolean' }, report: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' },
   device: { type: 'string' }, threads: { type: 'string' }, json: { type: 'boolean' }, config: { type: 'string' },
-  aggregator: { type: 'string' },
+  aggregator: { type: 'string' }, resume: { type: 'boolean' }, overwrite: { type: 'boolean' },
 } as const;
 
 export const ROBUST_HELP = `  --model FILE          a crossmax model file
@@ -43,7 +44,11 @@ export const ROBUST_HELP = `  --model FILE          a crossmax model file
                         adversarial image are correct (default 10)
   --batch-size N        default 100
   --no-masking          skip the gradient-masking checks (eps sweep, black-box vs white-box, budget doubling)
-  --report DIR          where robust.html and robust.json go (default report)
+  --report DIR          where robust.html and robust.json go (default report); while the evaluation runs,
+                        DIR/robust-checkpoint holds every finished attack batch (deleted at the end)
+  --resume              continue an evaluation that was killed, from DIR/robust-checkpoint: the finished
+                        batches are taken as they are, bit for bit, and only the rest is attacked
+  --overwrite           discard an unfinished evaluation's DIR/robust-checkpoint and start afresh
   --seed N              default 0
   --device DEV          cpu (default) | cuda | cuda:N
   --threads N           intra-op threads (default all cores)
@@ -128,9 +133,19 @@ export async function runRobustness(values: ParsedArgs['values'], defaults: { su
     const batch = testSet.batch([...Array(n).keys()], { device });
     return { images: batch.images, labels: batch.labels };
   });
+  const reportDir = resolve(stringFlag(values, 'report') ?? defaults.reportDir ?? 'report');
+  // A model given in memory (the demo's) has no file to identify it by, and its evaluation is minutes long.
+  const checkpoint = modelPath && !defaults.model
+    ? EvaluationCheckpoint.open(join(reportDir, 'robust-checkpoint'), {
+      model: createHash('sha256').update(readFileSync(modelPath)).digest('hex'),
+      aggregator: aggregator ?? 'the model\'s own',
+      data: testSet.source,
+      device,
+    }, { resume: values.resume === true, overwrite: values.overwrite === true })
+    : undefined;
   const bar = new ProgressBar({ label: 'robustness', unit: 'update', total: 0 });
   const evaluation = evaluateRobustness(model, images, labels, {
-    attacks, eps, seed,
+    attacks, eps, seed, checkpoint,
     reEvaluations: numberFlag(values, 're-evaluations', { integer: true, min: 1 }) ?? 10,
     batchSize: numberFlag(values, 'batch-size', { integer: true, min: 1 }) ?? 100,
     // The quick budget keeps the checks cheap too: a smaller sweep subset and a short black-box attack.
@@ -143,8 +158,12 @@ export async function runRobustness(values: ParsedArgs['values'], defaults: { su
     log: (line) => bar.log(line),
   });
   bar.finish();
-  const reportDir = resolve(stringFlag(values, 'report') ?? defaults.reportDir ?? 'report');
+  if (checkpoint) {
+    const { reused, computed } = checkpoint.stats;
+    if (reused > 0) process.stderr.write(`resumed: ${reused} attack batches taken from ${checkpoint.dir}, ${computed} computed\n`);
+  }
   const files = writeRobustReport(evaluation, images, { dir: reportDir, classNames: testSet.classes });
+  checkpoint?.remove();
   return { evaluation, reportHtml: files.html, reportJson: files.json, model, images, labels };
 }
 

@@ -1,0 +1,155 @@
+// Resuming a robustness evaluation after a kill. At the published budgets an evaluation of 1,000 images runs for
+// hours on a CPU, and its work is a sequence of attack calls on batches of images. Each call is deterministic
+// given the attack's description (name and options, its seed included), the images' indices and the model: an
+// attack seeds libtorch's generator itself (Attack.run), and the pools of later attacks follow from seeded
+// re-evaluations. So the checkpoint is a store of finished batch calls, each written atomically as it finishes,
+// keyed by exactly those inputs; a resumed evaluation replays the cheap bookkeeping (clean passes,
+// re-evaluations) and takes every batch it finds instead of attacking again. A key that does not match (a pool
+// that came out differently) only costs the recomputation; it can never hand back another batch's images.
+// The store's manifest names the model and data it belongs to, and a store of another evaluation is refused.
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { type Device, type Tensor } from '../tensor/index.js';
+import { loadSafetensors, saveSafetensors } from '../serialize/safetensors.js';
+import { writeJsonAtomic } from '../report/json.js';
+import { describeSuiteEntry, type AdaptiveSuiteEntry } from './adaptive.js';
+
+const MANIFEST = 'manifest.json';
+const FORMAT = 'crossmax-robustness-checkpoint-v1';
+
+/** What one attack call on one batch returned (rows in the batch's order). */
+export interface BatchOutcome {
+  adversarial: Tensor;
+  success: boolean[];
+  /** Rows the attack changed at all (the others are retried with another seed). */
+  moved: boolean[];
+}
+
+export interface EvaluationCheckpointOptions {
+  /** Continue the evaluation the folder holds (it must belong to the same `identity`). Default false. */
+  resume?: boolean;
+  /** Delete whatever the folder holds and start afresh. Default false. */
+  overwrite?: boolean;
+}
+
+/**
+ * A folder of finished batch calls of one evaluation. `identity` says what the cached results depend on beyond
+ * each call's own description: the model (its file's hash, the aggregator), the data, the norm. Open one with
+ * `EvaluationCheckpoint.open`, hand it to evaluateRobustness as `checkpoint`, and `remove()` it once the results
+ * are written.
+ */
+export class EvaluationCheckpoint {
+  private hits = 0;
+  private misses = 0;
+
+  private constructor(readonly dir: string, readonly identity: Record<string, string>) {}
+
+  /**
+   * Opens `dir` for the evaluation described by `identity`. A folder holding another evaluation is refused; one
+   * holding this evaluation is refused too unless `resume` (continue it) or `overwrite` (discard it) says what to
+   * do, so that finished work is never thrown away by accident.
+   */
+  static open(dir: string, identity: Record<string, string>, options: EvaluationCheckpointOptions = {}): EvaluationCheckpoint {
+    const manifestPath = join(dir, MANIFEST);
+    if (options.overwrite) rmSync(dir, { recursive: true, force: true });
+    if (existsSync(manifestPath)) {
+      const held = readManifest(manifestPath);
+      const differences = Object.keys({ ...held, ...identity }).filter((key) => held[key] !== identity[key]);
+      if (differences.length > 0) {
+        const detail = differences.map((key) => `${key}: '${held[key] ?? '(none)'}' there, '${identity[key] ?? '(none)'}' here`).join('; ');
+        throw new Error(`${dir} holds the progress of another evaluation (${detail}): --overwrite to discard it, or another --report folder`);
+      }
+      const batches = readdirSync(dir).filter((f) => f.endsWith('.safetensors')).length;
+      // A folder with nothing finished in it (a run that stopped before its first batch) has nothing to lose.
+      if (!options.resume && batches > 0) {
+        throw new Error(`${dir} holds an unfinished evaluation of this model (${batches} attack batches done): --resume to continue it, --overwrite to start afresh`);
+      }
+    } else if (existsSync(dir) && readdirSync(dir).length > 0) {
+      throw new Error(`${dir} exists and is not an evaluation checkpoint (no ${MANIFEST}): choose another --report folder`);
+    }
+    mkdirSync(dir, { recursive: true });
+    if (!existsSync(manifestPath)) writeJsonAtomic(manifestPath, { format: FORMAT, identity });
+    return new EvaluationCheckpoint(dir, identity);
+  }
+
+  /** Batch calls taken from the folder and computed afresh since it was opened. */
+  get stats(): { reused: number; computed: number } {
+    return { reused: this.hits, computed: this.misses };
+  }
+
+  /**
+   * The finished call of `entry` on the images `indices`, or null. Entries with a custom attack (a function, no
+   * description to key on) are never cached.
+   */
+  load(entry: AdaptiveSuiteEntry, indices: readonly number[], device: Device): BatchOutcome | null {
+    const key = keyOf(entry, indices);
+    if (key === null) return null;
+    const path = this.pathOf(key);
+    if (!existsSync(path)) {
+      this.misses++;
+      return null;
+    }
+    const file = loadSafetensors(path, { device });
+    const adversarial = file.tensors.get('adversarial');
+    const stored = file.metadata;
+    const success = JSON.parse(stored.success ?? 'null') as boolean[] | null;
+    const moved = JSON.parse(stored.moved ?? 'null') as boolean[] | null;
+    const valid = stored.key === key && adversarial !== undefined && adversarial.shape[0] === indices.length
+      && success?.length === indices.length && moved?.length === indices.length;
+    if (!valid) {
+      for (const t of file.tensors.values()) t.dispose();
+      throw new Error(`evaluation checkpoint file ${path} does not hold the batch it is named for: --overwrite to start afresh`);
+    }
+    for (const [name, t] of file.tensors) if (name !== 'adversarial') t.dispose();
+    this.hits++;
+    return { adversarial, success, moved };
+  }
+
+  /** Records a finished call (atomically: a kill mid-write leaves no partial file). */
+  save(entry: AdaptiveSuiteEntry, indices: readonly number[], outcome: BatchOutcome): void {
+    const key = keyOf(entry, indices);
+    if (key === null) return;
+    saveSafetensors(this.pathOf(key), { adversarial: outcome.adversarial.detach().contiguous() }, {
+      key, success: JSON.stringify(outcome.success), moved: JSON.stringify(outcome.moved),
+    });
+  }
+
+  /** Deletes the folder (the evaluation is finished and its results written). */
+  remove(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private pathOf(key: string): string {
+    return join(this.dir, `${createHash('sha256').update(key).digest('hex').slice(0, 32)}.safetensors`);
+  }
+}
+
+/** The description a batch call is keyed by; null for a custom attack. */
+function keyOf(entry: AdaptiveSuiteEntry, indices: readonly number[]): string | null {
+  const description = describeSuiteEntry(entry);
+  if (description.attack === 'custom') return null;
+  return stableJson({ ...description, indices });
+}
+
+/** JSON with object keys sorted, so that equal descriptions give equal keys. */
+function stableJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${stableJson((value as Record<string, unknown>)[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+function readManifest(path: string): Record<string, string> {
+  let parsed: { format?: string; identity?: Record<string, string> };
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new Error(`evaluation checkpoint manifest ${path} is not valid JSON (${(err as Error).message}): --overwrite to start afresh`);
+  }
+  if (parsed.format !== FORMAT || typeof parsed.identity !== 'object' || parsed.identity === null) {
+    throw new Error(`${path} is not a crossmax evaluation checkpoint manifest (format '${parsed.format}'): --overwrite to start afresh`);
+  }
+  return parsed.identity;
+}
