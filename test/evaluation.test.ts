@@ -294,3 +294,24 @@ test('end to end on a real stochastic self-ensemble: the quick adaptive suite, R
   });
   assert.equal(liveTensorCount(), before, 'tensors leaked');
 });
+
+test('retries: images an attack skipped (its first pass misclassified them) are attacked again; images it ran on without result are not', () => {
+  tidy(() => {
+    // FAB-T at a radius too small to cross any boundary: it runs on every image, finds nothing, returns them
+    // unchanged. Retrying those would only repeat the whole attack.
+    const linear = new Linear(1);
+    const deterministic = problem(linear, 12, 2);
+    const fab: AdaptiveSuiteEntry = { name: 'fab-t', attack: 'fab', options: { eps: 1e-4, steps: 3, targeted: true, nTargetClasses: 2 } };
+    const [fabRun] = evaluateRobustness(linear, deterministic.images, deterministic.labels, { attacks: [fab], eps: 1e-4, reEvaluations: 2, masking: false }).results.attacks;
+    assert.equal(fabRun!.attackedImages, 12);
+    assert.equal(fabRun!.fooledImages, 0);
+    assert.equal(fabRun!.retriedImages, 0);
+
+    // A stochastic model: some images its first pass gets right are misclassified by the attack's own first
+    // pass, which skips them; those are attacked again with another seed.
+    const noisy = new NoisyLinear(3, 0.6);
+    const stochastic = problem(new Linear(3), 80, 4);
+    const [pgdRun] = evaluateRobustness(noisy, stochastic.images, stochastic.labels, { attacks: [pgd('pgd')], eps: EPS, reEvaluations: 4, masking: false, seed: 5 }).results.attacks;
+    assert.ok(pgdRun!.retriedImages > 0 && pgdRun!.retriedImages <= 2 * pgdRun!.attackedImages, `retried ${pgdRun!.retriedImages} of ${pgdRun!.attackedImages}`);
+  });
+});

@@ -62,6 +62,12 @@ export interface AttackResult {
   lossTrace?: number[][];
   /** Model evaluations per image (score-based attacks). */
   queries?: number[];
+  /**
+   * Per image: the attack ran on it. Attacks skip the images their first forward pass misclassifies (AutoAttack's
+   * convention) and return them unchanged; an image attacked without result (FAB finds no adversarial) is
+   * unchanged too, so only this tells the two apart.
+   */
+  attacked?: boolean[];
 }
 
 /** What the loop over restarts and target classes hands each single run: the images still robust. */
@@ -320,7 +326,7 @@ export abstract class Attack {
     checkAttackInputs(images, labels);
     manualSeed(this.seed);
     return noGrad(() => {
-      const state: { run?: AttackRun } = {};
+      const state: { run?: AttackRun; attacked?: boolean[] } = {};
       const adversarial = tidy(() => {
         const x = images.detach();
         const y = labels.detach();
@@ -328,6 +334,8 @@ export abstract class Attack {
         const logits = this.model.forward(x);
         const classes = checkLogits(logits, y, n);
         const robust = n === 0 ? [] : logits.argmax({ dim: 1 }).eq(y).toArray().map(Boolean);
+        // A copy: the run marks images fooled in its own array as it goes.
+        state.attacked = [...robust];
         const run = new AttackRun(this.name, this.seed, classes, robust, this.onProgress, this.recordLoss);
         state.run = run;
         return n === 0 || !robust.includes(true) ? x.clone() : this.perturb(x, y, run);
@@ -339,7 +347,7 @@ export abstract class Attack {
         throw err;
       }
       const success = images.shape[0] === 0 ? [] : tidy(() => this.model.forward(adversarial).argmax({ dim: 1 }).ne(labels).toArray().map(Boolean));
-      const result: AttackResult = { adversarial, success };
+      const result: AttackResult = { adversarial, success, attacked: state.attacked ?? [] };
       if (state.run?.lossTrace) result.lossTrace = state.run.lossTrace;
       if (state.run?.queries) result.queries = state.run.queries;
       return result;

@@ -22,8 +22,8 @@ const FORMAT = 'crossmax-robustness-checkpoint-v1';
 export interface BatchOutcome {
   adversarial: Tensor;
   success: boolean[];
-  /** Rows the attack changed at all (the others are retried with another seed). */
-  moved: boolean[];
+  /** Rows the attack skipped (retried with another seed; see RobustnessOptions.retryUntouched). */
+  skipped: boolean[];
 }
 
 export interface EvaluationCheckpointOptions {
@@ -94,16 +94,16 @@ export class EvaluationCheckpoint {
     const adversarial = file.tensors.get('adversarial');
     const stored = file.metadata;
     const success = JSON.parse(stored.success ?? 'null') as boolean[] | null;
-    const moved = JSON.parse(stored.moved ?? 'null') as boolean[] | null;
+    const skipped = JSON.parse(stored.skipped ?? 'null') as boolean[] | null;
     const valid = stored.key === key && adversarial !== undefined && adversarial.shape[0] === indices.length
-      && success?.length === indices.length && moved?.length === indices.length;
+      && success?.length === indices.length && skipped?.length === indices.length;
     if (!valid) {
       for (const t of file.tensors.values()) t.dispose();
       throw new Error(`evaluation checkpoint file ${path} does not hold the batch it is named for: --overwrite to start afresh`);
     }
     for (const [name, t] of file.tensors) if (name !== 'adversarial') t.dispose();
     this.hits++;
-    return { adversarial, success, moved };
+    return { adversarial, success, skipped };
   }
 
   /** Records a finished call (atomically: a kill mid-write leaves no partial file). */
@@ -111,7 +111,7 @@ export class EvaluationCheckpoint {
     const key = keyOf(entry, indices);
     if (key === null) return;
     saveSafetensors(this.pathOf(key), { adversarial: outcome.adversarial.detach().contiguous() }, {
-      key, success: JSON.stringify(outcome.success), moved: JSON.stringify(outcome.moved),
+      key, success: JSON.stringify(outcome.success), skipped: JSON.stringify(outcome.skipped),
     });
   }
 

@@ -65,8 +65,10 @@ export interface RobustnessOptions {
   independent?: boolean;
   /**
    * Attacks skip the images their first forward pass misclassifies (AutoAttack's convention) and return them
-   * untouched; for a stochastic model that is one draw's luck. Untouched images are attacked again, with another
-   * seed, up to this many times. Default 2.
+   * untouched; for a stochastic model that is one draw's luck. Skipped images are attacked again, with another
+   * seed, up to this many times (images an attack ran on without result, as FAB leaves them, are not: that would
+   * repeat the whole attack). An attack that does not say which images it ran on (a custom RunnableAttack without
+   * `attacked`) has every unchanged image retried. Default 2.
    */
   retryUntouched?: number;
   /** Gradient-masking checks (masking.ts) on a subset; false to skip. Default {} (run with the defaults). */
@@ -91,7 +93,7 @@ export interface AttackEvaluation {
   options: Record<string, unknown>;
   /** Images this attack ran on. */
   attackedImages: number;
-  /** Attack calls repeated on images the attack returned untouched (see retryUntouched). */
+  /** Attack calls repeated on images the attack skipped (see retryUntouched). */
   retriedImages: number;
   /** Images its own final pass misclassified (AutoAttack's count of successes). */
   fooledImages: number;
@@ -223,7 +225,7 @@ function runAttack(
       const current = attempt === 0 ? entry : reseeded(entry, attempt);
       if (!current) break;
       if (attempt > 0) retried += todo.length;
-      const untouched: number[] = [];
+      const skipped: number[] = [];
       for (const batch of batchesOf(todo, settings.batchSize)) {
         const next = tidy(() => {
           const index = tensor(batch, { dtype: 'int64', device: images.device as Device });
@@ -232,24 +234,25 @@ function runAttack(
           if (outcome === null) {
             const attack = buildAdaptiveAttack(current, model, (event) => onStep(event.step, event.total));
             const result = attack.run(xb, labels.indexSelect(0, index));
-            const moved = result.adversarial.sub(xb).flatten(1).abs().amax({ dim: 1 }).gt(0).toArray().map(Boolean);
-            outcome = { adversarial: result.adversarial, success: result.success, moved };
+            const skipped = result.attacked?.map((a) => !a)
+              ?? result.adversarial.sub(xb).flatten(1).abs().amax({ dim: 1 }).eq(0).toArray().map(Boolean);
+            outcome = { adversarial: result.adversarial, success: result.success, skipped };
             checkOutcome(entry.name, xb, outcome, settings);
             settings.checkpoint?.save(current, batch, outcome);
           } else {
             // A stored batch passes the same checks as a fresh one: the file could have been edited.
             checkOutcome(entry.name, xb, outcome, settings);
           }
-          return { adversarial: keep(replaceRows(adversarial, index, outcome.adversarial)), success: outcome.success, moved: outcome.moved };
+          return { adversarial: keep(replaceRows(adversarial, index, outcome.adversarial)), success: outcome.success, skipped: outcome.skipped };
         });
         adversarial.dispose();
         adversarial = next.adversarial;
         batch.forEach((image, j) => {
           success.set(image, next.success[j]!);
-          if (!next.moved[j]) untouched.push(image);
+          if (next.skipped[j]) skipped.push(image);
         });
       }
-      todo = untouched;
+      todo = skipped;
     }
   } catch (err) {
     adversarial.dispose();
