@@ -35,7 +35,8 @@ export interface EvaluationCheckpointOptions {
 
 /**
  * A folder of finished batch calls of one evaluation. `identity` says what the cached results depend on beyond
- * each call's own description: the model (its file's hash, the aggregator), the data, the norm. Open one with
+ * each call's own description (which holds the threat model and seed): the model (its file's hash, the aggregator),
+ * the data, the device. Open one with
  * `EvaluationCheckpoint.open`, hand it to evaluateRobustness as `checkpoint`, and `remove()` it once the results
  * are written.
  */

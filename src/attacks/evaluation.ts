@@ -17,7 +17,7 @@ import { Tensor, type Device, keep, manualSeed, noGrad, tensor, tidy, trackInSco
 import { type Classifier, type Norm, DEFAULT_EPS, checkAdversarial, checkAttackInputs, replaceRows } from './attack.js';
 import { buildAdaptiveAttack, describeSuiteEntry, withThreatModel, type AdaptiveSuiteEntry } from './adaptive.js';
 import { withEvalMode } from '../nn/module.js';
-import type { EvaluationCheckpoint } from './checkpoint.js';
+import type { BatchOutcome, EvaluationCheckpoint } from './checkpoint.js';
 import {
   blackBoxCheck, budgetCheck, epsSweepCheck, formatEps, resolveMaskingPlan, type EpsCurvePoint, type MaskingCheck, type MaskingOptions,
 } from './masking.js';
@@ -230,19 +230,12 @@ function runAttack(
         const next = tidy(() => {
           const index = tensor(batch, { dtype: 'int64', device: images.device as Device });
           const xb = images.indexSelect(0, index);
-          let outcome = settings.checkpoint?.load(current, batch, images.device as Device) ?? null;
-          if (outcome === null) {
-            const attack = buildAdaptiveAttack(current, model, (event) => onStep(event.step, event.total));
-            const result = attack.run(xb, labels.indexSelect(0, index));
-            const skipped = result.attacked?.map((a) => !a)
-              ?? result.adversarial.sub(xb).flatten(1).abs().amax({ dim: 1 }).eq(0).toArray().map(Boolean);
-            outcome = { adversarial: result.adversarial, success: result.success, skipped };
-            checkOutcome(entry.name, xb, outcome, settings);
-            settings.checkpoint?.save(current, batch, outcome);
-          } else {
-            // A stored batch passes the same checks as a fresh one: the file could have been edited.
-            checkOutcome(entry.name, xb, outcome, settings);
-          }
+          const stored = settings.checkpoint?.load(current, batch, images.device as Device) ?? null;
+          const outcome = stored ?? attackBatch(current, xb, labels.indexSelect(0, index));
+          // A stored batch passes the same checks as a fresh one: the file could have been edited.
+          checkAdversarial(xb, outcome.adversarial, settings);
+          if (outcome.success.length !== batch.length) throw new Error(`attack '${entry.name}' returned ${outcome.success.length} flags for ${batch.length} images`);
+          if (stored === null) settings.checkpoint?.save(current, batch, outcome);
           return { adversarial: keep(replaceRows(adversarial, index, outcome.adversarial)), success: outcome.success, skipped: outcome.skipped };
         });
         adversarial.dispose();
@@ -259,12 +252,15 @@ function runAttack(
     throw err;
   }
   return { adversarial, success: indices.map((i) => success.get(i)!), retried };
+
+  function attackBatch(current: AdaptiveSuiteEntry, xb: Tensor, yb: Tensor): BatchOutcome {
+    const result = buildAdaptiveAttack(current, model, (event) => onStep(event.step, event.total)).run(xb, yb);
+    const skipped = result.attacked?.map((a) => !a)
+      ?? result.adversarial.sub(xb).flatten(1).abs().amax({ dim: 1 }).eq(0).toArray().map(Boolean);
+    return { adversarial: result.adversarial, success: result.success, skipped };
+  }
 }
 
-function checkOutcome(name: string, clean: Tensor, outcome: { adversarial: Tensor; success: boolean[] }, threatModel: { norm: Norm; eps: number }): void {
-  checkAdversarial(clean, outcome.adversarial, threatModel);
-  if (outcome.success.length !== clean.shape[0]) throw new Error(`attack '${name}' returned ${outcome.success.length} flags for ${clean.shape[0]} images`);
-}
 
 /**
  * Every row of `images` classified in R seeded forward passes (reEvaluate), with the accuracy under each
