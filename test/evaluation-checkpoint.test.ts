@@ -99,6 +99,10 @@ test('a tampered or foreign checkpoint is refused with the reason, never used', 
     const file = loadSafetensors(victim);
     saveSafetensors(victim, { adversarial: file.tensors.get('adversarial')!.add(0.5).clamp(0, 1) }, file.metadata);
     assert.throws(() => evaluate(model, images, labels, { checkpoint: EvaluationCheckpoint.open(store, IDENTITY, { resume: true }) }), /eps|ball|Linf|threat/i);
+    // A truncated batch file (a disk that filled, say) is named, with what to do.
+    writeFileSync(victim, 'garbage');
+    assert.throws(() => evaluate(model, images, labels, { checkpoint: EvaluationCheckpoint.open(store, IDENTITY, { resume: true }) }),
+      /evaluation checkpoint batch is unreadable \(safetensors file '.*\.safetensors': truncated.*--overwrite/);
     // A manifest that is not JSON, and a folder that is not a checkpoint.
     writeFileSync(join(store, 'manifest.json'), '{not json');
     assert.throws(() => EvaluationCheckpoint.open(store, IDENTITY, { resume: true }), /not valid JSON.*--overwrite/);

@@ -91,7 +91,12 @@ export class EvaluationCheckpoint {
       this.misses++;
       return null;
     }
-    const file = loadSafetensors(path, { device });
+    let file: ReturnType<typeof loadSafetensors>;
+    try {
+      file = loadSafetensors(path, { device });
+    } catch (err) {
+      throw new Error(`evaluation checkpoint batch is unreadable (${(err as Error).message}): --overwrite to start afresh`);
+    }
     const adversarial = file.tensors.get('adversarial');
     const stored = file.metadata;
     const success = JSON.parse(stored.success ?? 'null') as boolean[] | null;
