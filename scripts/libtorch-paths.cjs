@@ -43,6 +43,23 @@ function customPaths() {
   };
 }
 
+/**
+ * libtorch's major version, read from its headers: 2.x headers use C++20 features (PyTorch builds itself as
+ * C++20 since 2.x and its headers warn under C++17), 1.x needs C++17.
+ */
+function torchMajorVersion(includeDirs) {
+  const candidates = [];
+  for (const dir of includeDirs.concat(['/usr/include'])) {
+    candidates.push(path.join(dir, 'torch', 'headeronly', 'version.h'), path.join(dir, 'torch', 'version.h'));
+  }
+  for (const file of candidates) {
+    if (!fs.existsSync(file)) continue;
+    const match = /#define\s+TORCH_VERSION_MAJOR\s+(\d+)/.exec(fs.readFileSync(file, 'utf8'));
+    if (match) return Number(match[1]);
+  }
+  throw new Error(`no torch/version.h under ${includeDirs.join(', ')}: is libtorch installed (see scripts/setup.sh)?`);
+}
+
 const p = root ? customPaths() : debianPaths();
 const libs = ['-ltorch', '-ltorch_cpu', '-lc10'];
 if (p.cuda) libs.push('-ltorch_cuda', '-lc10_cuda');
@@ -62,6 +79,12 @@ switch (what) {
     console.log([p.abi !== null ? `_GLIBCXX_USE_CXX11_ABI=${p.abi}` : '', p.cuda ? 'CROSSMAX_WITH_CUDA=1' : '']
       .filter(Boolean).join(' '));
     break;
+  case 'cxxflags':
+    console.log(torchMajorVersion(p.include) >= 2 ? '-std=c++20' : '-std=c++17');
+    break;
+  case 'major':
+    console.log(torchMajorVersion(p.include));
+    break;
   default:
-    throw new Error(`usage: libtorch-paths.cjs include|libs|ldflags|defines`);
+    throw new Error(`usage: libtorch-paths.cjs include|libs|ldflags|defines|cxxflags|major`);
 }

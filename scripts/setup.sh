@@ -2,13 +2,21 @@
 # Installs whatever crossmax needs that is missing, then builds it. Idempotent and quick when nothing is missing.
 #   bash scripts/setup.sh            # runtime: libtorch, OpenBLAS, npm packages, the native addon, the TypeScript build
 #   bash scripts/setup.sh --tests    # also the PyTorch reference (Debian's python3-torch/torchvision) the tests compare with
+#   bash scripts/setup.sh --addon-only   # only (re)build the native addon if it is stale (scripts/gpu-check, on a machine
+#                                        # without apt or a registry: npm packages and dist/ are carried there)
 # LIBTORCH=/path/to/libtorch selects another libtorch (e.g. the one inside a CUDA PyTorch installation) instead of
 # Debian's libtorch-dev; the addon is rebuilt when that choice changes.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 with_tests=0
-[ "${1:-}" = "--tests" ] && with_tests=1
+addon_only=0
+case "${1:-}" in
+  --tests) with_tests=1 ;;
+  --addon-only) addon_only=1 ;;
+  "") ;;
+  *) printf 'crossmax setup: unknown option %s (--tests | --addon-only)\n' "$1" >&2; exit 2 ;;
+esac
 
 say() { printf 'crossmax setup: %s\n' "$*" >&2; }
 
@@ -18,6 +26,7 @@ as_root() {
 }
 
 # -- system packages (Debian/Ubuntu) -------------------------------------------------------------------------
+if [ "$addon_only" = 0 ]; then
 missing=()
 need_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed' || missing+=("$1"); }
 if command -v dpkg-query >/dev/null; then
@@ -44,6 +53,7 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   say "npm ci"
   npm ci --no-audit --no-fund --loglevel=error >&2
 fi
+fi  # addon_only
 
 # -- native addon: rebuilt when its sources or the chosen libtorch change --------------------------------------
 addon=native/build/Release/crossmax_native.node
@@ -55,6 +65,8 @@ if [ ! -f "$addon" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] \
   node scripts/build-native.mjs >&2
   printf '%s' "$want" > "$stamp"
 fi
+
+[ "$addon_only" = 1 ] && exit 0
 
 # -- TypeScript ------------------------------------------------------------------------------------------------
 if [ ! -f dist/.stamp ] || [ -n "$(find src test bench tsconfig.json package.json -newer dist/.stamp 2>/dev/null | head -1)" ]; then

@@ -3,7 +3,7 @@
 The model comes from the weights' metadata: kind "resnet" (a CIFAR ResNet) or "self-ensemble" (the recipe's
 multi-resolution self-ensemble: prior, ResNet, pooled heads, CrossMax; trained on the mean of member losses).
 
-Requests: {"cmd": "load", "weights": path, "batch": path, "threads": n}
+Requests: {"cmd": "load", "weights": path, "batch": path, "threads": n, "device": "cpu" | "cuda" | "cuda:N"}
           {"cmd": "check", "out": path}      -> loss, gradients of every parameter and of the input, saved to `out`
           {"cmd": "time", "mode": "train"|"input_grad"|"inference"|"generate", "steps": k}  -> seconds per step
 """
@@ -22,8 +22,15 @@ from crossmax_ref.models import SelfEnsemble, cifar_resnet, member_loss  # noqa:
 state = {}
 
 
+def synchronize():
+    """Waits for queued GPU work, so that a timing covers the work itself, not only its launch."""
+    if state["device"].type == "cuda":
+        torch.cuda.synchronize(state["device"])
+
+
 def load(req):
     torch.set_num_threads(req["threads"])
+    device = torch.device(req.get("device", "cpu"))
     weights, meta = safetensors_lite.load(req["weights"])
     batch, _ = safetensors_lite.load(req["batch"])
     depth, width, classes = int(meta.get("depth", 18)), float(meta.get("width", 1)), int(meta["num_classes"])
@@ -35,10 +42,12 @@ def load(req):
         model = cifar_resnet(depth, int(meta["in_channels"]), classes, width)
         train_loss = lambda m, x, y: F.cross_entropy(m(x), y)  # noqa: E731
     model.load_state_dict(weights, strict=True)
-    state.update(model=model, x=batch["images"], y=batch["labels"], train_loss=train_loss,
+    model.to(device)
+    state.update(model=model, x=batch["images"].to(device), y=batch["labels"].to(device), train_loss=train_loss, device=device,
                  opt=torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4,
                                      nesterov=meta.get("nesterov") == "true"))
-    return {"ok": True, "threads": torch.get_num_threads(), "version": torch.__version__}
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return {"ok": True, "threads": torch.get_num_threads(), "version": torch.__version__, "gpu": gpu}
 
 
 def check(req):
@@ -96,7 +105,8 @@ GEN = {"images": 8, "copies": 16, "canvas": 48, "jitter": 8, "crop": 32, "lr": 0
 
 def generation_step(model):
     if "gen" not in state:
-        params = [torch.zeros(GEN["images"], 3, r, r, requires_grad=True) for r in range(1, GEN["canvas"] + 1)]
+        params = [torch.zeros(GEN["images"], 3, r, r, device=state["device"], requires_grad=True)
+                  for r in range(1, GEN["canvas"] + 1)]
         state["gen"] = (params, torch.optim.SGD(params, lr=GEN["lr"]))
     params, opt = state["gen"]
     model.eval()
@@ -132,9 +142,11 @@ def generation_step(model):
 def timed(req):
     for _ in range(req.get("warmup", 1)):
         step(req["mode"])
+    synchronize()
     start = time.perf_counter()
     for _ in range(req["steps"]):
         step(req["mode"])
+    synchronize()
     return {"ok": True, "seconds_per_step": (time.perf_counter() - start) / req["steps"]}
 
 

@@ -25,8 +25,8 @@ def cifar_resnet(depth=18, in_channels=12, num_classes=10, width=1.0):
 def roll_per_image(images, row_shift, col_shift):
     """torch.roll with one (rows, columns) shift per image, as one gather (what crossmax's prior does)."""
     n, c, h, w = images.shape
-    rows = (torch.arange(h).view(1, h, 1) - row_shift.view(n, 1, 1)).remainder(h)
-    cols = (torch.arange(w).view(1, 1, w) - col_shift.view(n, 1, 1)).remainder(w)
+    rows = (torch.arange(h, device=images.device).view(1, h, 1) - row_shift.view(n, 1, 1)).remainder(h)
+    cols = (torch.arange(w, device=images.device).view(1, 1, w) - col_shift.view(n, 1, 1)).remainder(w)
     index = (rows * w + cols).view(n, 1, h * w).expand(n, c, h * w)
     return images.reshape(n, c, h * w).gather(2, index).view(n, c, h, w)
 
@@ -40,10 +40,10 @@ def paper_prior(images, resolutions=(32, 16, 8, 4), deterministic=False):
     for r in resolutions:
         x = images
         if not deterministic:
-            f = (torch.randint(0, 100, (n,)).double() * (0.5 / 99) + 0.5).float().view(n, 1, 1, 1)
+            f = (torch.randint(0, 100, (n,), device=x.device).double() * (0.5 / 99) + 0.5).float().view(n, 1, 1, 1)
             grey = (0.2989 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).mean((1, 2, 3), keepdim=True)
             x = (x * f + grey * (1 - f)).clamp(0, 1)
-            x = roll_per_image(x, torch.randint(-3, 4, (n,)), torch.randint(-3, 4, (n,)))
+            x = roll_per_image(x, torch.randint(-3, 4, (n,), device=x.device), torch.randint(-3, 4, (n,), device=x.device))
             x = x * f + x.mean(1, keepdim=True) * (1 - f)
         x = F.interpolate(x, size=(r, r), mode="bicubic", align_corners=False)
         if not deterministic:
