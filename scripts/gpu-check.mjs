@@ -35,8 +35,8 @@ const LIMITS = {
   full: {
     budget: 470,
     environment: { max: 30, reserve: 10 }, build: { max: 240, reserve: 60 }, tests: { max: 90, reserve: 20 },
-    parity: { max: 90, reserve: 20 }, train: { max: 300, reserve: 60 }, eval: { max: 60, reserve: 15 },
-    autoattack: { max: 150, reserve: 60 },
+    parity: { max: 90, reserve: 20 }, train: { max: 300, reserve: 60 }, eval: { max: 60, reserve: 20 },
+    autoattack: { max: 150, reserve: 100 },
   },
   tiny: {
     budget: 600,
@@ -230,7 +230,8 @@ async function buildStage(ctx, seconds) {
   const started = Date.now();
   // A pip/conda PyTorch carries its libtorch (include/ and lib/); Debian's python3-torch does not (the addon then
   // builds against libtorch-dev, as scripts/setup.sh does).
-  const env = ctx.torch?.hasLibtorch ? { LIBTORCH: ctx.torch.torchDir } : {};
+  // The wheel's C++ ABI from PyTorch itself, so libtorch-paths.cjs need not scan its libraries for it.
+  const env = ctx.torch?.hasLibtorch ? { LIBTORCH: ctx.torch.torchDir, LIBTORCH_CXX11_ABI: ctx.torch.cxx11Abi ? '1' : '0' } : {};
   await mustRun('build', 'bash', [join(root, 'scripts', 'setup.sh'), '--addon-only'], { env, seconds });
   const left = seconds - (Date.now() - started) / 1000;
   const [cmd, args] = crossmax(['info', '--json', '--no-benchmark']);
