@@ -1,6 +1,6 @@
 // `crossmax eval`: clean accuracy of every member and every aggregator of a saved model, and its confusion matrix.
 import { join } from 'node:path';
-import { aggregatorByName, loadModel, type AggregatorName } from '../ensemble/index.js';
+import { aggregatorFromSpec, loadModel, type AggregatorName } from '../ensemble/index.js';
 import { evaluate } from '../train/index.js';
 import { writeTrainingReport } from '../report/index.js';
 import { setNumThreads, type Device } from '../tensor/index.js';
@@ -53,7 +53,7 @@ export async function evalCommand(args: string[]): Promise<number> {
     const evaluation = evaluate(model, testSet, {
       limit: numberFlag(values, 'limit', { integer: true, min: 1 }),
       batchSize: numberFlag(values, 'batch-size', { integer: true, min: 1 }) ?? 256,
-      aggregators: AGGREGATORS.map((n) => aggregatorByName(n)), samples: 24, progress: !values.json,
+      aggregators: AGGREGATORS.map((n) => aggregatorFromSpec(n)), samples: 24, progress: !values.json,
     });
     const report = stringFlag(values, 'report');
     if (report) {

@@ -4,9 +4,10 @@ import { join, resolve } from 'node:path';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import {
-  AGGREGATOR_NAMES, PRESET_NAMES, aggregatorByName, buildSelfEnsemble, loadModel, presetConfig, adaptPretrainedStem,
+  AGGREGATOR_NAMES, PRESET_NAMES, aggregatorFromSpec, buildSelfEnsemble, loadModel, presetConfig,
   type AggregatorName, type PresetName, type SelfEnsemble, type SelfEnsembleConfig,
 } from '../ensemble/index.js';
+import { adaptPretrainedStem } from '../nn/resnet-surgery.js';
 import { train, evaluate, type TrainOptions, type MetricRecord, type EvaluationResult } from '../train/index.js';
 import { writeTrainingReport, type HtmlReport } from '../report/index.js';
 import type { ImageClassificationDataset } from '../data/index.js';
@@ -186,7 +187,7 @@ export async function runTraining(values: ParsedArgs['values'], defaults: Traini
 
   process.stderr.write(`evaluating on ${evalLimit ?? testSet.length} test images (every member and aggregator)\n`);
   const evaluation = evaluate(model, testSet, {
-    limit: evalLimit, aggregators: EVAL_AGGREGATORS.map((n) => aggregatorByName(n)), samples: 24, progress: true,
+    limit: evalLimit, aggregators: EVAL_AGGREGATORS.map((n) => aggregatorFromSpec(n)), samples: 24, progress: true,
   });
   const epochRecords = result.metrics.filter((m) => m.type === 'epoch');
   const facts: Record<string, unknown> = {
