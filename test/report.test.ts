@@ -8,8 +8,9 @@ import { Generator, liveTensorCount, rand, setNumThreads, tensor, zeros, type Te
 import {
   encodePng, savePng, perturbationToImage, autoAmplification, imageGrid, saveImageGrid, gridLayout,
   lineChartSvg, lineChartPng, lineChartRaster, saveChart, linearTicks, logTicks, niceStep, formatCompact,
-  HtmlReport, writeJsonAtomic, toJson, JsonLinesWriter, readJsonLines, type LineChartSpec,
+  HtmlReport, writeJsonAtomic, type LineChartSpec,
 } from '../src/report/index.js';
+import { toJson, JsonLinesWriter, readJsonLines } from '../src/util/json.js';
 
 setNumThreads(1);
 
@@ -420,5 +421,16 @@ describe('JSON', () => {
     new JsonLinesWriter(partial).close();
     assert.equal(readFileSync(partial, 'utf8'), '');
     assert.ok(existsSync(partial));
+  });
+
+  test('JSON Lines: replace starts the log afresh with given records (a resumed run), then appends', () => {
+    const path = fresh('replaced.jsonl');
+    writeFileSync(path, '{"old":1}\n{"old":2}\n{"cut');
+    const log = new JsonLinesWriter(path, { replace: [{ step: 1, loss: 0.5 }, { step: 2, loss: NaN }] });
+    log.write({ step: 3, note: undefined });
+    log.close();
+    assert.equal(readFileSync(path, 'utf8'), '{"step":1,"loss":0.5}\n{"step":2,"loss":null}\n{"step":3}\n');
+    new JsonLinesWriter(path, { replace: [] }).close();
+    assert.equal(readFileSync(path, 'utf8'), '');
   });
 });
