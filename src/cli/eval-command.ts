@@ -5,7 +5,7 @@ import { evaluate } from '../train/index.js';
 import { writeTrainingReport } from '../report/index.js';
 import { setNumThreads, type Device } from '../tensor/index.js';
 import { DATA_HELP, loadData } from './datasets.js';
-import { UsageError, numberFlag, parseCommandArgs, stringFlag } from './args.js';
+import { UsageError, deviceFlag, numberFlag, parseCommandArgs, stringFlag } from './args.js';
 import { formatEvaluation } from './train-command.js';
 import { ROBUST_HELP, ROBUST_OPTIONS, robustEvalCommand } from './robust-command.js';
 
@@ -44,7 +44,7 @@ export async function evalCommand(args: string[]): Promise<number> {
   if (!modelPath) throw new UsageError('--model FILE is required');
   const threads = numberFlag(values, 'threads', { integer: true, min: 1 });
   if (threads !== undefined) setNumThreads(threads);
-  const model = loadModel(modelPath, { device: (stringFlag(values, 'device') ?? 'cpu') as Device });
+  const model = loadModel(modelPath, { device: deviceFlag(values) });
   try {
     const testSet = await loadData(stringFlag(values, 'data') ?? 'cifar10', 'test');
     if (model.config && model.config.numClasses !== testSet.classes.length) {

@@ -13,3 +13,4 @@ export { escapeXml } from './escape.js';
 export { hasGlyph } from './bitmap-font.js';
 export * from './training-report.js';
 export * from './robust-report.js';
+export * from './generate-report.js';
