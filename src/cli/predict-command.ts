@@ -3,7 +3,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { decodeImage } from '../data/index.js';
 import { loadModel } from '../ensemble/index.js';
-import { inferenceMode, tensor, tidy, type Device } from '../tensor/index.js';
+import { inferenceMode, tensor, tidy } from '../tensor/index.js';
 import { interpolate } from '../nn/index.js';
 import { UsageError, deviceFlag, numberFlag, parseCommandArgs, stringFlag } from './args.js';
 
