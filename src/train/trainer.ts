@@ -52,6 +52,9 @@ import {
 import { evaluate, modelDevice, type EvaluationResult, type TrainableModel } from './evaluate.js';
 import { classificationLoss, memberWeightTensor, selfEnsembleLoss } from './losses.js';
 
+/** The specs TrainOptions takes, defined beside their factories in optim/factory.ts. */
+export type { OptimizerSpec, ScheduleSpec } from '../optim/factory.js';
+
 export type TrainingMode = 'from-scratch' | 'fine-tune' | 'heads';
 
 export interface TrainStepInfo {
