@@ -2,7 +2,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { grad, Generator, randn, tensor, tidy, type Tensor } from '../src/tensor/index.js';
 import {
-  aggregatorByName, CrossMax, MeanLogits, MeanProbabilities, Median, Single, SoftCrossMax, type Aggregator,
+  aggregatorFromSpec, CrossMax, MeanLogits, MeanProbabilities, Median, Single, SoftCrossMax, type Aggregator,
 } from '../src/ensemble/index.js';
 import { pythonMissing, runPythonJson } from './helpers/python.js';
 
@@ -91,7 +91,7 @@ test('every aggregator maps [N, M, C] to [N, C]', () => {
     const all: Aggregator[] = [
       new CrossMax(), new CrossMax({ k: 'median' }), new CrossMax({ k: 7 }), new SoftCrossMax(), new SoftCrossMax({ k: 'median' }),
       new MeanLogits(), new MeanProbabilities(), new Median(), new Single(), new Single({ memberIndex: 3 }),
-      ...(['crossmax', 'crossmax-median', 'soft-crossmax', 'mean-logits', 'mean-probabilities', 'median', 'single'] as const).map(aggregatorByName),
+      ...(['crossmax', 'crossmax-median', 'soft-crossmax', 'mean-logits', 'mean-probabilities', 'median', 'single'] as const).map((name) => aggregatorFromSpec(name)),
     ];
     for (const agg of all) {
       const y = agg.aggregate(z);
@@ -201,4 +201,15 @@ test('aggregators free their intermediates', async () => {
   for (const agg of [new CrossMax(), new SoftCrossMax(), new MeanProbabilities(), new Median(), new Single()]) agg.aggregate(z).dispose();
   assert.equal(liveTensorCount(), before);
   z.dispose();
+});
+
+test('one factory: a name is its spec with the defaults (what --aggregator gives), a spec sets the options', () => {
+  const names = (['crossmax', 'crossmax-median', 'soft-crossmax', 'mean-logits', 'mean-probabilities', 'median', 'single'] as const);
+  assert.deepEqual(names.map((n) => aggregatorFromSpec(n).name),
+    ['crossmax(k=3)', 'crossmax(median)', 'soft-crossmax(k=3, T=1)', 'mean-logits', 'mean-probabilities', 'median', 'single(-1)']);
+  for (const n of names) assert.equal(aggregatorFromSpec({ name: n }).name, aggregatorFromSpec(n).name);
+  assert.equal(aggregatorFromSpec({ name: 'crossmax', k: 2, subtractClassMax: false }).name, 'crossmax(k=2, no-class-max)');
+  assert.equal(aggregatorFromSpec({ name: 'single', memberIndex: 0 }).name, 'single(0)');
+  assert.throws(() => aggregatorFromSpec({ name: 'median', k: 2 }), /option 'k' does not apply to 'median'/);
+  assert.throws(() => aggregatorFromSpec('max' as never), /unknown aggregator 'max' \(one of crossmax, /);
 });

@@ -367,9 +367,10 @@ test('naturalCompare orders digit runs as numbers', () => {
 // ---- tar.gz, MD5, download ---------------------------------------------------------------------------------
 
 /** One ustar header block for `name` (used to build archives GNU tar would refuse to write). */
-function tarHeader(name: string, size: number, type = '0'): Buffer {
+function tarHeader(name: string, size: number, type = '0', linkName = ''): Buffer {
   const h = Buffer.alloc(512);
   h.write(name, 0, 'utf8');
+  h.write(linkName, 157, 'utf8');
   h.write('0000644\0', 100); h.write('0000000\0', 108); h.write('0000000\0', 116);
   h.write(size.toString(8).padStart(11, '0') + '\0', 124);
   h.write('00000000000\0', 136);
@@ -382,10 +383,10 @@ function tarHeader(name: string, size: number, type = '0'): Buffer {
   return h;
 }
 
-function tarFile(entries: { name: string; data: Buffer }[]): Buffer {
+function tarFile(entries: { name: string; data: Buffer; type?: string; linkName?: string }[]): Buffer {
   const parts: Buffer[] = [];
-  for (const { name, data } of entries) {
-    parts.push(tarHeader(name, data.length), data, Buffer.alloc((512 - (data.length % 512)) % 512));
+  for (const { name, data, type, linkName } of entries) {
+    parts.push(tarHeader(name, data.length, type, linkName), data, Buffer.alloc((512 - (data.length % 512)) % 512));
   }
   parts.push(Buffer.alloc(1024));
   return gzipSync(Buffer.concat(parts));
@@ -434,6 +435,20 @@ test('tar.gz: extraction (GNU long names) and path safety', async (t) => {
   await assert.rejects(extractTarGz(evil, evilDest), /evil\.tar\.gz: (not a valid \.tar\.gz|truncated)/);
   writeFileSync(evil, gzipSync(Buffer.concat([Buffer.from('garbage!'), Buffer.alloc(504)])));
   await assert.rejects(extractTarGz(evil, evilDest), /bad tar header checksum/);
+  await assert.rejects(extractTarGz(join(dest, 'none.tar.gz'), evilDest), /none\.tar\.gz: missing/);
+
+  // Folders and regular files are written; links and special files are skipped.
+  const mixed = join(freshDir('mixed'), 'mixed.tar.gz');
+  writeFileSync(mixed, tarFile([
+    { name: 'release/', data: Buffer.alloc(0), type: '5' },
+    { name: 'release/a.txt', data: Buffer.from('a') },
+    { name: 'release/link', data: Buffer.alloc(0), type: '2', linkName: '/etc/passwd' },
+    { name: 'release/hard', data: Buffer.alloc(0), type: '1', linkName: 'release/a.txt' },
+    { name: 'release/fifo', data: Buffer.alloc(0), type: '6' },
+  ]));
+  const mixedDest = freshDir('mixed-out');
+  assert.deepEqual(await extractTarGz(mixed, mixedDest), ['release/a.txt']);
+  assert.deepEqual(readdirSync(join(mixedDest, 'release')), ['a.txt']);
 });
 
 test('ensureDataset: found, extracted after MD5 check, downloaded (local server), offline message', async (t) => {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { interpolate } from '../src/nn/functional.js';
 import { Module } from '../src/nn/module.js';
 import { cat, full, grad, Generator, liveTensorCount, rand, randint, tidy, type Tensor } from '../src/tensor/index.js';
-import { MultiResolutionPrior, rollPerImage, type PriorViewDraws } from '../src/prior/index.js';
+import { MultiResolutionPrior, resolvePriorConfig, rollPerImage, type PriorViewDraws } from '../src/prior/index.js';
 import { pythonMissing, runPythonJson } from './helpers/python.js';
 
 const images = (n: number, seed = 0) => rand([n, 3, 32, 32], { generator: new Generator(seed) });
@@ -228,4 +228,22 @@ test('matches a PyTorch re-implementation of the notebook prior to 1e-5', (t) =>
       assert.ok(worst <= 1e-5, `${what}: largest difference ${worst}`);
     }
   });
+});
+
+test('resolvePriorConfig: the defaults a prior is built with, without building one; bad options refused alike', () => {
+  const before = liveTensorCount();
+  assert.deepEqual(resolvePriorConfig({}), {
+    preset: 'paper', resolutions: null, resolutionFactors: [1, 1 / 2, 1 / 4, 1 / 8], downsample: 'bicubic', upsample: 'bicubic',
+    antialias: false, shift: 3, noise: { kind: 'uniform', downAmplitude: 0.2, upAmplitude: 0.2 },
+    jitter: { contrast: [0.5, 1.0], color: [0.5, 1.0], shared: true, steps: 100 }, clip: true,
+  });
+  assert.equal(liveTensorCount(), before);
+  for (const options of [{}, { preset: 'corrected' as const, resolutions: [32, 16] }, { noise: false as const, jitter: { steps: null } }]) {
+    const prior = new MultiResolutionPrior(options);
+    assert.deepEqual(resolvePriorConfig(options), prior.config);
+    prior.dispose();
+  }
+  assert.throws(() => resolvePriorConfig({ resolutions: [32, 0] }), /resolutions must be positive integers, got \[32, 0\]/);
+  assert.throws(() => resolvePriorConfig({ resolutions: [32], resolutionFactors: [1] }), /either resolutions or resolutionFactors/);
+  assert.throws(() => resolvePriorConfig({ jitter: { contrast: [0.7, 1.5] } }), /jitter.shared .* must agree/);
 });

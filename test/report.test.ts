@@ -7,9 +7,10 @@ import { PNG } from 'pngjs';
 import { Generator, liveTensorCount, rand, setNumThreads, tensor, zeros, type Tensor } from '../src/tensor/index.js';
 import {
   encodePng, savePng, perturbationToImage, autoAmplification, imageGrid, saveImageGrid, gridLayout,
-  lineChartSvg, lineChartPng, lineChartRaster, saveChart, linearTicks, logTicks, niceStep, formatCompact,
-  HtmlReport, writeJsonAtomic, toJson, JsonLinesWriter, readJsonLines, type LineChartSpec,
+  lineChartSvg, lineChartPng, saveChart, linearTicks, logTicks, niceStep, formatCompact,
+  HtmlReport, writeJsonAtomic, type LineChartSpec,
 } from '../src/report/index.js';
+import { toJson, JsonLinesWriter, readJsonLines } from '../src/util/json.js';
 
 setNumThreads(1);
 
@@ -288,10 +289,10 @@ describe('charts', () => {
     assert.ok(dark > 50, `title pixels: ${dark}`);
     assert.deepEqual(pixel(png, 0, 0), [255, 255, 255]);
     // Anti-aliasing: some pixels are between the line colour and the background.
-    const raster = lineChartRaster(spec, { pixelRatio: 1 });
+    const small = decode(lineChartPng(spec, { pixelRatio: 1 }));
     let partial = 0;
-    for (let i = 0; i < raster.data.length; i += 3) {
-      if (raster.data[i] === 255 && raster.data[i + 1]! > 20 && raster.data[i + 1]! < 235 && raster.data[i + 1] === raster.data[i + 2]) partial++;
+    for (let i = 0; i < small.data.length; i += 4) {
+      if (small.data[i] === 255 && small.data[i + 1]! > 20 && small.data[i + 1]! < 235 && small.data[i + 1] === small.data[i + 2]) partial++;
     }
     assert.ok(partial > 20, `anti-aliased red pixels: ${partial}`);
   });
@@ -420,5 +421,16 @@ describe('JSON', () => {
     new JsonLinesWriter(partial).close();
     assert.equal(readFileSync(partial, 'utf8'), '');
     assert.ok(existsSync(partial));
+  });
+
+  test('JSON Lines: replace starts the log afresh with given records (a resumed run), then appends', () => {
+    const path = fresh('replaced.jsonl');
+    writeFileSync(path, '{"old":1}\n{"old":2}\n{"cut');
+    const log = new JsonLinesWriter(path, { replace: [{ step: 1, loss: 0.5 }, { step: 2, loss: NaN }] });
+    log.write({ step: 3, note: undefined });
+    log.close();
+    assert.equal(readFileSync(path, 'utf8'), '{"step":1,"loss":0.5}\n{"step":2,"loss":null}\n{"step":3}\n');
+    new JsonLinesWriter(path, { replace: [] }).close();
+    assert.equal(readFileSync(path, 'utf8'), '');
   });
 });

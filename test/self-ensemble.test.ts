@@ -9,12 +9,12 @@ import { join } from 'node:path';
 import {
   disposeAll, Generator, grad, liveTensorCount, manualSeed, noGrad, rand, randint, randn, tensor, tidy, type Tensor,
 } from '../src/tensor/index.js';
-import { BatchNorm, crossEntropy, ResNet, type Module } from '../src/nn/index.js';
+import { adaptPretrainedStem, BatchNorm, crossEntropy, notebookLayerFeature, ResNet, type Module } from '../src/nn/index.js';
 import { SGD } from '../src/optim/index.js';
 import { saveSafetensors } from '../src/serialize/safetensors.js';
 import {
-  adaptPretrainedStem, buildSelfEnsemble, CrossMax, IMAGENET_NORMALIZATION, InputAdapter, loadModel, MeanLogits, Median,
-  notebookLayerFeature, presetConfig, readModelInfo, resolveSelfEnsembleConfig, saveModel, SelfEnsemble, type SelfEnsembleConfig,
+  buildSelfEnsemble, CrossMax, IMAGENET_NORMALIZATION, InputAdapter, loadModel, MeanLogits, Median,
+  presetConfig, readModelInfo, resolveSelfEnsembleConfig, saveModel, SelfEnsemble, type SelfEnsembleConfig,
 } from '../src/ensemble/index.js';
 import { pythonMissing, runPython } from './helpers/python.js';
 

@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { crossEntropy } from '../src/nn/functional.js';
 import { Linear } from '../src/nn/layers.js';
 import { Module } from '../src/nn/module.js';
-import { CrossMax, MeanLogits } from '../src/ensemble/aggregators.js';
+import { MeanLogits } from '../src/ensemble/aggregators.js';
+import { CrossMax } from '../src/ensemble/crossmax.js';
 import { disposeAll, getNumThreads, liveTensorCount, manualSeed, tensor, tidy, type Tensor } from '../src/tensor/index.js';
 import { saveSafetensors } from '../src/serialize/safetensors.js';
 import {

@@ -13,7 +13,8 @@
 // EOT is the gradient attacks' `eot` option (GradientAttack.lossGradient averages the input gradient over that
 // many forward/backward passes, each with fresh randomness): withEot sets it on any entry.
 import type { Tensor } from '../tensor/index.js';
-import { CrossMax, MeanLogits, SoftCrossMax, type Aggregator } from '../ensemble/aggregators.js';
+import { MeanLogits, type Aggregator } from '../ensemble/aggregators.js';
+import { CrossMax, SoftCrossMax } from '../ensemble/crossmax.js';
 import { type Classifier, type Norm, type ProgressEvent, DEFAULT_EPS } from './attack.js';
 import { buildSuiteAttack, type RunnableAttack, type SuiteEntry, type SuiteSettings } from './suites.js';
 import { PerHeadAttack, SurrogateGradientAttack, isMemberEnsemble, surrogateName, type PerHeadAttackOptions, type SurrogateGradientAttackOptions } from './surrogate.js';

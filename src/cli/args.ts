@@ -2,6 +2,7 @@
 // the flags' names (flags given on the command line win).
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { cudaAvailable, setNumThreads, type Device } from '../tensor/index.js';
 
 export class UsageError extends Error {
   override name = 'UsageError';
@@ -102,4 +103,27 @@ export function repeatedFlag(values: ParsedArgs['values'], name: string): string
   const items = Array.isArray(raw) ? raw : [raw];
   if (items.some((item) => typeof item !== 'string' || item.trim() === '')) throw new UsageError(`--${name} needs a value`);
   return items as string[];
+}
+
+/** The help line of --device, as every command that takes it prints it. */
+export const DEVICE_HELP = 'cpu (default) | cuda | cuda:N';
+
+/**
+ * `--device`: 'cpu' when absent; else cpu, cuda or cuda:N, checked against this libtorch (a UsageError that says
+ * how to get CUDA when it has none), so that every command refuses a bad device before any work.
+ */
+export function deviceFlag(values: ParsedArgs['values']): Device {
+  const device = stringFlag(values, 'device') ?? 'cpu';
+  if (!/^(cpu|cuda(:\d+)?)$/.test(device)) throw new UsageError(`--device ${device}: cpu, cuda or cuda:N`);
+  if (device !== 'cpu' && !cudaAvailable()) {
+    throw new UsageError(`--device ${device}: this libtorch has no CUDA (see \`crossmax info\`; build with LIBTORCH=<CUDA libtorch>)`);
+  }
+  return device as Device;
+}
+
+/** `--threads N`: sets libtorch's intra-op threads when given; returns N (undefined when absent). */
+export function threadsFlag(values: ParsedArgs['values']): number | undefined {
+  const threads = numberFlag(values, 'threads', { integer: true, min: 1 });
+  if (threads !== undefined) setNumThreads(threads);
+  return threads;
 }

@@ -2,11 +2,12 @@
 // CIFAR-10 on this machine's CPU, evaluates every member and aggregator on the full test set, and writes
 // report/index.html. Sized to finish within 10 minutes on a 2-core machine.
 import { resolve } from 'node:path';
-import { parseCommandArgs } from './args.js';
+import { numberFlag, parseCommandArgs } from './args.js';
 import { TRAIN_OPTIONS, formatEvaluation, runTraining } from './train-command.js';
 import { formatRobustness, runRobustness } from './robust-command.js';
 import type { RobustnessResults } from '../attacks/index.js';
-import { crossmaxSource, generateImages, intendedClasses, judgeImages, writeGenerateReport } from './generate-command.js';
+import { crossmaxSource, generateImages, intendedClasses, judgeImages } from '../generate/index.js';
+import { writeGenerateReport } from '../report/generate-report.js';
 import { tidy } from '../tensor/index.js';
 
 export const DEMO_USAGE = `crossmax demo [train options]
@@ -21,7 +22,7 @@ report/robust.html and report/generate.html. Any \`crossmax train\` option appli
 
 const ROBUST_IMAGES = 100;
 /** The generation section's budget: a short run of \`crossmax generate\` (about 20 s for cifar-small on 2 cores). */
-const GENERATION = { steps: '40', copies: '8' } as const;
+const GENERATION = { steps: 40, copies: 8 } as const;
 
 export async function demoCommand(args: string[]): Promise<number> {
   const { values } = parseCommandArgs(args, TRAIN_OPTIONS);
@@ -40,8 +41,8 @@ export async function demoCommand(args: string[]): Promise<number> {
       r.images.dispose();
       r.labels.dispose();
       process.stderr.write(`generation: one image per class through the multi-resolution parametrisation (${GENERATION.steps} steps)\n`);
-      const source = crossmaxSource(model, {});
-      const generated = generateImages(source, { ...GENERATION, seed: values.seed });
+      const source = crossmaxSource(model);
+      const generated = generateImages(source, { ...GENERATION, seed: numberFlag(values, 'seed', { integer: true, min: 0 }) ?? 0 });
       const judged = { judge: 'the demo model (generator)', path: 'runs/demo', ...judgeImages(model, generated.images, intendedClasses(source, generated), source.classNames, 10) };
       writeGenerateReport(reportDir, generated, { model: 'the demo model', parametrisation: 'multires', steps: GENERATION.steps, copies: GENERATION.copies }, [judged]);
       return (report) => {

@@ -1,11 +1,11 @@
 // `crossmax eval`: clean accuracy of every member and every aggregator of a saved model, and its confusion matrix.
 import { join } from 'node:path';
-import { aggregatorByName, loadModel, type AggregatorName } from '../ensemble/index.js';
+import { aggregatorFromSpec, loadModel, type AggregatorName } from '../ensemble/index.js';
 import { evaluate } from '../train/index.js';
 import { writeTrainingReport } from '../report/index.js';
 import { setNumThreads, type Device } from '../tensor/index.js';
 import { DATA_HELP, loadData } from './datasets.js';
-import { UsageError, numberFlag, parseCommandArgs, stringFlag } from './args.js';
+import { UsageError, deviceFlag, numberFlag, parseCommandArgs, stringFlag } from './args.js';
 import { formatEvaluation } from './train-command.js';
 import { ROBUST_HELP, ROBUST_OPTIONS, robustEvalCommand } from './robust-command.js';
 
@@ -44,7 +44,7 @@ export async function evalCommand(args: string[]): Promise<number> {
   if (!modelPath) throw new UsageError('--model FILE is required');
   const threads = numberFlag(values, 'threads', { integer: true, min: 1 });
   if (threads !== undefined) setNumThreads(threads);
-  const model = loadModel(modelPath, { device: (stringFlag(values, 'device') ?? 'cpu') as Device });
+  const model = loadModel(modelPath, { device: deviceFlag(values) });
   try {
     const testSet = await loadData(stringFlag(values, 'data') ?? 'cifar10', 'test');
     if (model.config && model.config.numClasses !== testSet.classes.length) {
@@ -53,7 +53,7 @@ export async function evalCommand(args: string[]): Promise<number> {
     const evaluation = evaluate(model, testSet, {
       limit: numberFlag(values, 'limit', { integer: true, min: 1 }),
       batchSize: numberFlag(values, 'batch-size', { integer: true, min: 1 }) ?? 256,
-      aggregators: AGGREGATORS.map((n) => aggregatorByName(n)), samples: 24, progress: !values.json,
+      aggregators: AGGREGATORS.map((n) => aggregatorFromSpec(n)), samples: 24, progress: !values.json,
     });
     const report = stringFlag(values, 'report');
     if (report) {

@@ -10,7 +10,7 @@ import { HtmlReport, autoAmplification, perturbationToImage, saveImageGrid, type
 import { writeJsonAtomic } from '../report/json.js';
 import { ProgressBar } from '../util/progress.js';
 import { cat, full, setNumThreads, stack, tidy, type Device, type Tensor } from '../tensor/index.js';
-import { UsageError, choiceFlag, listFlag, numberFlag, parseCommandArgs, stringFlag } from './args.js';
+import { UsageError, choiceFlag, deviceFlag, listFlag, numberFlag, parseCommandArgs, stringFlag } from './args.js';
 import { DATA_HELP, loadData } from './datasets.js';
 
 export const GALLERY_OPTIONS = {
@@ -58,7 +58,7 @@ export async function galleryCommand(args: string[]): Promise<number> {
   if (threads !== undefined) setNumThreads(threads);
   const modelPaths = listFlag(values, 'model');
   if (modelPaths.length === 0) throw new UsageError('--model FILE[,FILE...] is required');
-  const device = (stringFlag(values, 'device') ?? 'cpu') as Device;
+  const device = deviceFlag(values);
   const testSet = await loadData(stringFlag(values, 'data') ?? 'cifar10', 'test');
   const indices = listFlag(values, 'images', '0,1,2,3').map((s) => {
     const i = Number(s);

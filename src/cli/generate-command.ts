@@ -1,23 +1,22 @@
 // `crossmax generate`: images optimised to be a class of a crossmax model or of a torchvision ResNet, or to match
-// CLIP prompts, through the multi-resolution parametrisation (the paper's second contribution; Direct Ascent
-// Synthesis's recipe scaled to the model's input size), or through raw pixels for comparison. One GenerationSource
-// per model kind says what each run maximises and DAS's defaults for that kind; one loop serves all. Writes a PNG
-// grid, report/generate.html with each run's loss curve, generate.json, and every image with a manifest.
-import { mkdirSync, readFileSync } from 'node:fs';
+// CLIP prompts, through the multi-resolution parametrisation or raw pixels. Flags and wiring only: the recipe and
+// the judging are in src/generate (recipe.ts, judge.ts), the report in src/report/generate-report.ts.
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import {
-  DAS_CLASSIFIER_DEFAULTS, DAS_CLIP_DEFAULTS, MultiResolutionImage, classObjective, clipObjective, everyResolution, generate, pixelImage, type Objective,
+  clipSource, crossmaxSource, generateImages, judgeImages, intendedClasses, modelClassNames, resnetSource,
+  type GenerationSettings, type GenerationSource, type Judgement,
 } from '../generate/index.js';
-import { IMAGENET_NORMALIZATION, InputAdapter, type SelfEnsemble } from '../ensemble/index.js';
-import { loadClip, loadTorchvisionResNet } from '../models/index.js';
-import { repeatedAccuracy } from '../attacks/evaluation.js';
-import type { Classifier } from '../attacks/attack.js';
+import type { SelfEnsemble } from '../ensemble/index.js';
+import { loadClip, loadTorchvisionResNet, type ClipModel } from '../models/index.js';
+import type { ResNet } from '../nn/resnet.js';
 import { writeJsonAtomic } from '../report/json.js';
+import { writeGenerateReport, writeGeneratedImages } from '../report/generate-report.js';
+import type { Device } from '../tensor/index.js';
 import { loadModelFile, modelLabel } from './model-files.js';
-import { HtmlReport, saveImageGrid, savePng } from '../report/index.js';
-import { ProgressBar } from '../util/progress.js';
-import { cat, noGrad, setNumThreads, tidy, type Device, type Tensor } from '../tensor/index.js';
-import { UsageError, choiceFlag, listFlag, numberFlag, parseCommandArgs, repeatedFlag, stringFlag, type ParsedArgs } from './args.js';
+import {
+  DEVICE_HELP, UsageError, choiceFlag, deviceFlag, listFlag, numberFlag, parseCommandArgs, repeatedFlag, stringFlag, threadsFlag, type ParsedArgs,
+} from './args.js';
 
 export const GENERATE_OPTIONS = {
   model: { type: 'string' }, resnet: { type: 'string' }, clip: { type: 'string' }, prompt: { type: 'string', multiple: true },
@@ -59,109 +58,42 @@ copies per step (Direct Ascent Synthesis's recipe). Each model kind gets DAS's s
   --out DIR               generate.png, generate.html, generate.json, and images/ with every image as a PNG and
                           manifest.json (model, prompt, settings: what a vision-language model is given) (default report)
   --seed N                default 0
-  --device DEV            cpu (default) | cuda | cuda:N
+  --device DEV            ${DEVICE_HELP}
   --threads N             intra-op threads (default all cores)
   --json                  print the summary as JSON`;
 
-/** DAS's settings for a model kind, used where the flags are silent. */
-interface GenerationDefaults {
-  steps: number;
-  copies: number;
-  lr: number;
-  /** Copies per forward/backward pass (memory only). */
-  chunkSize: number;
-  /** Resolutions 1, 1 + step, 1 + 2·step, ... up to the canvas (DAS: every one for CLIP, every 4th for classifiers). */
-  resolutionStep: number;
+/** The generation settings the flags give (each absent one takes the model kind's default). */
+export function generationSettings(values: ParsedArgs['values']): GenerationSettings {
+  return {
+    steps: numberFlag(values, 'steps', { integer: true, min: 1 }),
+    copies: numberFlag(values, 'copies', { integer: true, min: 1 }),
+    lr: numberFlag(values, 'lr', { min: 0 }),
+    seed: numberFlag(values, 'seed', { integer: true, min: 0 }) ?? 0,
+    parametrisation: choiceFlag(values, 'parametrisation', ['multires', 'pixels'] as const) ?? 'multires',
+    perTarget: numberFlag(values, 'per-class', { integer: true, min: 1 }) ?? 1,
+  };
 }
 
-/** What images are generated for: one run per target, each maximising its objective. */
-export interface GenerationSource {
-  kind: 'crossmax' | 'resnet' | 'clip';
-  device: Device;
-  /** The model's input side: the crops the objectives see. */
-  inputSize: number;
-  targets: { name: string; objective: Objective; classIndex?: number }[];
-  /** Class names of the model's output (for judging); [] for CLIP. */
-  classNames: string[];
-  /** The model as a classifier of [0, 1] images, for judging the results; null for CLIP. */
-  classifier: Classifier | null;
-  defaults: GenerationDefaults;
-  dispose(): void;
-}
-
-const CROSSMAX_DEFAULTS: GenerationDefaults = { steps: 100, copies: 16, lr: 0.4, chunkSize: 32, resolutionStep: 1 };
-const RESNET_DEFAULTS: GenerationDefaults = {
-  steps: DAS_CLASSIFIER_DEFAULTS.steps, copies: DAS_CLASSIFIER_DEFAULTS.copies, lr: DAS_CLASSIFIER_DEFAULTS.lr,
-  chunkSize: DAS_CLASSIFIER_DEFAULTS.chunkSize, resolutionStep: 4,
-};
-const CLIP_DEFAULTS: GenerationDefaults = {
-  steps: DAS_CLIP_DEFAULTS.steps, copies: DAS_CLIP_DEFAULTS.copies, lr: DAS_CLIP_DEFAULTS.lr, chunkSize: DAS_CLIP_DEFAULTS.chunkSize, resolutionStep: 1,
-};
-/** DAS's weight of a negative prompt. */
-const NEGATIVE_PROMPT_WEIGHT = 0.3;
-
-/** Classes of a crossmax model (all by default), its aggregated output or one member. Does not own the model. */
-export function crossmaxSource(model: SelfEnsemble, values: ParsedArgs['values'], device: Device = 'cpu'): GenerationSource {
-  const classNames = model.config?.classes ?? Array.from({ length: model.config?.numClasses ?? 0 }, (_, i) => String(i));
+/** --class (default all) and --member on a crossmax model. */
+function crossmaxFromFlags(model: SelfEnsemble, values: ParsedArgs['values'], device: Device): GenerationSource {
+  const classNames = modelClassNames(model);
   const which = stringFlag(values, 'class') ?? 'all';
-  const indices = which === 'all' ? classNames.map((_, i) => i) : [resolveClass(which, classNames)];
   const member = stringFlag(values, 'member');
   if (member !== undefined && !model.memberNames().includes(member)) {
     throw new UsageError(`--member ${member}: the model's members are ${model.memberNames().join(', ')}`);
   }
-  model.eval();
-  return {
-    kind: 'crossmax', device, inputSize: model.inputSize[0], classNames: [...classNames], classifier: model, defaults: CROSSMAX_DEFAULTS,
-    targets: indices.map((classIndex) => ({ name: classNames[classIndex]!, classIndex, objective: classObjective(model, { classIndex, member, name: classNames[classIndex] }) })),
-    dispose: () => undefined,
-  };
+  return crossmaxSource(model, { classIndices: which === 'all' ? undefined : [resolveClass(which, classNames)], member, device });
 }
 
-/** ImageNet classes of a torchvision ResNet (DAS's classifier example). Owns the model it loads. */
-export function resnetSource(path: string, values: ParsedArgs['values'], device: Device): GenerationSource {
+/** --class (required) and --class-names on a torchvision ResNet. */
+function resnetFromFlags(resnet: ResNet, values: ParsedArgs['values'], device: Device): GenerationSource {
   const classes = listFlag(values, 'class');
-  if (classes.length === 0) throw new UsageError('--resnet needs --class: one or more class indices, e.g. --class 107 (jellyfish in ImageNet)');
-  const resnet = loadTorchvisionResNet(path, { device });
-  try {
-    const namesFile = stringFlag(values, 'class-names');
-    const classNames = namesFile ? readClassNames(namesFile, resnet.numClasses) : Array.from({ length: resnet.numClasses }, (_, i) => `class ${i}`);
-    const indices = classes.map((c) => resolveClass(c, classNames));
-    const adapter = new InputAdapter(3, { normalize: IMAGENET_NORMALIZATION });
-    if (device !== 'cpu') adapter.to(device);
-    const classifier: Classifier = { forward: (x) => tidy(() => resnet.forward(adapter.forward(x))) };
-    return {
-      kind: 'resnet', device, inputSize: numberFlag(values, 'size', { integer: true, min: 8 }) ?? 224, classNames, classifier, defaults: RESNET_DEFAULTS,
-      targets: indices.map((classIndex) => ({ name: classNames[classIndex]!, classIndex, objective: classObjective(classifier, { classIndex, name: classNames[classIndex] }) })),
-      dispose: () => { resnet.dispose(); adapter.dispose(); },
-    };
-  } catch (err) {
-    resnet.dispose();
-    throw err;
-  }
-}
-
-/** CLIP prompts, each with every negative prompt at DAS's weight. Owns the model it loads. */
-export function clipSource(path: string, values: ParsedArgs['values'], device: Device): GenerationSource {
-  const prompts = repeatedFlag(values, 'prompt');
-  if (prompts.length === 0) throw new UsageError('--clip needs --prompt TEXT (repeat it for several images)');
-  const negatives = repeatedFlag(values, 'negative');
-  const clip = loadClip(path, { device });
-  const objectives: Objective[] = [];
-  try {
-    if (!clip.tokenizer) throw new UsageError(`--clip ${path}: prompts need the tokenizer's vocab.json and merges.txt in that folder`);
-    for (const prompt of prompts) {
-      objectives.push(clipObjective(clip, [{ text: prompt }, ...negatives.map((text) => ({ text, weight: -NEGATIVE_PROMPT_WEIGHT }))], { name: prompt }));
-    }
-  } catch (err) {
-    for (const o of objectives) o.dispose?.();
-    clip.dispose();
-    throw err;
-  }
-  return {
-    kind: 'clip', device, inputSize: clip.imageSize, classNames: [], classifier: null, defaults: CLIP_DEFAULTS,
-    targets: prompts.map((name, i) => ({ name, objective: objectives[i]! })),
-    dispose: () => { for (const o of objectives) o.dispose?.(); clip.dispose(); },
-  };
+  const namesFile = stringFlag(values, 'class-names');
+  const classNames = namesFile ? readClassNames(namesFile, resnet.numClasses) : Array.from({ length: resnet.numClasses }, (_, i) => `class ${i}`);
+  return resnetSource(resnet, {
+    classIndices: classes.map((c) => resolveClass(c, classNames)), classNames, device,
+    inputSize: numberFlag(values, 'size', { integer: true, min: 8 }) ?? 224,
+  });
 }
 
 function readClassNames(path: string, count: number): string[] {
@@ -175,73 +107,6 @@ function readClassNames(path: string, count: number): string[] {
   return names;
 }
 
-export interface GeneratedImages {
-  /** [targets × perTarget, 3, H, W], target by target. */
-  images: Tensor;
-  /** Each run's target (class name or prompt). */
-  targets: string[];
-  /** For each image, its target's index in `targets`. */
-  targetOfImage: number[];
-  losses: number[][];
-  /** Each image's objective score on the final image, as the model sees it (no augmentation). */
-  finalScores: number[];
-  seconds: number;
-  /** The settings used (flags, else the model kind's defaults). */
-  settings: { steps: number; copies: number; lr: number; parametrisation: 'multires' | 'pixels'; perTarget: number; canvas: number; resolutions: number; seed: number };
-}
-
-/** Runs the generation for every target of `source` (the caller disposes `images`). */
-export function generateImages(source: GenerationSource, values: ParsedArgs['values']): GeneratedImages {
-  const d = source.defaults;
-  const steps = numberFlag(values, 'steps', { integer: true, min: 1 }) ?? d.steps;
-  const copies = numberFlag(values, 'copies', { integer: true, min: 1 }) ?? d.copies;
-  const lr = numberFlag(values, 'lr', { min: 0 }) ?? d.lr;
-  const seed = numberFlag(values, 'seed', { integer: true, min: 0 }) ?? 0;
-  const kind = choiceFlag(values, 'parametrisation', ['multires', 'pixels'] as const) ?? 'multires';
-  const perTarget = numberFlag(values, 'per-class', { integer: true, min: 1 }) ?? 1;
-  const h = source.inputSize;
-  // DAS pads its 224 px view by 56 px (1/4) on each side and crops a shifted window each copy; the same proportion here.
-  const jitter = Math.max(1, Math.round(h / 4));
-  const canvas = h + 2 * jitter;
-  const resolutions = everyResolution(canvas).filter((r) => (r - 1) % d.resolutionStep === 0);
-  const bar = new ProgressBar({ label: 'generate', unit: 'step', total: steps * source.targets.length });
-  const started = performance.now();
-  const images: Tensor[] = [];
-  const losses: number[][] = [];
-  const finalScores: number[] = [];
-  for (const target of source.targets) {
-    const options = { size: canvas, batch: perTarget, device: source.device };
-    const parametrisation = kind === 'multires' ? new MultiResolutionImage({ ...options, resolutions }) : pixelImage(options);
-    try {
-      const result = generate({
-        parametrisation, objectives: [target.objective], steps, optimizer: { kind: 'sgd', lr }, seed, chunkSize: d.chunkSize,
-        augment: { copies, jitter, cropSize: h },
-        onProgress: () => bar.tick(1, { target: target.name.slice(0, 24) }),
-      });
-      const cropped = tidy(() => result.images.narrow(2, jitter, h).narrow(3, jitter, h).contiguous());
-      result.images.dispose();
-      images.push(cropped);
-      losses.push(result.loss);
-      finalScores.push(...noGrad(() => tidy(() => target.objective.score(cropped).toArray().map(Number))));
-    } finally {
-      parametrisation.dispose();
-    }
-  }
-  bar.finish();
-  const stacked = cat(images, 0);
-  for (const t of images) t.dispose();
-  return {
-    images: stacked, targets: source.targets.map((t) => t.name), targetOfImage: source.targets.flatMap((_, i) => new Array<number>(perTarget).fill(i)),
-    losses, finalScores, seconds: (performance.now() - started) / 1000,
-    settings: { steps, copies, lr, parametrisation: kind, perTarget, canvas, resolutions: resolutions.length, seed },
-  };
-}
-
-/** The intended class of each generated image (for judging), from a classifier source's targets. */
-export function intendedClasses(source: GenerationSource, run: GeneratedImages): number[] {
-  return run.targetOfImage.map((t) => source.targets[t]!.classIndex!);
-}
-
 function resolveClass(which: string, classNames: readonly string[]): number {
   const byName = classNames.indexOf(which);
   if (byName >= 0) return byName;
@@ -251,93 +116,46 @@ function resolveClass(which: string, classNames: readonly string[]): number {
   throw new UsageError(`--class ${which}: a class name (${named}) or an index below ${classNames.length}`);
 }
 
-/** How one model classifies the generated images: the share of passes that give each image its intended class. */
-export interface Judgement {
-  judge: string;
-  path: string;
-  /** Over images and passes. */
-  agreement: number;
-  /** Images given their intended class on every pass. */
-  allPasses: number;
-  /** Per intended class, over its images and the passes. */
-  perClass: Record<string, number>;
-}
-
-/** R passes of `model` over the images; agreement with the intended classes (repeatedAccuracy's protocol, seeded). */
-export function judgeImages(model: Classifier, images: Tensor, intended: readonly number[], classNames: readonly string[], passes: number, seed = 0): Omit<Judgement, 'judge' | 'path'> {
-  const { correct, accuracy } = repeatedAccuracy(model, images, intended, passes, { seed });
-  const perClass: Record<string, number> = {};
-  for (const c of [...new Set(intended)]) {
-    const rows = intended.map((_, i) => i).filter((i) => intended[i] === c);
-    perClass[classNames[c]!] = rows.reduce((a, i) => a + correct[i]!.filter(Boolean).length / passes, 0) / rows.length;
-  }
-  return { agreement: accuracy['mean-over-R'], allPasses: accuracy['all-R'], perClass };
-}
-
-export function writeGenerateReport(dir: string, run: GeneratedImages, facts: Record<string, unknown>, judgements: readonly Judgement[] = []): string {
-  mkdirSync(dir, { recursive: true });
-  const perTarget = run.settings.perTarget;
-  // One row per target when there are several images of each; else one row of targets.
-  const scale = Math.max(1, Math.round(96 / run.images.shape[2]!));
-  saveImageGrid(join(dir, 'generate.png'), run.images, { columns: perTarget > 1 ? perTarget : Math.min(10, run.targets.length), scale });
-  const report = new HtmlReport({ title: 'crossmax generate', subtitle: 'images optimised from grey to be each class or prompt' });
-  report.keyValues({ ...facts, time: `${run.seconds.toFixed(0)} s` }, { title: 'Run' });
-  if (judgements.length > 0) {
-    report.heading('Do other models see the class?');
-    report.paragraph('Share of forward passes in which each model gives a generated image its intended class (the generating model first; the others were trained independently and never used in generation).');
-    report.table({
-      columns: [{ key: 'judge' }, { key: 'agreement', percent: true, best: 'max' }, { key: 'allPasses', label: 'every pass', percent: true },
-        ...run.targets.map((c) => ({ key: `c:${c}`, label: c, percent: true }))],
-      rows: judgements.map((j) => ({ judge: j.judge, agreement: j.agreement, allPasses: j.allPasses, ...Object.fromEntries(Object.entries(j.perClass).map(([c, v]) => [`c:${c}`, v])) })),
-    });
-  }
-  tidy(() => report.gallery(run.targetOfImage.map((t, i) => ({ image: run.images.select(0, i), caption: `${run.targets[t]} (score ${run.finalScores[i]!.toFixed(3)})` })), {
-    imageWidth: Math.max(96, run.images.shape[3]!), pixelated: true, ...(perTarget > 1 ? { columns: perTarget } : {}),
-  }));
-  report.chart({
-    title: 'Loss per step (minus the objective, summed over the target\'s images)', xLabel: 'step', yLabel: 'loss',
-    series: run.targets.map((c, i) => ({ name: c, x: run.losses[i]!.map((_, s) => s + 1), y: run.losses[i]! })),
-  });
-  return report.save(dir, 'generate.html');
-}
-
-/** Every image as a PNG in <dir>/images with manifest.json: what to give a model this machine cannot reach. */
-export function writeGeneratedImages(dir: string, run: GeneratedImages, facts: Record<string, unknown>): string {
-  const folder = join(dir, 'images');
-  mkdirSync(folder, { recursive: true });
-  const entries = run.targetOfImage.map((t, i) => {
-    const file = `${String(i).padStart(3, '0')}.png`;
-    tidy(() => savePng(join(folder, file), run.images.select(0, i)));
-    return { file, target: run.targets[t], score: run.finalScores[i] };
-  });
-  const manifest = join(folder, 'manifest.json');
-  writeJsonAtomic(manifest, { ...facts, settings: run.settings, images: entries });
-  return manifest;
-}
-
 export async function generateCommand(args: string[]): Promise<number> {
   const { values } = parseCommandArgs(args, GENERATE_OPTIONS);
-  const threads = numberFlag(values, 'threads', { integer: true, min: 1 });
-  if (threads !== undefined) setNumThreads(threads);
+  threadsFlag(values);
   const sources = (['model', 'resnet', 'clip'] as const).filter((k) => values[k] !== undefined);
   if (sources.length !== 1) throw new UsageError('give exactly one of --model FILE, --resnet FILE, --clip DIR');
-  const device = (stringFlag(values, 'device') ?? 'cpu') as Device;
+  const device = deviceFlag(values);
   const modelPath = stringFlag(values, sources[0]!)!;
   const judgePaths = listFlag(values, 'judge');
   if (judgePaths.length > 0 && sources[0] !== 'model') throw new UsageError('--judge takes crossmax models, which judge images of a crossmax model\'s classes: use it with --model');
   if (sources[0] !== 'clip' && (values.prompt !== undefined || values.negative !== undefined)) throw new UsageError('--prompt and --negative go with --clip');
   const passes = numberFlag(values, 'passes', { integer: true, min: 1 }) ?? 10;
-  const crossmaxModel = sources[0] === 'model' ? loadModelFile(modelPath, { device }) : null;
+  if (sources[0] === 'resnet' && listFlag(values, 'class').length === 0) {
+    throw new UsageError('--resnet needs --class: one or more class indices, e.g. --class 107 (jellyfish in ImageNet)');
+  }
+  const prompts = repeatedFlag(values, 'prompt');
+  if (sources[0] === 'clip' && prompts.length === 0) throw new UsageError('--clip needs --prompt TEXT (repeat it for several images)');
+  // The model the source reads; disposed at the end (the source frees only what it made itself).
+  let model: SelfEnsemble | ResNet | ClipModel | null = null;
   let source: GenerationSource;
   try {
-    source = crossmaxModel ? crossmaxSource(crossmaxModel, values, device)
-      : sources[0] === 'resnet' ? resnetSource(modelPath, values, device) : clipSource(modelPath, values, device);
+    if (sources[0] === 'model') {
+      const crossmaxModel = loadModelFile(modelPath, { device });
+      model = crossmaxModel;
+      source = crossmaxFromFlags(crossmaxModel, values, device);
+    } else if (sources[0] === 'resnet') {
+      const resnet = loadTorchvisionResNet(modelPath, { device });
+      model = resnet;
+      source = resnetFromFlags(resnet, values, device);
+    } else {
+      const clip = loadClip(modelPath, { device });
+      model = clip;
+      if (!clip.tokenizer) throw new UsageError(`--clip ${modelPath}: prompts need the tokenizer's vocab.json and merges.txt in that folder`);
+      source = clipSource(clip, { prompts, negatives: repeatedFlag(values, 'negative'), device });
+    }
   } catch (err) {
-    crossmaxModel?.dispose();
+    model?.dispose();
     throw err;
   }
   try {
-    const run = generateImages(source, values);
+    const run = generateImages(source, generationSettings(values));
     try {
       const judgements: Judgement[] = [];
       if (source.classifier) {
@@ -383,7 +201,7 @@ export async function generateCommand(args: string[]): Promise<number> {
     }
   } finally {
     source.dispose();
-    crossmaxModel?.dispose();
+    model.dispose();
   }
   return 0;
 }

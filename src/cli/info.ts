@@ -1,5 +1,35 @@
-// `crossmax info`: what this installation computes with, and how fast its matrix products run.
+// `crossmax info`: what this installation computes with, and how fast its matrix products run; or, with --model,
+// the configuration a model file records (the JSON `crossmax train --model-config` takes).
+import { readModelInfo } from '../ensemble/model-file.js';
 import { blasLibrary, buildInfo, getNumThreads, noGrad, randn, synchronize, tidy } from '../tensor/index.js';
+import { UsageError, parseCommandArgs, stringFlag } from './args.js';
+
+export const INFO_USAGE = `crossmax info [--json] [--no-benchmark] [--model FILE]
+
+What this installation computes with: libtorch's version and build options, BLAS, threads, devices, and the
+measured speed of a matrix product.
+  --no-benchmark    skip the matrix-product measurement
+  --model FILE      print the configuration a crossmax model file records instead (backbone, prior, heads,
+                    aggregator, every default written out): the JSON \`crossmax train --model-config\` takes
+  --json            as JSON (with --model: the file, its configuration and its metadata)`;
+
+export function infoCommand(args: string[]): number {
+  const { values } = parseCommandArgs(args, { json: { type: 'boolean' }, 'no-benchmark': { type: 'boolean' }, model: { type: 'string' } });
+  const modelPath = stringFlag(values, 'model');
+  if (modelPath !== undefined) {
+    let info: ReturnType<typeof readModelInfo>;
+    try {
+      info = readModelInfo(modelPath);
+    } catch (err) {
+      throw new UsageError(`--model ${modelPath}: ${(err as Error).message}`);
+    }
+    console.log(JSON.stringify(values.json ? { path: info.path, config: info.config, metadata: info.metadata } : info.config, null, 2));
+    return 0;
+  }
+  const report = collectInfo({ benchmark: !values['no-benchmark'] });
+  console.log(values.json ? JSON.stringify(report, null, 2) : formatInfo(report));
+  return 0;
+}
 
 export interface InfoReport {
   torchVersion: string;

@@ -1,6 +1,5 @@
 // The `crossmax` command: argument parsing and wiring only; the work lives in the library.
-import { parseArgs } from 'node:util';
-import { collectInfo, formatInfo } from './info.js';
+import { INFO_USAGE, infoCommand } from './info.js';
 import { UsageError } from './args.js';
 import { DEMO_USAGE, demoCommand } from './demo-command.js';
 import { EVAL_USAGE, evalCommand } from './eval-command.js';
@@ -60,14 +59,9 @@ const commands: Record<string, Command> = {
     run: predictCommand,
   },
   info: {
-    summary: 'libtorch version, build options, BLAS, threads, devices and measured matmul speed',
-    usage: 'crossmax info [--json] [--no-benchmark]',
-    run(args) {
-      const { values } = parseArgs({ args, options: { json: { type: 'boolean' }, 'no-benchmark': { type: 'boolean' } }, strict: true });
-      const report = collectInfo({ benchmark: !values['no-benchmark'] });
-      console.log(values.json ? JSON.stringify(report, null, 2) : formatInfo(report));
-      return 0;
-    },
+    summary: 'libtorch version, build options, BLAS, threads, devices and measured matmul speed; with --model, a model file\'s configuration',
+    usage: INFO_USAGE,
+    run: infoCommand,
   },
 };
 

@@ -3,9 +3,9 @@ import { readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { decodeImage } from '../data/index.js';
 import { loadModel } from '../ensemble/index.js';
-import { inferenceMode, tensor, tidy, type Device } from '../tensor/index.js';
+import { inferenceMode, tensor, tidy } from '../tensor/index.js';
 import { interpolate } from '../nn/index.js';
-import { UsageError, numberFlag, parseCommandArgs, stringFlag } from './args.js';
+import { UsageError, deviceFlag, numberFlag, parseCommandArgs, stringFlag } from './args.js';
 
 export const PREDICT_USAGE = `crossmax predict --model FILE IMAGE|FOLDER... [options]
 
@@ -44,7 +44,7 @@ export async function predictCommand(args: string[]): Promise<number> {
   const top = numberFlag(values, 'top', { integer: true, min: 1 }) ?? 3;
   const files = collectImages(positionals);
   if (files.length === 0) throw new UsageError('no PNG or JPEG images found');
-  const device = (stringFlag(values, 'device') ?? 'cpu') as Device;
+  const device = deviceFlag(values);
   const model = loadModel(modelPath, { device });
   const classes = model.config?.classes ?? Array.from({ length: model.config?.numClasses ?? 0 }, (_, i) => String(i));
   const members = model.memberNames();

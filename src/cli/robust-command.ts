@@ -13,7 +13,7 @@ import { saveSafetensors } from '../serialize/safetensors.js';
 import { ProgressBar } from '../util/progress.js';
 import { setNumThreads, tidy, type Device, type Tensor } from '../tensor/index.js';
 import { DATA_HELP, loadData } from './datasets.js';
-import { UsageError, choiceFlag, numberFlag, stringFlag, type ParsedArgs } from './args.js';
+import { UsageError, choiceFlag, deviceFlag, numberFlag, stringFlag, type ParsedArgs } from './args.js';
 
 export const SUITES = ['worst-case', 'adaptive', 'autoattack-rand', 'autoattack-standard', 'pgd'] as const;
 export type SuiteName = (typeof SUITES)[number];
@@ -108,7 +108,7 @@ export interface RobustRun {
 export async function runRobustness(values: ParsedArgs['values'], defaults: { suite?: SuiteName; n?: number; budget?: BudgetName; reportDir?: string; model?: SelfEnsemble; masking?: boolean; attack?: string } = {}): Promise<RobustRun> {
   const threads = numberFlag(values, 'threads', { integer: true, min: 1 });
   if (threads !== undefined) setNumThreads(threads);
-  const device = (stringFlag(values, 'device') ?? 'cpu') as Device;
+  const device = deviceFlag(values);
   const modelPath = stringFlag(values, 'model');
   if (!defaults.model && !modelPath) throw new UsageError('--model FILE is required');
   const model = defaults.model ?? loadModel(modelPath!, { device });

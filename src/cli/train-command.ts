@@ -1,22 +1,30 @@
 // `crossmax train`: build a self-ensemble from a preset (or a config), train it, evaluate every member and
 // aggregator on the test set, and write the model, metrics and an HTML report.
-import { join, resolve } from 'node:path';
-import { existsSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import {
-  AGGREGATOR_NAMES, PRESET_NAMES, aggregatorByName, buildSelfEnsemble, loadModel, presetConfig, adaptPretrainedStem,
-  type AggregatorName, type PresetName, type SelfEnsemble, type SelfEnsembleConfig,
+  AGGREGATOR_NAMES, PRESET_NAMES, aggregatorFromSpec, buildSelfEnsemble, loadModel, presetConfig,
+  type AggregatorName, type AggregatorSpec, type PresetName, type SelfEnsemble, type SelfEnsembleConfig,
 } from '../ensemble/index.js';
+import { adaptPretrainedStem } from '../nn/resnet-surgery.js';
 import { train, evaluate, type TrainOptions, type MetricRecord, type EvaluationResult } from '../train/index.js';
 import { writeTrainingReport, type HtmlReport } from '../report/index.js';
 import type { ImageClassificationDataset } from '../data/index.js';
-import { getNumThreads, setNumThreads, type Device, cudaAvailable } from '../tensor/index.js';
+import { getNumThreads } from '../tensor/index.js';
 import { DATA_HELP, loadData } from './datasets.js';
-import { UsageError, choiceFlag, numberFlag, parseCommandArgs, stringFlag, type ParsedArgs } from './args.js';
+import {
+  DEVICE_HELP, UsageError, choiceFlag, deviceFlag, listFlag, numberFlag, parseCommandArgs, stringFlag, threadsFlag, type ParsedArgs,
+} from './args.js';
 
 export const TRAIN_OPTIONS = {
   config: { type: 'string' },
   preset: { type: 'string' },
+  'model-config': { type: 'string' },
+  resolutions: { type: 'string' },
+  noise: { type: 'string' },
+  k: { type: 'string' },
+  heads: { type: 'string' },
   data: { type: 'string' },
   out: { type: 'string' },
   epochs: { type: 'string' },
@@ -53,6 +61,12 @@ export const TRAIN_USAGE = `crossmax train [options]
 
 Trains a multi-resolution self-ensemble (the paper's method) and evaluates it.
   --preset NAME          ${PRESET_NAMES.join(' | ')} (default cifar-small: CPU-sized ResNet-18 layout)
+  --model-config FILE    a whole model configuration as JSON (backbone, prior, heads, aggregator; numClasses and
+                         classes default to the data's) instead of a preset; \`crossmax info --model\` prints one
+  --resolutions LIST     the prior's views, e.g. 32,16,8,4 (default: the preset's, 1, 1/2, 1/4, 1/8 of the input)
+  --noise X              the prior's noise amplitude at each resolution (default 0.2; 0 for none)
+  --k N|median           CrossMax's k: agreement of the k highest members (default 3)
+  --heads LIST           the features with a head, e.g. layer2.1,layer3.0,layer3.1 (default: the preset's)
   --config FILE          JSON object of these options (flags given here win)
   --data SPEC            ${DATA_HELP}
   --out DIR              run folder: model.safetensors, checkpoint, metrics.jsonl, report/ (default runs/<preset>)
@@ -79,7 +93,7 @@ Trains a multi-resolution self-ensemble (the paper's method) and evaluates it.
   --overwrite            start afresh although <out> holds a checkpoint
   --train-limit N        train on the first N training images only
   --eval-limit N         evaluate on the first N test images only (default all)
-  --device DEV           cpu (default) | cuda | cuda:N
+  --device DEV           ${DEVICE_HELP}
   --threads N            intra-op threads (default all cores)
   --json                 print the result as JSON`;
 
@@ -110,14 +124,12 @@ export interface TrainingDefaults {
 }
 
 export async function runTraining(values: ParsedArgs['values'], defaults: TrainingDefaults = {}): Promise<TrainingRun> {
-  const threads = numberFlag(values, 'threads', { integer: true, min: 1 });
-  if (threads !== undefined) setNumThreads(threads);
-  const device = (stringFlag(values, 'device') ?? 'cpu') as Device;
-  if (!/^(cpu|cuda(:\d+)?)$/.test(device)) throw new UsageError(`--device ${device}: cpu, cuda or cuda:N`);
-  if (device !== 'cpu' && !cudaAvailable()) {
-    throw new UsageError(`--device ${device}: this libtorch has no CUDA (see \`crossmax info\`; build with LIBTORCH=<CUDA libtorch>)`);
-  }
+  threadsFlag(values);
+  const device = deviceFlag(values);
+  const modelConfigPath = stringFlag(values, 'model-config');
+  if (modelConfigPath !== undefined && values.preset !== undefined) throw new UsageError('give --preset or --model-config, not both');
   const preset = choiceFlag(values, 'preset', PRESET_NAMES) ?? defaults.preset ?? 'cifar-small';
+  const modelName = modelConfigPath !== undefined ? basename(modelConfigPath).replace(/\.json$/, '') : preset;
   const dataSpec = stringFlag(values, 'data') ?? 'cifar10';
   const optimizerKind = choiceFlag(values, 'optimizer', ['sgd', 'adam', 'adamw'] as const) ?? 'sgd';
   const scheduleKind = choiceFlag(values, 'schedule', ['onecycle', 'cosine', 'step', 'constant'] as const) ?? 'onecycle';
@@ -129,7 +141,7 @@ export async function runTraining(values: ParsedArgs['values'], defaults: Traini
   const trainLimit = numberFlag(values, 'train-limit', { integer: true, min: 1 });
   const evalLimit = numberFlag(values, 'eval-limit', { integer: true, min: 1 });
   const adversarialKind = choiceFlag(values, 'adversarial', ['fgsm', 'pgd'] as const);
-  const outDir = resolve(stringFlag(values, 'out') ?? defaults.outDir ?? join('runs', preset + (values['no-prior'] ? '-single-resolution' : '')));
+  const outDir = resolve(stringFlag(values, 'out') ?? defaults.outDir ?? join('runs', modelName + (values['no-prior'] ? '-single-resolution' : '')));
 
   const [fullTrain, testSet] = [await loadData(dataSpec, 'train'), await loadData(dataSpec, 'test')];
   const trainSet = trainLimit !== undefined && trainLimit < fullTrain.length && 'subset' in fullTrain
@@ -139,12 +151,18 @@ export async function runTraining(values: ParsedArgs['values'], defaults: Traini
   let model: SelfEnsemble;
   const initModel = stringFlag(values, 'init-model');
   if (initModel) {
+    const modelFlags = ['model-config', 'resolutions', 'noise', 'k', 'heads'].filter((f) => values[f] !== undefined);
+    if (modelFlags.length > 0) throw new UsageError(`--${modelFlags[0]} sets up a new model; --init-model loads one with its own configuration`);
     model = loadModel(initModel);
   } else {
-    const config: SelfEnsembleConfig = presetConfig(preset, { classes: [...testSet.classes] });
-    if (values['no-prior']) config.prior = null;
-    if (aggregatorName) config.aggregator = { name: aggregatorName };
-    model = buildSelfEnsemble(config);
+    const base = modelConfigPath !== undefined ? readModelConfig(modelConfigPath, testSet.classes) : presetConfig(preset, { classes: [...testSet.classes] });
+    const config = withModelFlags(base, values, aggregatorName);
+    try {
+      model = buildSelfEnsemble(config);
+    } catch (err) {
+      // The configuration is the user's (flags or file): say so, with the resolver's message naming the field.
+      throw new UsageError(`the model configuration${modelConfigPath ? ` (${modelConfigPath} and the flags)` : ''} does not build: ${(err as Error).message}`);
+    }
   }
   const pretrained = stringFlag(values, 'pretrained');
   if (pretrained) adaptPretrainedStem(model, pretrained);
@@ -186,11 +204,11 @@ export async function runTraining(values: ParsedArgs['values'], defaults: Traini
 
   process.stderr.write(`evaluating on ${evalLimit ?? testSet.length} test images (every member and aggregator)\n`);
   const evaluation = evaluate(model, testSet, {
-    limit: evalLimit, aggregators: EVAL_AGGREGATORS.map((n) => aggregatorByName(n)), samples: 24, progress: true,
+    limit: evalLimit, aggregators: EVAL_AGGREGATORS.map((n) => aggregatorFromSpec(n)), samples: 24, progress: true,
   });
   const epochRecords = result.metrics.filter((m) => m.type === 'epoch');
   const facts: Record<string, unknown> = {
-    preset,
+    ...(modelConfigPath !== undefined ? { 'model config': modelConfigPath } : { preset }),
     prior: model.prior ? 'multi-resolution (views ' + model.prior.numViews + ')' : 'none (single-resolution baseline)',
     parameters: model.parameters().reduce((n, p) => n + p.numel, 0),
     members: model.memberNames().join(', '),
@@ -207,13 +225,72 @@ export async function runTraining(values: ParsedArgs['values'], defaults: Traini
   const reportDir = defaults.reportDir ?? join(outDir, 'report');
   const extend = await defaults.beforeReport?.(model, testSet, reportDir);
   const files = writeTrainingReport(reportDir, {
-    title: defaults.title ?? `crossmax train: ${preset}${model.prior ? '' : ' (single resolution)'}`,
+    title: defaults.title ?? `crossmax train: ${modelName}${model.prior ? '' : ' (single resolution)'}`,
     facts, metrics: result.metrics, evaluation, memberNames: model.memberNames(), testSet, extend,
   });
   return {
     model, metrics: result.metrics, evaluation, testSet, trainSet, outDir, reportPath: files.html,
     modelPath: result.modelPath, facts, seconds,
   };
+}
+
+/** A whole model configuration from a JSON file; numClasses and classes default to the data's (and must agree with it). */
+export function readModelConfig(path: string, classes: readonly string[]): SelfEnsembleConfig {
+  let config: unknown;
+  try {
+    config = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new UsageError(`--model-config ${path}: ${(err as Error).message}`);
+  }
+  if (config === null || typeof config !== 'object' || Array.isArray(config)) {
+    throw new UsageError(`--model-config ${path}: expected a JSON object (a model configuration: backbone, prior, heads, ...)`);
+  }
+  const c = config as Partial<SelfEnsembleConfig>;
+  if (c.numClasses !== undefined && c.numClasses !== classes.length) {
+    throw new UsageError(`--model-config ${path}: numClasses is ${c.numClasses}, the data has ${classes.length} classes`);
+  }
+  return { ...c, numClasses: classes.length, classes: c.classes ?? [...classes] } as SelfEnsembleConfig;
+}
+
+/**
+ * The configuration with the model flags applied: --no-prior, --resolutions, --noise (the prior), --heads (head
+ * features), --aggregator and --k (the aggregator). A fresh object; `config` is not changed.
+ */
+export function withModelFlags(config: SelfEnsembleConfig, values: ParsedArgs['values'], aggregatorName?: AggregatorName): SelfEnsembleConfig {
+  const out: SelfEnsembleConfig = { ...config };
+  const resolutions = listFlag(values, 'resolutions').map((r) => {
+    const n = Number(r);
+    if (!(Number.isInteger(n) && n >= 1)) throw new UsageError(`--resolutions ${String(values.resolutions)}: positive integers (view sides in pixels), e.g. 32,16,8,4`);
+    return n;
+  });
+  const noise = numberFlag(values, 'noise', { min: 0 });
+  if (values['no-prior']) {
+    const priorFlag = resolutions.length > 0 ? 'resolutions' : noise !== undefined ? 'noise' : null;
+    if (priorFlag) throw new UsageError(`--${priorFlag} sets the multi-resolution prior, which --no-prior removes`);
+    out.prior = null;
+  } else if (resolutions.length > 0 || noise !== undefined) {
+    if (out.prior === null) throw new UsageError(`--${resolutions.length > 0 ? 'resolutions' : 'noise'}: this model configuration has no prior`);
+    const prior = { ...out.prior };
+    if (resolutions.length > 0) {
+      delete prior.resolutionFactors;
+      prior.resolutions = resolutions;
+    }
+    if (noise !== undefined) prior.noise = noise === 0 ? false : { ...(prior.noise || {}), downAmplitude: noise, upAmplitude: noise };
+    out.prior = prior;
+  }
+  const heads = listFlag(values, 'heads');
+  if (heads.length > 0) out.heads = { ...out.heads, features: heads };
+  const kRaw = stringFlag(values, 'k');
+  let aggregator: AggregatorSpec | undefined = aggregatorName ? { name: aggregatorName } : undefined;
+  if (kRaw !== undefined) {
+    const k = kRaw === 'median' ? 'median' as const : numberFlag(values, 'k', { integer: true, min: 1 })!;
+    const name = aggregator?.name ?? out.aggregator?.name ?? 'crossmax';
+    if (name !== 'crossmax' && name !== 'soft-crossmax') throw new UsageError(`--k is CrossMax's k: it applies to crossmax and soft-crossmax, not ${name}`);
+    const { k: _, ...rest } = aggregator ?? (out.aggregator?.name === name ? out.aggregator : { name });
+    aggregator = { ...rest, k };
+  }
+  if (aggregator) out.aggregator = aggregator;
+  return out;
 }
 
 export function formatEvaluation(ev: EvaluationResult, memberNames: readonly string[]): string {

@@ -12,7 +12,7 @@ import { HtmlReport, autoAmplification, perturbationToImage, savePng, type Galle
 import { writeJsonAtomic } from '../report/json.js';
 import { ProgressBar } from '../util/progress.js';
 import { setNumThreads, tidy, type Device, type Tensor } from '../tensor/index.js';
-import { UsageError, choiceFlag, listFlag, numberFlag, parseCommandArgs, stringFlag } from './args.js';
+import { UsageError, choiceFlag, deviceFlag, listFlag, numberFlag, parseCommandArgs, stringFlag } from './args.js';
 import { DATA_HELP, loadData } from './datasets.js';
 
 export const TRANSFER_OPTIONS = {
@@ -55,7 +55,7 @@ export async function transferCommand(args: string[]): Promise<number> {
   const targetPaths = listFlag(values, 'target');
   if (sourcePaths.length === 0) throw new UsageError('--source FILE[,FILE...] is required');
   if (targetPaths.length === 0) throw new UsageError('--target FILE[,FILE...] is required');
-  const device = (stringFlag(values, 'device') ?? 'cpu') as Device;
+  const device = deviceFlag(values);
   const testSet = await loadData(stringFlag(values, 'data') ?? 'cifar10', 'test');
   const n = Math.min(numberFlag(values, 'n', { integer: true, min: 1 }) ?? 100, testSet.length);
   const eps = numberFlag(values, 'eps', { min: 0, max: 1 }) ?? 8 / 255;

@@ -8,8 +8,8 @@
 import type { Device, DType } from '../tensor/index.js';
 import { disposeAll, isFloatingPoint } from '../tensor/index.js';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors, type SafetensorsHeader } from '../serialize/safetensors.js';
-import { buildSelfEnsemble, resolveSelfEnsembleConfig, type ResolvedSelfEnsembleConfig, type SelfEnsembleConfig } from './presets.js';
-import type { SelfEnsemble } from './self-ensemble.js';
+import { resolveSelfEnsembleConfig, type ResolvedSelfEnsembleConfig, type SelfEnsembleConfig } from './config.js';
+import { buildSelfEnsemble, type SelfEnsemble } from './self-ensemble.js';
 
 export const MODEL_FILE_EXTENSION = '.safetensors';
 /** The version this code writes; it reads only this one. Bump it when a stored field changes meaning. */

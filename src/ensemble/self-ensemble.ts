@@ -3,177 +3,22 @@
 // intermediate activations, and the backbone's own classifier, are the members of an ensemble whose logits
 // CrossMax aggregates. Everything from the [0, 1] pixels to the aggregated logits is one differentiable function,
 // so an attack on forward() goes through the prior, the backbone, the heads and the aggregation.
-import { stack, tensor, tidy, type Generator, type Tensor } from '../tensor/index.js';
-import { interpolate, type InterpolationMode } from '../nn/functional.js';
+import { stack, tidy, type Generator, type Tensor } from '../tensor/index.js';
 import { Module } from '../nn/module.js';
-import type { FeatureBackbone } from '../nn/resnet.js';
-import type { MultiResolutionPrior } from '../prior/multi-resolution-prior.js';
-import {
-  CrossMax, MeanLogits, MeanProbabilities, Median, Single, SoftCrossMax, type Aggregator, type AggregatorName, type CrossMaxSelection,
-} from './aggregators.js';
+import { INPUT_FEATURE, type FeatureBackbone } from '../nn/resnet.js';
+import { MultiResolutionPrior } from '../prior/multi-resolution-prior.js';
+import type { Aggregator } from './aggregators.js';
+import { aggregatorFromSpec, resolveAggregatorSpec, type AggregatorSpec } from './aggregator-spec.js';
+import { buildBackbone, resolveSelfEnsembleConfig, type BuildOptions, type ResolvedSelfEnsembleConfig, type SelfEnsembleConfig } from './config.js';
+import { CrossMax } from './crossmax.js';
 import { ClassifierHead, ClassifierHeads, type HeadKind } from './heads.js';
-import type { ResolvedSelfEnsembleConfig } from './presets.js';
+import { InputAdapter } from './input-adapter.js';
 
 /** Channels of the images a self-ensemble takes (RGB). */
 export const IMAGE_CHANNELS = 3;
 
-/** The feature name of the backbone's input (after the prior and the input adapter), the notebook's layer 0. */
-export const INPUT_FEATURE = 'input';
-
 /** The member name of the backbone's own classifier, always the last member. */
 export const BACKBONE_CLASSIFIER_MEMBER = 'fc';
-
-// ---- aggregators as data ----------------------------------------------------------------------------------------
-
-/** An aggregator as plain JSON (for configuration files and checkpoints). Options apply only to the names noted. */
-export interface AggregatorSpec {
-  name: AggregatorName;
-  /** crossmax, soft-crossmax: the k-th highest (default 3) or 'median'. */
-  k?: CrossMaxSelection;
-  /** crossmax, soft-crossmax. Default true. */
-  subtractMemberMax?: boolean;
-  /** crossmax, soft-crossmax. Default true. */
-  subtractClassMax?: boolean;
-  /** soft-crossmax. Default 1. */
-  temperature?: number;
-  /** single. Default -1 (the last member, the backbone's classifier). */
-  memberIndex?: number;
-}
-
-const aggregatorOptions: Record<AggregatorName, readonly (keyof AggregatorSpec)[]> = {
-  'crossmax': ['k', 'subtractMemberMax', 'subtractClassMax'],
-  'crossmax-median': ['subtractMemberMax', 'subtractClassMax'],
-  'soft-crossmax': ['k', 'subtractMemberMax', 'subtractClassMax', 'temperature'],
-  'mean-logits': [],
-  'mean-probabilities': [],
-  'median': [],
-  'single': ['memberIndex'],
-};
-
-/** The spec with every default of its aggregator filled in, and options that do not apply rejected. */
-export function resolveAggregatorSpec(spec: AggregatorSpec): Required<Pick<AggregatorSpec, 'name'>> & AggregatorSpec {
-  if (spec === null || typeof spec !== 'object') throw new Error('aggregator must be an object like {"name": "crossmax", "k": 3}');
-  const allowed = aggregatorOptions[spec.name];
-  if (!allowed) throw new Error(`unknown aggregator '${String(spec.name)}' (one of ${Object.keys(aggregatorOptions).join(', ')})`);
-  for (const key of Object.keys(spec)) {
-    if (key !== 'name' && !allowed.includes(key as keyof AggregatorSpec)) {
-      throw new Error(`aggregator option '${key}' does not apply to '${spec.name}'${allowed.length ? ` (it takes ${allowed.join(', ')})` : ''}`);
-    }
-  }
-  switch (spec.name) {
-    case 'crossmax': case 'soft-crossmax': case 'crossmax-median': {
-      const out: AggregatorSpec = {
-        name: spec.name,
-        ...(spec.name === 'crossmax-median' ? {} : { k: spec.k ?? 3 }),
-        subtractMemberMax: spec.subtractMemberMax ?? true,
-        subtractClassMax: spec.subtractClassMax ?? true,
-      };
-      if (spec.name === 'soft-crossmax') out.temperature = spec.temperature ?? 1;
-      return out;
-    }
-    case 'single': return { name: 'single', memberIndex: spec.memberIndex ?? -1 };
-    default: return { name: spec.name };
-  }
-}
-
-/** The aggregator a spec describes (options are checked by the aggregator's constructor). */
-export function aggregatorFromSpec(spec: AggregatorSpec): Aggregator {
-  const s = resolveAggregatorSpec(spec);
-  const crossMaxOptions = { k: s.k, subtractMemberMax: s.subtractMemberMax, subtractClassMax: s.subtractClassMax };
-  switch (s.name) {
-    case 'crossmax': return new CrossMax(crossMaxOptions);
-    case 'crossmax-median': return new CrossMax({ ...crossMaxOptions, k: 'median' });
-    case 'soft-crossmax': return new SoftCrossMax({ ...crossMaxOptions, temperature: s.temperature });
-    case 'mean-logits': return new MeanLogits();
-    case 'mean-probabilities': return new MeanProbabilities();
-    case 'median': return new Median();
-    case 'single': return new Single({ memberIndex: s.memberIndex });
-  }
-}
-
-// ---- input adapter ----------------------------------------------------------------------------------------------
-
-export interface InputResizeOptions {
-  /** Output [height, width], or one number for both. */
-  size: number | [number, number];
-  /** Default 'bicubic' (the notebook's F.interpolate(x, size=(224, 224), mode='bicubic')). */
-  mode?: InterpolationMode;
-  /** Default false, as the notebook. */
-  antialias?: boolean;
-}
-
-export interface InputNormalizeOptions {
-  /** Per-channel means of one image (e.g. ImageNet's three); repeated for every view of the stack. */
-  mean: number[];
-  std: number[];
-}
-
-export interface InputAdapterOptions {
-  /** Resize the stack before the backbone (null: no resizing). Default null. */
-  resize?: InputResizeOptions | null;
-  /** Subtract the mean and divide by the std, per channel (null: none). Default null. */
-  normalize?: InputNormalizeOptions | null;
-}
-
-/** ImageNet's channel statistics, what torchvision's pretrained weights expect. */
-export const IMAGENET_NORMALIZATION: Readonly<InputNormalizeOptions> = Object.freeze({
-  mean: [0.485, 0.456, 0.406],
-  std: [0.229, 0.224, 0.225],
-});
-
-/**
- * What an ImageNet-pretrained backbone needs between the prior and itself (the notebook's prepare_input):
- * bicubic up-sampling of the 32x32 stack to 224x224 and ImageNet normalisation, its three means and stds
- * repeated once per view. Has no state-dict entries (its constants are non-persistent buffers, so they move with
- * `to()`).
- */
-export class InputAdapter extends Module {
-  readonly size: [number, number] | null;
-  readonly mode: InterpolationMode;
-  readonly antialias: boolean;
-  readonly mean: Tensor | null;
-  readonly std: Tensor | null;
-
-  constructor(readonly channels: number, options: InputAdapterOptions = {}) {
-    super();
-    const resize = options.resize ?? null;
-    this.size = resize ? (typeof resize.size === 'number' ? [resize.size, resize.size] : [resize.size[0], resize.size[1]]) : null;
-    if (this.size && !this.size.every((s) => Number.isInteger(s) && s >= 1)) throw new RangeError(`resize size must be positive integers, got [${this.size.join(', ')}]`);
-    this.mode = resize?.mode ?? 'bicubic';
-    this.antialias = resize?.antialias ?? false;
-    const normalize = options.normalize ?? null;
-    if (normalize) {
-      const { mean, std } = normalize;
-      if (mean.length === 0 || mean.length !== std.length || channels % mean.length !== 0) {
-        throw new Error(`normalize needs mean and std of one length that divides the ${channels} channels, got ${mean.length} and ${std.length}`);
-      }
-      if (!std.every((s) => s > 0)) throw new RangeError('normalize std must be positive');
-      const repeat = <T>(values: T[]) => Array.from({ length: channels }, (_, c) => values[c % values.length]!);
-      this.mean = this.registerBuffer('mean', tensor(repeat(mean), { shape: [1, channels, 1, 1] }), { persistent: false });
-      this.std = this.registerBuffer('std', tensor(repeat(std), { shape: [1, channels, 1, 1] }), { persistent: false });
-    } else {
-      this.mean = null;
-      this.std = null;
-    }
-  }
-
-  /** The [height, width] the backbone sees for images of the given size. */
-  outputSize(height: number, width: number): [number, number] {
-    return this.size ? [this.size[0], this.size[1]] : [height, width];
-  }
-
-  forward(x: Tensor): Tensor {
-    return tidy(() => {
-      let out = x;
-      if (this.size) out = interpolate(out, { size: this.size, mode: this.mode, antialias: this.antialias || undefined });
-      if (this.mean && this.std) {
-        const [mean, std] = out.dtype === this.mean.dtype ? [this.mean, this.std] : [this.mean.to(out.dtype), this.std.to(out.dtype)];
-        out = out.sub(mean).div(std);
-      }
-      return out === x ? x.view(x.shape) : out;
-    });
-  }
-}
 
 // ---- the model --------------------------------------------------------------------------------------------------
 
@@ -423,4 +268,25 @@ export class AggregatedSelfEnsemble {
 
 function isAggregator(a: Aggregator | AggregatorSpec): a is Aggregator {
   return typeof (a as Aggregator).aggregate === 'function';
+}
+
+// ---- from a configuration ----------------------------------------------------------------------------------------
+
+/** Builds the self-ensemble a configuration describes, freshly initialised; the model records the resolved config. */
+export function buildSelfEnsemble(config: SelfEnsembleConfig, options: BuildOptions = {}): SelfEnsemble {
+  const c = resolveSelfEnsembleConfig(config);
+  const prior = c.prior ? new MultiResolutionPrior(c.prior) : null;
+  const channels = IMAGE_CHANNELS * (prior ? prior.numViews : 1);
+  const backbone = buildBackbone(c.backbone, channels, c.numClasses, options);
+  const inputAdapter = c.inputAdapter ? new InputAdapter(channels, c.inputAdapter) : null;
+  try {
+    return new SelfEnsemble({
+      backbone, prior, inputAdapter, inputSize: c.inputSize, heads: c.heads, includeBackboneClassifier: c.includeBackboneClassifier,
+      aggregator: aggregatorFromSpec(c.aggregator), generator: options.generator, config: c,
+    });
+  } catch (err) {
+    backbone.dispose();
+    inputAdapter?.dispose();
+    throw err;
+  }
 }

@@ -7,8 +7,7 @@
 // back-propagates each of its ⌈64/32⌉ = 2 batches into the same gradient, so its lr 0.2 acts on twice the mean
 // over all 64 copies. Here the gradient is the mean over all copies whatever the batch size (the batch size only
 // bounds memory), so DAS's step is lr 0.4.
-import { Adam } from '../optim/adam.js';
-import { SGD } from '../optim/sgd.js';
+import { makeOptimizer } from '../optim/factory.js';
 import type { Optimizer } from '../optim/optimizer.js';
 import { Generator, grad, keep, noGrad, tidy, type Device, type Tensor } from '../tensor/index.js';
 import { augmentImages, type AugmentOptions } from './augment.js';
@@ -111,7 +110,7 @@ export function generate(options: GenerateOptions): GenerateResult {
   const parameters = [...parametrisation.parameters];
   const device = (parameters[0]?.device ?? 'cpu') as Device;
   const generator = new Generator(options.seed ?? 0, device);
-  const optimizer = makeOptimizer(options.optimizer ?? { kind: 'sgd', lr: DAS_CLIP_DEFAULTS.lr }, parameters);
+  const optimizer = generationOptimizer(options.optimizer ?? { kind: 'sgd', lr: DAS_CLIP_DEFAULTS.lr }, parameters);
   const result: GenerateResult = { images: null as unknown as Tensor, loss: [], scores: Object.fromEntries(names.map((n) => [n, []])), snapshots: [] };
   const snapshot = (step: number) => result.snapshots.push({ step, images: keep(noGrad(() => tidy(() => parametrisation.render().detach()))) });
 
@@ -173,9 +172,9 @@ export function generate(options: GenerateOptions): GenerateResult {
   return result;
 }
 
-function makeOptimizer(spec: OptimizerSpec, parameters: Tensor[]): Optimizer {
+function generationOptimizer(spec: OptimizerSpec, parameters: Tensor[]): Optimizer {
   if (typeof spec === 'function') return spec(parameters);
-  if (spec.kind === 'sgd') return new SGD(parameters, { lr: spec.lr ?? DAS_CLIP_DEFAULTS.lr, momentum: spec.momentum });
-  if (spec.kind === 'adam') return new Adam(parameters, { lr: spec.lr, betas: spec.betas });
+  if (spec.kind === 'sgd') return makeOptimizer(parameters, { kind: 'sgd', lr: spec.lr ?? DAS_CLIP_DEFAULTS.lr, momentum: spec.momentum });
+  if (spec.kind === 'adam') return makeOptimizer(parameters, { kind: 'adam', lr: spec.lr, betas: spec.betas });
   throw new Error(`unknown optimizer kind '${String((spec as { kind: unknown }).kind)}'`);
 }

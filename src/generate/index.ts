@@ -4,3 +4,5 @@ export * from './augment.js';
 export * from './objectives.js';
 export * from './generate.js';
 export * from './gallery.js';
+export * from './recipe.js';
+export * from './judge.js';

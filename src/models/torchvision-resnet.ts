@@ -1,18 +1,9 @@
 // A torchvision ResNet from its state dict saved as safetensors (e.g. `save_file(resnet50(weights=...).state_dict(),
 // path)`), with the architecture read off the tensors themselves, so a user passes one file and nothing else:
 // depth from the blocks per stage and the block type, width from conv1, classes from fc, stem from conv1's kernel.
-import { ResNet, type ResNetDepth } from '../nn/resnet.js';
+import { RESNET_LAYOUTS, ResNet, type ResNetDepth } from '../nn/resnet.js';
 import { loadSafetensors, readSafetensorsHeader } from '../serialize/safetensors.js';
 import { disposeAll, type Device } from '../tensor/index.js';
-
-/** Blocks per stage and block type of each depth, as torchvision builds them. */
-const LAYOUTS: readonly { depth: ResNetDepth; blocks: readonly number[]; bottleneck: boolean }[] = [
-  { depth: 18, blocks: [2, 2, 2, 2], bottleneck: false },
-  { depth: 34, blocks: [3, 4, 6, 3], bottleneck: false },
-  { depth: 50, blocks: [3, 4, 6, 3], bottleneck: true },
-  { depth: 101, blocks: [3, 4, 23, 3], bottleneck: true },
-  { depth: 152, blocks: [3, 8, 36, 3], bottleneck: true },
-];
 
 export interface ResNetArchitecture {
   depth: ResNetDepth;
@@ -38,12 +29,12 @@ export function resnetArchitecture(path: string): ResNetArchitecture {
     return count;
   });
   const bottleneck = tensors.has('layer1.0.conv3.weight');
-  const layout = LAYOUTS.find((l) => l.bottleneck === bottleneck && l.blocks.join() === blocks.join());
-  if (!layout) {
+  const found = Object.entries(RESNET_LAYOUTS).find(([, l]) => (l.block === 'bottleneck') === bottleneck && l.blocks.join() === blocks.join());
+  if (!found) {
     throw new Error(`'${path}': ${bottleneck ? 'bottleneck' : 'basic'} blocks [${blocks.join(', ')}] per stage are no torchvision ResNet (18, 34, 50, 101, 152)`);
   }
   return {
-    depth: layout.depth,
+    depth: Number(found[0]) as ResNetDepth,
     numClasses: fc[0]!,
     inChannels: conv1[1]!,
     widthMultiplier: conv1[0]! / 64,

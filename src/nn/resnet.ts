@@ -127,15 +127,27 @@ function addResidual(branch: Tensor, x: Tensor, downsample: Sequential | null, c
   return branch.relu_();
 }
 
-type BlockClass = (typeof BasicBlock | typeof Bottleneck);
+/**
+ * Blocks per stage and block type of every depth (torchvision's resnet.py): the one layout table, shared by the
+ * ResNet constructor, the reader of torchvision files and the presets' block names.
+ */
+export const RESNET_LAYOUTS: Readonly<Record<ResNetDepth, { readonly block: 'basic' | 'bottleneck'; readonly blocks: readonly [number, number, number, number] }>> = Object.freeze({
+  18: { block: 'basic', blocks: [2, 2, 2, 2] },
+  34: { block: 'basic', blocks: [3, 4, 6, 3] },
+  50: { block: 'bottleneck', blocks: [3, 4, 6, 3] },
+  101: { block: 'bottleneck', blocks: [3, 4, 23, 3] },
+  152: { block: 'bottleneck', blocks: [3, 8, 36, 3] },
+});
 
-const architectures: Record<ResNetDepth, { block: BlockClass; layers: [number, number, number, number] }> = {
-  18: { block: BasicBlock, layers: [2, 2, 2, 2] },
-  34: { block: BasicBlock, layers: [3, 4, 6, 3] },
-  50: { block: Bottleneck, layers: [3, 4, 6, 3] },
-  101: { block: Bottleneck, layers: [3, 4, 23, 3] },
-  152: { block: Bottleneck, layers: [3, 8, 36, 3] },
-};
+/** The residual blocks' feature names of a depth, in order: 'layer1.0', 'layer1.1', ..., 'layer4.1' for ResNet-18. */
+export function resnetBlockNames(depth: ResNetDepth): string[] {
+  const layout = RESNET_LAYOUTS[depth];
+  if (!layout) throw new Error(`ResNet depth must be one of 18, 34, 50, 101, 152, got ${depth}`);
+  return layout.blocks.flatMap((count, stage) => Array.from({ length: count }, (_, i) => `layer${stage + 1}.${i}`));
+}
+
+/** The feature name of a backbone's input (what it receives after the prior and any input adapter): the notebook's layer 0. */
+export const INPUT_FEATURE = 'input';
 
 export interface ResNetOutput {
   logits: Tensor;
@@ -236,8 +248,9 @@ export class ResNet extends Module {
 
   constructor(options: ResNetOptions) {
     super();
-    const arch = architectures[options.depth];
-    if (!arch) throw new Error(`ResNet depth must be one of 18, 34, 50, 101, 152, got ${options.depth}`);
+    const layout = RESNET_LAYOUTS[options.depth];
+    if (!layout) throw new Error(`ResNet depth must be one of 18, 34, 50, 101, 152, got ${options.depth}`);
+    const block = layout.block === 'basic' ? BasicBlock : Bottleneck;
     this.depth = options.depth;
     this.numClasses = options.numClasses ?? 1000;
     this.stem = options.stem ?? 'imagenet';
@@ -258,7 +271,6 @@ export class ResNet extends Module {
 
     let inPlanes = stemWidth;
     const makeLayer = (planes: number, blocks: number, stride: number): Sequential => {
-      const block = arch.block;
       const outPlanes = planes * block.expansion;
       // Made before the first block, as torchvision does: the order of random draws decides the weights.
       const downsample = stride !== 1 || inPlanes !== outPlanes
@@ -269,12 +281,12 @@ export class ResNet extends Module {
       for (let i = 1; i < blocks; i++) layer.append(new block(inPlanes, planes, { stride: 1, downsample: null, generator }));
       return layer;
     };
-    this.layer1 = this.registerModule('layer1', makeLayer(width(64), arch.layers[0], 1));
-    this.layer2 = this.registerModule('layer2', makeLayer(width(128), arch.layers[1], 2));
-    this.layer3 = this.registerModule('layer3', makeLayer(width(256), arch.layers[2], 2));
-    this.layer4 = this.registerModule('layer4', makeLayer(width(512), arch.layers[3], 2));
+    this.layer1 = this.registerModule('layer1', makeLayer(width(64), layout.blocks[0], 1));
+    this.layer2 = this.registerModule('layer2', makeLayer(width(128), layout.blocks[1], 2));
+    this.layer3 = this.registerModule('layer3', makeLayer(width(256), layout.blocks[2], 2));
+    this.layer4 = this.registerModule('layer4', makeLayer(width(512), layout.blocks[3], 2));
     this.avgpool = this.registerModule('avgpool', new AdaptiveAvgPool2d(1));
-    this.fc = this.registerModule('fc', new Linear(width(512) * arch.block.expansion, this.numClasses, { generator }));
+    this.fc = this.registerModule('fc', new Linear(width(512) * block.expansion, this.numClasses, { generator }));
 
     for (const m of this.modules()) {
       if (m instanceof Conv2d) {

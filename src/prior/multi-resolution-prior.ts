@@ -175,7 +175,7 @@ export class MultiResolutionPrior extends Module {
 
   constructor(options: MultiResolutionPriorOptions = {}) {
     super();
-    this.config = resolveConfig(options);
+    this.config = resolvePriorConfig(options);
     this.deterministic = options.deterministic ?? false;
     this.enabled = options.enabled ?? true;
     this.generator = options.generator;
@@ -311,7 +311,12 @@ function checkImages(images: Tensor): void {
   }
 }
 
-function resolveConfig(o: MultiResolutionPriorOptions): ResolvedPriorConfig {
+/**
+ * The prior's options checked and with every default applied, without building a prior (a pure function: what
+ * the MultiResolutionPrior constructor uses, and what configurations validate with). Throws on invalid options.
+ * `deterministic`, `enabled` and `generator` are state of a built prior, not part of the resolved config.
+ */
+export function resolvePriorConfig(o: MultiResolutionPriorOptions): ResolvedPriorConfig {
   const preset = o.preset ?? 'paper';
   const p = presets[preset];
   if (!p) throw new Error(`unknown prior preset '${preset as string}' (one of ${Object.keys(presets).join(', ')})`);

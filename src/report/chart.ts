@@ -1,11 +1,9 @@
-// Line charts (training curves, accuracy against ε per attack) as standalone SVG, and the same chart as a PNG
-// for places that cannot show SVG (a terminal image viewer, some READMEs). Both renderings are drawn from one
-// layout, computed here in CSS pixels; the PNG sets text in the 5×7 bitmap font of bitmap-font.ts and draws
-// anti-aliased lines by coverage (distance of each pixel centre to the segment).
+// Line charts (training curves, accuracy against ε per attack), drawn once as standalone SVG from a layout
+// computed here in CSS pixels; where a PNG is needed (a terminal image viewer, some READMEs), resvg rasterises
+// that same SVG.
+import { Resvg } from '@resvg/resvg-js';
 import { writeFileAtomic } from '../util/atomic-write.js';
-import { GLYPH_ADVANCE, GLYPH_ASCENT, bitmapTextWidth, glyphFor } from './bitmap-font.js';
 import { escapeXml } from './escape.js';
-import { encodePng, type RasterImage } from './png.js';
 
 export type AxisScale = 'linear' | 'log';
 
@@ -435,50 +433,22 @@ export interface ChartPngOptions {
   pixelRatio?: number;
 }
 
-/** The chart rasterised into RGB pixels (see lineChartPng). */
-export function lineChartRaster(spec: LineChartSpec, options: ChartPngOptions = {}): RasterImage {
-  const ratio = options.pixelRatio ?? 2;
-  if (!Number.isInteger(ratio) || ratio < 1 || ratio > 8) throw new RangeError(`pixelRatio must be an integer in 1..8, got ${ratio}`);
-  const layout = layoutChart(spec);
-  const canvas = new Canvas(Math.round(layout.width * ratio), Math.round(layout.height * ratio), parseHexColor(COLOR.background, 'background'));
-  const { plot, clip } = layout;
-  for (const s of layout.gridLines) canvas.axisLine(s, ratio);
-  for (const [x1, y1, x2, y2] of [
-    [plot.x, plot.y, plot.x + plot.width, plot.y], [plot.x, plot.y + plot.height, plot.x + plot.width, plot.y + plot.height],
-    [plot.x, plot.y, plot.x, plot.y + plot.height], [plot.x + plot.width, plot.y, plot.x + plot.width, plot.y + plot.height],
-  ] as const) {
-    canvas.axisLine({ x1: x1 + 0.5, y1: y1 + 0.5, x2: x2 + 0.5, y2: y2 + 0.5, color: COLOR.frame, width: 1, className: 'frame' }, ratio);
-  }
-  for (const s of layout.tickMarks) canvas.axisLine(s, ratio);
-  const deviceClip = { x0: Math.floor(clip.x * ratio), y0: Math.floor(clip.y * ratio), x1: Math.ceil((clip.x + clip.width) * ratio), y1: Math.ceil((clip.y + clip.height) * ratio) };
-  for (const s of layout.series) {
-    const coverage = new CoverageMask(canvas.width, canvas.height, deviceClip);
-    for (const line of s.polylines) {
-      for (let i = 0; i < line.length; i++) {
-        const a = line[i]!;
-        const b = line[Math.min(i + 1, line.length - 1)]!;
-        if (i + 1 < line.length || line.length === 1) coverage.segment(a[0] * ratio, a[1] * ratio, b[0] * ratio, b[1] * ratio, (LINE_WIDTH * ratio) / 2);
-      }
-    }
-    for (const [x, y] of s.markers) coverage.segment(x * ratio, y * ratio, x * ratio, y * ratio, MARKER_RADIUS * ratio);
-    canvas.composite(coverage, parseHexColor(s.color, s.name));
-  }
-  for (const e of layout.legend) {
-    const coverage = new CoverageMask(canvas.width, canvas.height, { x0: 0, y0: 0, x1: canvas.width, y1: canvas.height });
-    coverage.segment(e.x * ratio, e.y * ratio, (e.x + 22) * ratio, e.y * ratio, (LINE_WIDTH * ratio) / 2);
-    if (e.markers) coverage.segment((e.x + 11) * ratio, e.y * ratio, (e.x + 11) * ratio, e.y * ratio, MARKER_RADIUS * ratio);
-    canvas.composite(coverage, parseHexColor(e.color, e.name));
-  }
-  for (const t of layout.texts) canvas.text(t, ratio);
-  return { width: canvas.width, height: canvas.height, channels: 3, data: canvas.pixels };
-}
+/**
+ * Font files resvg may set the chart's text in: the system's fonts (DejaVu Sans on Debian, package
+ * fonts-dejavu-core), with DejaVu Sans as the fallback for the SVG's font-family list, which names fonts a
+ * browser has. On a system without any font the PNG has no text (the SVG always has it).
+ */
+const PNG_FONTS = { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans', sansSerifFamily: 'DejaVu Sans' } as const;
 
 /**
- * The chart as PNG bytes: the same layout as lineChartSvg, text in a 5×7 bitmap font (ASCII plus ε δ α × ∞ · °;
- * other characters show as boxes), lines anti-aliased.
+ * The chart as PNG bytes: lineChartSvg's drawing rasterised by resvg (anti-aliased lines, text in the system's
+ * sans-serif font), so the two formats cannot drift apart.
  */
 export function lineChartPng(spec: LineChartSpec, options: ChartPngOptions = {}): Uint8Array {
-  return encodePng(lineChartRaster(spec, options));
+  const ratio = options.pixelRatio ?? 2;
+  if (!Number.isInteger(ratio) || ratio < 1 || ratio > 8) throw new RangeError(`pixelRatio must be an integer in 1..8, got ${ratio}`);
+  const svg = new Resvg(lineChartSvg(spec), { fitTo: { mode: 'zoom', value: ratio }, font: PNG_FONTS, background: COLOR.background });
+  return new Uint8Array(svg.render().asPng());
 }
 
 export interface SaveChartOptions extends ChartPngOptions {
@@ -492,122 +462,10 @@ export function saveChart(path: string, spec: LineChartSpec, options: SaveChartO
   writeFileAtomic(path, format === 'png' ? lineChartPng(spec, options) : lineChartSvg(spec));
 }
 
-type Rgb = readonly [number, number, number];
-
-/** '#rgb' or '#rrggbb' to bytes; other CSS colours are refused because the PNG renderer must know the colour. */
-export function parseHexColor(color: string, owner: string): Rgb {
+/** '#rgb' or '#rrggbb' to bytes; other CSS colours are refused so that a chart reads the same in every viewer. */
+export function parseHexColor(color: string, owner: string): readonly [number, number, number] {
   const m = /^#([0-9a-f]{3}|[0-9a-f]{6})$/i.exec(color);
   if (!m) throw new RangeError(`${owner}: colour '${color}' must be '#rgb' or '#rrggbb'`);
   const hex = m[1]!.length === 3 ? [...m[1]!].map((c) => c + c).join('') : m[1]!;
   return [parseInt(hex.slice(0, 2), 16), parseInt(hex.slice(2, 4), 16), parseInt(hex.slice(4, 6), 16)];
-}
-
-interface DeviceRect { x0: number; y0: number; x1: number; y1: number }
-
-/** Per-pixel coverage in [0, 1] of one series' strokes; the maximum over overlapping strokes, so joins do not darken. */
-class CoverageMask {
-  readonly values: Float32Array;
-  bounds: DeviceRect = { x0: Infinity, y0: Infinity, x1: -Infinity, y1: -Infinity };
-  constructor(readonly width: number, readonly height: number, readonly clip: DeviceRect) {
-    this.values = new Float32Array(width * height);
-  }
-
-  /** A capsule: every pixel whose centre lies within `radius` of segment a–b (a disc when a = b). */
-  segment(ax: number, ay: number, bx: number, by: number, radius: number): void {
-    const reach = radius + 1;
-    const x0 = Math.max(this.clip.x0, 0, Math.floor(Math.min(ax, bx) - reach));
-    const x1 = Math.min(this.clip.x1, this.width, Math.ceil(Math.max(ax, bx) + reach));
-    const y0 = Math.max(this.clip.y0, 0, Math.floor(Math.min(ay, by) - reach));
-    const y1 = Math.min(this.clip.y1, this.height, Math.ceil(Math.max(ay, by) + reach));
-    if (x0 >= x1 || y0 >= y1) return;
-    const dx = bx - ax;
-    const dy = by - ay;
-    const lengthSquared = dx * dx + dy * dy;
-    for (let y = y0; y < y1; y++) {
-      const cy = y + 0.5;
-      for (let x = x0; x < x1; x++) {
-        const cx = x + 0.5;
-        let t = lengthSquared > 0 ? ((cx - ax) * dx + (cy - ay) * dy) / lengthSquared : 0;
-        t = t < 0 ? 0 : t > 1 ? 1 : t;
-        const ex = cx - (ax + t * dx);
-        const ey = cy - (ay + t * dy);
-        const c = radius + 0.5 - Math.sqrt(ex * ex + ey * ey);
-        if (c <= 0) continue;
-        const i = y * this.width + x;
-        const v = c >= 1 ? 1 : c;
-        if (v > this.values[i]!) this.values[i] = v;
-      }
-    }
-    this.bounds = { x0: Math.min(this.bounds.x0, x0), y0: Math.min(this.bounds.y0, y0), x1: Math.max(this.bounds.x1, x1), y1: Math.max(this.bounds.y1, y1) };
-  }
-}
-
-class Canvas {
-  readonly pixels: Uint8Array;
-  constructor(readonly width: number, readonly height: number, background: Rgb) {
-    this.pixels = new Uint8Array(width * height * 3);
-    for (let i = 0; i < width * height; i++) this.pixels.set(background, i * 3);
-  }
-
-  private blend(x: number, y: number, color: Rgb, alpha: number): void {
-    if (x < 0 || y < 0 || x >= this.width || y >= this.height) return;
-    const i = (y * this.width + x) * 3;
-    for (let c = 0; c < 3; c++) this.pixels[i + c] = Math.round(this.pixels[i + c]! + (color[c]! - this.pixels[i + c]!) * alpha);
-  }
-
-  fillRect(x0: number, y0: number, x1: number, y1: number, color: Rgb): void {
-    for (let y = Math.max(0, y0); y < Math.min(this.height, y1); y++) {
-      for (let x = Math.max(0, x0); x < Math.min(this.width, x1); x++) this.pixels.set(color, (y * this.width + x) * 3);
-    }
-  }
-
-  /** A horizontal or vertical line, whole device pixels wide so it stays crisp. */
-  axisLine(s: Segment, ratio: number): void {
-    const thickness = Math.max(1, Math.round(s.width * ratio));
-    const color = parseHexColor(s.color, s.className);
-    const snap = (v: number) => Math.round((v - s.width / 2) * ratio);
-    if (s.x1 === s.x2) {
-      const x = snap(s.x1);
-      this.fillRect(x, Math.round(Math.min(s.y1, s.y2) * ratio), x + thickness, Math.round(Math.max(s.y1, s.y2) * ratio), color);
-    } else {
-      const y = snap(s.y1);
-      this.fillRect(Math.round(Math.min(s.x1, s.x2) * ratio), y, Math.round(Math.max(s.x1, s.x2) * ratio), y + thickness, color);
-    }
-  }
-
-  composite(mask: CoverageMask, color: Rgb): void {
-    const { x0, y0, x1, y1 } = mask.bounds;
-    for (let y = y0; y < y1; y++) {
-      for (let x = x0; x < x1; x++) {
-        const a = mask.values[y * this.width + x]!;
-        if (a > 0) this.blend(x, y, color, a);
-      }
-    }
-  }
-
-  /** Bitmap text: glyph pixels become scale×scale blocks; (x, y) is the anchor point on the baseline. */
-  text(t: TextItem, ratio: number): void {
-    // Scale chosen so the bitmap's cap height (7 rows) is close to a sans-serif face's (≈ 0.72 em).
-    const scale = Math.max(1, Math.round((0.72 * t.size * ratio) / GLYPH_ASCENT));
-    const color = parseHexColor(t.color, t.className);
-    const chars = [...t.text];
-    const total = bitmapTextWidth(t.text) * scale;
-    const offset = t.anchor === 'start' ? 0 : t.anchor === 'middle' ? -total / 2 : -total;
-    const ox = Math.round(t.x * ratio);
-    const oy = Math.round(t.y * ratio);
-    const passes = t.bold ? [0, Math.max(1, Math.round(scale / 3))] : [0];
-    chars.forEach((char, k) => {
-      const glyph = glyphFor(char);
-      glyph.forEach((row, gy) => row.forEach((on, gx) => {
-        if (!on) return;
-        for (const bold of passes) {
-          // (u, v): offset from the anchor along the text and downwards from the baseline.
-          const u = Math.round(offset) + (k * GLYPH_ADVANCE + gx) * scale + bold;
-          const v = (gy - GLYPH_ASCENT) * scale;
-          if (t.vertical) this.fillRect(ox + v, oy - u - scale, ox + v + scale, oy - u, color);
-          else this.fillRect(ox + u, oy + v, ox + u + scale, oy + v + scale, color);
-        }
-      }));
-    });
-  }
 }

@@ -7,7 +7,7 @@ import type { Tensor } from '../tensor/index.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { lineChartSvg, type LineChartSpec } from './chart.js';
 import { escapeXml } from './escape.js';
-import { toJson } from './json.js';
+import { toJson } from '../util/json.js';
 import { encodePng, type RasterImage } from './png.js';
 
 export interface HtmlReportOptions {

@@ -1,5 +1,5 @@
-// How results are shown: PNG images, image grids, line charts (SVG, and PNG for places without SVG), JSON
-// results and metrics logs, and one-page HTML reports that combine them.
+// How results are shown: PNG images, image grids, line charts (SVG, rasterised to PNG by resvg for places
+// without SVG), JSON results, and one-page HTML reports that combine them.
 //
 // Text goes in HTML, not in pixels: a grid PNG (imageGrid) is a bare picture for quick looks and READMEs,
 // while images that need captions (label, prediction, confidence, ε) go into HtmlReport.gallery, which writes
@@ -10,6 +10,6 @@ export * from './chart.js';
 export * from './html.js';
 export * from './json.js';
 export { escapeXml } from './escape.js';
-export { hasGlyph } from './bitmap-font.js';
 export * from './training-report.js';
 export * from './robust-report.js';
+export * from './generate-report.js';

@@ -141,6 +141,16 @@ export function manualSeed(seed: number): void {
   native.manualSeed(checkSeed(seed));
 }
 
+/** The state of libtorch's default CPU generator (torch.get_rng_state()), to save in a checkpoint. */
+export function defaultGeneratorState(): Tensor {
+  return new Tensor(native.defaultGeneratorState()!);
+}
+
+/** Restores libtorch's default CPU generator from a state defaultGeneratorState returned (torch.set_rng_state). */
+export function setDefaultGeneratorState(state: Tensor): void {
+  native.defaultGeneratorState(state.handle);
+}
+
 function checkSeed(seed: unknown): number {
   if (typeof seed !== 'number') throw new TypeError(`seed must be a number, got ${typeof seed}`);
   if (!Number.isSafeInteger(seed) || seed < 0) {

@@ -25,7 +25,7 @@
 // and metrics as an uninterrupted run, bit for bit, on the CPU. On CUDA the prior's noise comes from the CUDA
 // generator, whose state crossmax cannot save yet, and CUDA kernels are not bit-deterministic anyway.
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CropFlipOptions } from '../data/augment.js';
 import type { ImageClassificationDataset } from '../data/dataset.js';
@@ -33,12 +33,14 @@ import { saveModel } from '../ensemble/model-file.js';
 import { SelfEnsemble } from '../ensemble/self-ensemble.js';
 import { DataLoader } from '../data/loader.js';
 import type { Module } from '../nn/module.js';
-import { Adam, AdamW, SGD, type Optimizer, type BaseOptions, type ParamState, type JsonValue } from '../optim/index.js';
-import { CosineAnnealingLR, OneCycleLR, StepLR, type LRSchedule } from '../optim/schedules.js';
+import { makeOptimizer, makeSchedule, type AnyOptimizer, type OptimizerSpec, type ScheduleSpec } from '../optim/factory.js';
+import type { JsonValue } from '../optim/optimizer.js';
+import type { LRSchedule } from '../optim/schedules.js';
 import { saveSafetensors } from '../serialize/safetensors.js';
-import { native } from '../tensor/native.js';
-import { disposeAll, Generator, manualSeed, Tensor, tidy, zeros } from '../tensor/index.js';
+import { defaultGeneratorState, disposeAll, Generator, manualSeed, setDefaultGeneratorState, type Tensor, tidy, zeros } from '../tensor/index.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
+import { checkNonNegativeInteger, checkPositiveInteger } from '../util/checks.js';
+import { JsonLinesWriter } from '../util/json.js';
 import { ProgressBar, type ProgressOptions } from '../util/progress.js';
 import {
   adversarialBatch, resolveAdversarialOptions, type AdversarialTrainingOptions, type ResolvedAdversarialOptions,
@@ -50,47 +52,10 @@ import {
 import { evaluate, modelDevice, type EvaluationResult, type TrainableModel } from './evaluate.js';
 import { classificationLoss, memberWeightTensor, selfEnsembleLoss } from './losses.js';
 
+/** The specs TrainOptions takes, defined beside their factories in optim/factory.ts. */
+export type { OptimizerSpec, ScheduleSpec } from '../optim/factory.js';
+
 export type TrainingMode = 'from-scratch' | 'fine-tune' | 'heads';
-
-/** The optimiser; options left out take the optimiser class's defaults (those of torch.optim). */
-export interface OptimizerSpec {
-  kind: 'sgd' | 'adam' | 'adamw';
-  /** Learning rate (the peak rate for 'onecycle'). */
-  lr: number;
-  /** SGD only. Default 0. */
-  momentum?: number;
-  /** SGD only. Default false. */
-  nesterov?: boolean;
-  /** SGD and Adam: L2 penalty (default 0); AdamW: decoupled decay (default 1e-2). */
-  weightDecay?: number;
-  /** Adam/AdamW only. Default [0.9, 0.999]. */
-  betas?: [number, number];
-  /** Adam/AdamW only. Default 1e-8. */
-  eps?: number;
-}
-
-/** The learning-rate schedule, stepped after every batch. Defaults are those of src/optim/schedules.ts. */
-export interface ScheduleSpec {
-  kind: 'constant' | 'cosine' | 'onecycle' | 'step';
-  /** cosine: steps of linear warmup from 0. Default 0. */
-  warmupSteps?: number;
-  /** cosine: final rate. Default 0. */
-  minLr?: number;
-  /** onecycle: share of the cycle spent rising. Default 0.3. */
-  pctStart?: number;
-  /** onecycle: start rate = lr / divFactor. Default 25. */
-  divFactor?: number;
-  /** onecycle: end rate = lr / divFactor / finalDivFactor. Default 1e4. */
-  finalDivFactor?: number;
-  /** onecycle: cycle SGD's momentum or Adam's β1 against the rate. Default true. */
-  cycleMomentum?: boolean;
-  /** step: optimiser steps between decays (give this or stepEpochs). */
-  stepSize?: number;
-  /** step: epochs between decays. */
-  stepEpochs?: number;
-  /** step: decay factor. Default 0.1. */
-  gamma?: number;
-}
 
 export interface TrainStepInfo {
   phase: number;
@@ -288,6 +253,8 @@ class TrainingRun {
   private readonly checkpointEvery: number;
 
   private metrics: MetricRecord[] = [];
+  /** metrics.jsonl, opened by start(). */
+  private metricsLog: JsonLinesWriter | null = null;
   private epochSums = emptySums();
   private windowSums = emptySums();
   private resumedAtSteps: number[] = [];
@@ -409,6 +376,8 @@ class TrainingRun {
         disposeAll([this.pendingResume.model, this.pendingResume.optimizer.tensors, this.pendingResume.generators]);
         this.pendingResume = null;
       }
+      this.metricsLog?.close();
+      this.metricsLog = null;
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
       for (const [p, requiresGrad] of savedRequiresGrad) {
@@ -432,7 +401,7 @@ class TrainingRun {
     // the old run's checkpoint next to the new run's metrics.
     if (exists) unlinkSync(this.checkpointPath);
     manualSeed(this.loader.seed);
-    writeFileAtomic(this.metricsPath, '');
+    this.metricsLog = new JsonLinesWriter(this.metricsPath, { replace: [] });
     return { phase: 0, epoch: 0, batch: 0, globalStep: 0, completed: false };
   }
 
@@ -457,7 +426,7 @@ class TrainingRun {
     this.windowSums = { ...sums.window };
     this.resumedAtSteps = [...sums.resumedAtSteps, state.position.globalStep];
     this.elapsedBefore = state.elapsedSeconds;
-    writeFileAtomic(this.metricsPath, this.metrics.map((r) => JSON.stringify(r) + '\n').join(''));
+    this.metricsLog = new JsonLinesWriter(this.metricsPath, { replace: this.metrics });
     this.pendingResume = loaded;
     return { ...state.position };
   }
@@ -472,7 +441,7 @@ class TrainingRun {
       const savedSchedule = loaded.state.schedule;
       if ((savedSchedule === null) !== (schedule === null)) throw new Error('the checkpoint\'s schedule does not match this run\'s');
       if (schedule && savedSchedule) schedule.loadStateDict(savedSchedule);
-      native.defaultGeneratorState(loaded.generators.get(DEFAULT_GENERATOR)!.handle);
+      setDefaultGeneratorState(loaded.generators.get(DEFAULT_GENERATOR)!);
       for (const [name, generator] of this.generators) {
         const state = loaded.generators.get(name);
         if (!state) throw new Error(`no state for the generator of '${name}'`);
@@ -621,7 +590,7 @@ class TrainingRun {
   private evaluateIsolated(): MetricRecord['test'] {
     const saved = this.generatorStates();
     const fresh = new Generator(this.o.evalSeed ?? this.loader.seed).getState();
-    native.defaultGeneratorState(fresh.handle);
+    setDefaultGeneratorState(fresh);
     fresh.dispose();
     try {
       const result: EvaluationResult = evaluate(this.model, this.o.testSet!, {
@@ -630,7 +599,7 @@ class TrainingRun {
       });
       return { accuracy: result.accuracy, memberAccuracies: result.memberAccuracies, count: result.count };
     } finally {
-      native.defaultGeneratorState(saved.get(DEFAULT_GENERATOR)!.handle);
+      setDefaultGeneratorState(saved.get(DEFAULT_GENERATOR)!);
       for (const [name, generator] of this.generators) generator.setState(saved.get(name)!);
       disposeAll(saved);
     }
@@ -664,7 +633,7 @@ class TrainingRun {
   private record(record: MetricRecord): void {
     const clean = JSON.parse(JSON.stringify(record)) as MetricRecord;
     this.metrics.push(clean);
-    appendFileSync(this.metricsPath, JSON.stringify(clean) + '\n');
+    this.metricsLog!.write(clean);
   }
 
   private elapsedSeconds(): number {
@@ -672,7 +641,7 @@ class TrainingRun {
   }
 
   private generatorStates(): Map<string, Tensor> {
-    const states = new Map<string, Tensor>([[DEFAULT_GENERATOR, new Tensor(native.defaultGeneratorState()!)]]);
+    const states = new Map<string, Tensor>([[DEFAULT_GENERATOR, defaultGeneratorState()]]);
     for (const [name, generator] of this.generators) states.set(name, generator.getState());
     return states;
   }
@@ -781,8 +750,6 @@ class TrainingRun {
   }
 }
 
-type AnyOptimizer = Optimizer<BaseOptions, ParamState>;
-
 /** The default model writer: see TrainOptions.saveModel. */
 export function saveTrainedModel(model: TrainableModel, outDir: string): string {
   const path = join(outDir, MODEL_FILE);
@@ -794,43 +761,6 @@ export function saveTrainedModel(model: TrainableModel, outDir: string): string 
     disposeAll(state);
   }
   return path;
-}
-
-export function makeOptimizer(parameters: Tensor[], spec: OptimizerSpec): AnyOptimizer {
-  const { kind, lr, momentum, nesterov, weightDecay, betas, eps } = spec;
-  if (kind === 'sgd') {
-    if (betas !== undefined || eps !== undefined) throw new RangeError('optimizer: betas and eps are Adam options, not SGD\'s');
-    return new SGD(parameters, { lr, momentum, nesterov, weightDecay }) as unknown as AnyOptimizer;
-  }
-  if (kind === 'adam' || kind === 'adamw') {
-    if (momentum !== undefined || nesterov !== undefined) throw new RangeError(`optimizer: momentum and nesterov are SGD options; ${kind} takes betas`);
-    const Class = kind === 'adam' ? Adam : AdamW;
-    return new Class(parameters, { lr, betas, eps, weightDecay }) as unknown as AnyOptimizer;
-  }
-  throw new RangeError(`optimizer.kind must be 'sgd', 'adam' or 'adamw', got '${String(kind)}'`);
-}
-
-/** The schedule over `totalSteps` optimiser steps (`stepsPerEpoch` converts stepEpochs); null for a constant rate. */
-export function makeSchedule(optimizer: AnyOptimizer, spec: ScheduleSpec | undefined, totalSteps: number, stepsPerEpoch: number): LRSchedule | null {
-  const s = spec ?? { kind: 'constant' };
-  switch (s.kind) {
-    case 'constant':
-      return null;
-    case 'cosine':
-      return new CosineAnnealingLR(optimizer, { totalSteps, warmupSteps: s.warmupSteps, minLr: s.minLr });
-    case 'onecycle':
-      return new OneCycleLR(optimizer, {
-        maxLr: optimizer.paramGroups.map((g) => g.lr), totalSteps, pctStart: s.pctStart, divFactor: s.divFactor,
-        finalDivFactor: s.finalDivFactor, cycleMomentum: s.cycleMomentum,
-      });
-    case 'step': {
-      if ((s.stepSize === undefined) === (s.stepEpochs === undefined)) throw new RangeError("schedule 'step' needs exactly one of stepSize (steps) and stepEpochs");
-      const stepSize = s.stepSize ?? s.stepEpochs! * stepsPerEpoch;
-      return new StepLR(optimizer, { stepSize, gamma: s.gamma });
-    }
-    default:
-      throw new RangeError(`schedule.kind must be 'constant', 'cosine', 'onecycle' or 'step', got '${String((s as ScheduleSpec).kind)}'`);
-  }
 }
 
 /** Every Generator a module of the model holds in a field, by '<module path>.<field>' (e.g. a seeded prior's). */
@@ -866,14 +796,4 @@ function modelIdentity(model: Module): JsonValue {
 
 function pct(x: number): string {
   return `${(100 * x).toFixed(2)}%`;
-}
-
-function checkPositiveInteger(name: string, v: number): number {
-  if (!(Number.isInteger(v) && v >= 1)) throw new RangeError(`${name} must be a positive integer, got ${v}`);
-  return v;
-}
-
-function checkNonNegativeInteger(name: string, v: number): number {
-  if (!(Number.isInteger(v) && v >= 0)) throw new RangeError(`${name} must be a non-negative integer, got ${v}`);
-  return v;
 }

@@ -1,0 +1,29 @@
+// Judging generated images: do models other than the generator see the intended class? (The paper's check that
+// images carry the class rather than only fooling the model that made them.)
+// TODO(merge): repeatedAccuracy moves with the evaluation protocol to src/robustness/.
+import { repeatedAccuracy } from '../attacks/evaluation.js';
+import type { Classifier } from '../attacks/attack.js';
+import type { Tensor } from '../tensor/index.js';
+
+/** How one model classifies the generated images: the share of passes that give each image its intended class. */
+export interface Judgement {
+  judge: string;
+  path: string;
+  /** Over images and passes. */
+  agreement: number;
+  /** Images given their intended class on every pass. */
+  allPasses: number;
+  /** Per intended class, over its images and the passes. */
+  perClass: Record<string, number>;
+}
+
+/** R passes of `model` over the images; agreement with the intended classes (repeatedAccuracy's protocol, seeded). */
+export function judgeImages(model: Classifier, images: Tensor, intended: readonly number[], classNames: readonly string[], passes: number, seed = 0): Omit<Judgement, 'judge' | 'path'> {
+  const { correct, accuracy } = repeatedAccuracy(model, images, intended, passes, { seed });
+  const perClass: Record<string, number> = {};
+  for (const c of [...new Set(intended)]) {
+    const rows = intended.map((_, i) => i).filter((i) => intended[i] === c);
+    perClass[classNames[c]!] = rows.reduce((a, i) => a + correct[i]!.filter(Boolean).length / passes, 0) / rows.length;
+  }
+  return { agreement: accuracy['mean-over-R'], allPasses: accuracy['all-R'], perClass };
+}
