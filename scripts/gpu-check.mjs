@@ -243,7 +243,8 @@ async function buildStage(ctx, seconds) {
     copyFileSync(join(root, 'native', 'build', 'Release', 'crossmax_native.node'), join(ctx.out, 'crossmax_native.node'));
     copyFileSync(join(root, 'native', 'build', 'libtorch.stamp'), join(ctx.out, 'libtorch.stamp'));
   }
-  return { libtorch: info.torchVersion, cuda, cudaDevices: info.cudaDevices, cudnn: info.cudnn, cxx11Abi: info.cxx11Abi, env };
+  const libtorchRoot = env.LIBTORCH ?? process.env.LIBTORCH ?? null;
+  return { libtorch: info.torchVersion, libtorchRoot, cuda, cudaDevices: info.cudaDevices, cudnn: info.cudnn, cxx11Abi: info.cxx11Abi };
 }
 
 async function testsStage(ctx, seconds) {
@@ -369,7 +370,8 @@ function summarise(stage) {
     case 'environment':
       return `PyTorch ${r.torch}, CUDA ${r.cuda ?? 'none'}, ${r.gpu ?? 'no GPU'}${r.gpus > 1 ? ` (×${r.gpus})` : ''}; Node ${r.node}, ${r.cpus} CPUs`;
     case 'build':
-      return `addon against libtorch ${r.libtorch}${r.env.LIBTORCH ? ` (${r.env.LIBTORCH})` : ' (Debian)'}; CUDA ${r.cuda ? 'available' : 'not available'}`;
+      return `addon against libtorch ${r.libtorch} (${r.libtorchRoot ?? "the system's"}); ` +
+        `CUDA ${r.cuda ? `available, ${r.cudaDevices} device(s), cuDNN ${r.cudnn ? 'yes' : 'no'}` : 'not available'}`;
     case 'tests':
       return `${r.pass} passed, ${r.fail} failed, ${r.skipped} skipped`;
     case 'parity':
