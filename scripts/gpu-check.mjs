@@ -36,7 +36,8 @@ const LIMITS = {
     budget: 470,
     environment: { max: 30, reserve: 10 }, build: { max: 240, reserve: 60 }, tests: { max: 90, reserve: 20 },
     parity: { max: 90, reserve: 20 }, train: { max: 300, reserve: 60 }, eval: { max: 60, reserve: 20 },
-    autoattack: { max: 150, reserve: 100 },
+    // measured on an H200: about 220 s for the full-width model (APGD-CE 88 s on 100 images, EOT 20)
+    autoattack: { max: 300, reserve: 240 },
   },
   tiny: {
     budget: 600,
@@ -48,8 +49,8 @@ const LIMITS = {
 
 /** The training run's settings: the authors' from-scratch CIFAR setting (full-width ResNet-18, the paper's prior). */
 const TRAIN = {
-  full: { preset: 'cifar-resnet18', batchSize: 256, probeImages: 256 * 12, evalLimit: 1000, trainImages: 50000 },
-  tiny: { preset: 'cifar-small', batchSize: 16, probeImages: 32, evalLimit: 20, trainImages: null },
+  full: { preset: 'cifar-resnet18', batchSize: 256, probeImages: 256 * 12, trainImages: 50000 },
+  tiny: { preset: 'cifar-small', batchSize: 16, probeImages: 32, trainImages: null },
 };
 const AUTOATTACK = {
   full: { images: 100, budget: 'published' },
@@ -297,22 +298,24 @@ async function trainStage(ctx, seconds) {
   const started = Date.now();
   const s = ctx.tiny ? TRAIN.tiny : TRAIN.full;
   if (!ctx.data) throw new StageError('no training data: --data DIR (an image folder with train/ and test/; scripts/gpu-bundle packs one)');
-  const common = ['--preset', s.preset, '--data', ctx.data, '--batch-size', String(s.batchSize), '--eval-limit', String(s.evalLimit),
+  // Every epoch is evaluated on the whole test set: an image folder is ordered by class, so its first N are one class.
+  const common = ['--preset', s.preset, '--data', ctx.data, '--batch-size', String(s.batchSize),
     '--device', ctx.device, '--json', '--overwrite'];
-  // A short probe measures this machine's img/s (and warms the decoded-image cache), then the run takes as many
-  // epochs as fit into the time left, less the probe's fixed cost (start-up, data, final evaluation).
+  // A short probe of two epochs measures this machine's img/s in the second one (the first pays for CUDA's and
+  // cuDNN's start-up) and warms the decoded-image cache; then the run takes as many epochs as fit into the time
+  // left, less the probe's fixed cost (start-up, data, evaluation).
   const probeDir = join(ctx.work, 'train-probe');
-  const [cmd, probeArgs] = crossmax(['train', ...common, '--out', probeDir, '--epochs', '1', '--train-limit', String(s.probeImages)]);
+  const [cmd, probeArgs] = crossmax(['train', ...common, '--out', probeDir, '--epochs', '2', '--train-limit', String(s.probeImages)]);
   const probeOut = parseJsonOutput('train probe', await mustRun('train probe', cmd, probeArgs, { seconds: seconds * 0.4 }));
   const probeWall = (Date.now() - started) / 1000;
   const probeEpoch = epochRecords(probeDir).at(-1);
   if (!probeEpoch) throw new StageError('train probe: no epoch record in metrics.jsonl');
   const trainImages = s.trainImages ?? Number(/^(\d+) images/.exec(probeOut.facts?.['training data'] ?? '')?.[1] ?? NaN);
   const imagesPerSecond = probeEpoch.imagesPerSecond;
-  const overhead = Math.max(0, probeWall - s.probeImages / imagesPerSecond);
+  const overhead = Math.max(0, probeWall - 2 * s.probeImages / imagesPerSecond);
   const left = seconds - probeWall;
   const perEpoch = trainImages / imagesPerSecond;
-  const epochs = ctx.tiny ? 1 : Math.max(1, Math.floor((left - overhead - 10) / (perEpoch * 1.05)));
+  const epochs = ctx.tiny ? 1 : Math.max(1, Math.floor((left - overhead - 10) / (perEpoch * 1.1)));
   const runDir = join(ctx.work, 'train-run');
   const [, runArgs] = crossmax(['train', ...common, '--out', runDir, '--epochs', String(epochs)]);
   const runOut = parseJsonOutput('train', await mustRun('train', cmd, runArgs, { seconds: seconds - (Date.now() - started) / 1000 }));
@@ -322,7 +325,7 @@ async function trainStage(ctx, seconds) {
   return {
     preset: s.preset, facts: runOut.facts, epochs: records.length, batchSize: s.batchSize, trainImages,
     imagesPerSecond: records.reduce((a, r) => a + r.imagesPerSecond, 0) / Math.max(1, records.length),
-    trainingSeconds: records.reduce((a, r) => a + r.elapsedSeconds, 0), probeImagesPerSecond: imagesPerSecond,
+    trainingSeconds: last?.elapsedSeconds ?? 0, probeImagesPerSecond: imagesPerSecond,
     lastEpoch: last ? { loss: last.loss, trainAccuracy: last.accuracy, test: last.test ?? null } : null,
   };
 }

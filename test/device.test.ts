@@ -23,6 +23,8 @@ import { tinyDataset, TinyEnsemble } from './fixtures/tiny-training.js';
 const device = (process.env.CROSSMAX_TEST_DEVICE ?? 'cuda') as Device;
 const present = device === 'cpu' || (device.startsWith('cuda') && cudaAvailable());
 const skip = present ? false : `no ${device} device here (set CROSSMAX_TEST_DEVICE, or run on a GPU machine)`;
+/** libtorch names a tensor's device with its index ('cuda:0' for 'cuda'). */
+const deviceName = device === 'cuda' ? 'cuda:0' : device;
 
 /**
  * Tolerances against the CPU. cuDNN's convolutions use TF32 by default in libtorch as in PyTorch (10-bit mantissa
@@ -41,7 +43,7 @@ function relativeError(a: Tensor, b: Tensor): number {
 }
 
 function assertClose(a: Tensor, b: Tensor, tol: number, what: string): void {
-  assert.equal(a.device, device, `${what}: computed on ${device}`);
+  assert.equal(a.device, deviceName, `${what}: computed on ${device}`);
   const err = relativeError(a, b);
   assert.ok(Number.isFinite(err) && err <= tol, `${what}: relative error ${err.toExponential(2)} > ${tol}`);
 }
@@ -74,7 +76,7 @@ test(`random draws on ${device} follow the seed of the generator that made them`
   tidy(() => {
     const draw = (seed: number) => randn([1000], { generator: new Generator(seed, device), device });
     const a = draw(7);
-    assert.equal(a.device, device);
+    assert.equal(a.device, deviceName);
     assert.equal(relativeError(a, draw(7)), 0, 'the same seed gives the same draws');
     assert.ok(relativeError(a, draw(8)) > 0.1, 'another seed other draws');
     manualSeed(11);
@@ -115,21 +117,33 @@ function forwardBackward(model: Module & { forward(x: Tensor): Tensor }, x: Tens
   return out;
 }
 
-test(`nn on ${device}: a CIFAR ResNet-18 forward and backward equal the CPU's (train mode, BatchNorm)`, { skip }, () => {
-  tidy(() => {
-    manualSeed(5);
-    const model = resnet18({ stem: 'cifar', inChannels: 12, numClasses: 10, widthMultiplier: 0.25 });
-    const x = randn([8, 12, 32, 32], { generator: new Generator(6) });
-    const y = randint(0, 10, [8], { generator: new Generator(7) });
-    model.train();
-    const cpu = forwardBackward(model, x, y);
-    const cpuRunningMean = model.stateDict().get('bn1.running_mean')!;
-    model.to(device);
-    const dev = forwardBackward(model, x.to(device), y.to(device));
-    for (const [name, t] of cpu) assertClose(dev.get(name)!, t, TOL.network, name);
-    assertClose(model.stateDict().get('bn1.running_mean')!, cpuRunningMean, TOL.network, 'BatchNorm running mean');
-    model.dispose();
-  });
+test(`nn on ${device}: a CIFAR ResNet-18 forward and backward (train mode, BatchNorm) equal the CPU's`, { skip }, () => {
+  // float64 compares every output to rounding. In float32 cuDNN's TF32 convolutions (on by default, as in PyTorch)
+  // put the input gradient 3.8e-2 (relative to its largest element) from the CPU's on an H200 with PyTorch 2.11:
+  // there only the logits are compared, at TF32's tolerance.
+  for (const dtype of ['float64', 'float32'] as const) {
+    tidy(() => {
+      manualSeed(5);
+      const model = resnet18({ stem: 'cifar', inChannels: 12, numClasses: 10, widthMultiplier: 0.25 }).to(dtype);
+      const initial = new Map([...model.stateDict()].map(([name, t]) => [name, t.clone()]));
+      const x = randn([8, 12, 32, 32], { generator: new Generator(6) }).to(dtype);
+      const y = randint(0, 10, [8], { generator: new Generator(7) });
+      model.train();
+      const cpu = forwardBackward(model, x, y);
+      cpu.set('BatchNorm running mean', model.stateDict().get('bn1.running_mean')!.clone());
+      // The same starting state (the CPU pass moved BatchNorm's running statistics), then on the device.
+      model.loadStateDict(initial);
+      model.to(device);
+      const dev = forwardBackward(model, x.to(device), y.to(device));
+      dev.set('BatchNorm running mean', model.stateDict().get('bn1.running_mean')!);
+      const tolerance = dtype === 'float64' ? 1e-9 : TOL.network;
+      for (const [name, t] of cpu) {
+        if (dtype === 'float32' && name !== 'logits') continue;
+        assertClose(dev.get(name)!, t, tolerance, `${dtype} ${name}`);
+      }
+      model.dispose();
+    });
+  }
 });
 
 test(`optimisers on ${device}: SGD (Nesterov, weight decay) and Adam follow the CPU's steps`, { skip }, () => {
@@ -167,7 +181,7 @@ test(`a training run on ${device}: the tiny self-ensemble learns, its weights st
       model, trainSet: tinyDataset('tiny/train', 64, 1), testSet: tinyDataset('tiny/test', 32, 2), outDir,
       epochs: 6, batchSize: 16, optimizer: { kind: 'adam', lr: 0.02 }, seed: 5, logEvery: 0, progress: false,
     });
-    for (const [name, p] of model.namedParameters()) assert.equal(p.device, device, `${name} stays on ${device}`);
+    for (const [name, p] of model.namedParameters()) assert.equal(p.device, deviceName, `${name} stays on ${device}`);
     const losses = result.metrics.filter((r) => r.type === 'epoch').map((r) => r.loss);
     assert.ok(losses.every(Number.isFinite), `finite losses ${losses}`);
     assert.ok(losses.at(-1)! < 0.7 * losses[0]!, `the loss falls: ${losses}`);
@@ -215,7 +229,7 @@ test(`a self-ensemble with the multi-resolution prior on ${device}: EOT attack a
   const labels = tensor(new BigInt64Array([0n, 1n, 2n, 3n]), { device });
   const result = new APGD(model, { steps: 4, eot: 2, eps: 8 / 255, seed: 1 }).run(images, labels);
   try {
-    assert.equal(result.adversarial.device, device);
+    assert.equal(result.adversarial.device, deviceName);
     const distance = tidy(() => result.adversarial.sub(images).abs().max().item());
     assert.ok(distance <= 8 / 255 + 1e-6, `within eps: ${distance}`);
     const logits = tidy(() => noGrad(() => model.forward(result.adversarial)).to('cpu'));
@@ -238,7 +252,7 @@ test(`a generation loop on ${device}: the multi-resolution image raises the clas
     optimizer: { kind: 'sgd', lr: 1 }, augment: { copies: 4, jitter: 2, noise: 0.1 }, chunkSize: 4, seed: 2,
   });
   try {
-    assert.equal(result.images.device, device);
+    assert.equal(result.images.device, deviceName);
     assert.ok(result.loss.every(Number.isFinite), `finite losses ${result.loss}`);
     assert.ok(result.loss.at(-1)! < result.loss[0]!, `the loss falls: ${result.loss}`);
     const range = tidy(() => [result.images.min().item(), result.images.max().item()]);
