@@ -10,8 +10,8 @@ import {
 } from '../generate/index.js';
 import { IMAGENET_NORMALIZATION, InputAdapter, type SelfEnsemble } from '../ensemble/index.js';
 import { loadClip, loadTorchvisionResNet } from '../models/index.js';
-import { repeatedAccuracy } from '../attacks/evaluation.js';
-import type { Classifier } from '../attacks/attack.js';
+import { repeatedAccuracy } from '../robustness/definitions.js';
+import type { Classifier } from '../nn/classifier.js';
 import { writeJsonAtomic } from '../report/json.js';
 import { loadModelFile, modelLabel } from './model-files.js';
 import { HtmlReport, saveImageGrid, savePng } from '../report/index.js';

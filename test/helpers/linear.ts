@@ -1,7 +1,7 @@
 // Small classifiers whose behaviour under attack is easy to reason about: a linear model on 3×4×4 images with
 // four classes, and the same model with Gaussian noise on its logits (a stochastic defence in miniature).
 import { Generator, randn, tidy, type Tensor } from '../../src/tensor/index.js';
-import type { Classifier } from '../../src/attacks/index.js';
+import type { Classifier } from '../../src/nn/classifier.js';
 
 export const LINEAR_INPUTS = 48;
 export const LINEAR_CLASSES = 4;

@@ -6,13 +6,15 @@
 //
 // Crafting is PGD (pgd.ts) on the mean of the sources' logits, with EOT for stochastic sources. As every attack of
 // the family, it leaves the images the source ensemble already misclassifies unchanged. Targets are judged as the
-// robustness evaluation judges (evaluation.ts): R forward passes per image, accuracy by the all-R, mean-over-R and
+// robustness evaluation judges (definitions.ts): R forward passes per image, accuracy by the all-R, mean-over-R and
 // single-evaluation definitions, on the clean images and on the crafted ones.
 import { cat, keep, noGrad, stack, tidy, type Tensor } from '../tensor/index.js';
-import { DEFAULT_EPS, checkAdversarial, checkAttackInputs, checkPositiveInteger, type Classifier, type Norm } from './attack.js';
-import { repeatedAccuracy, type AccuracyByDefinition } from './evaluation.js';
-import { PGD } from './pgd.js';
+import type { Classifier } from '../nn/classifier.js';
 import { withEvalMode } from '../nn/module.js';
+import { checkAttackInputs, checkPositiveInteger } from '../attacks/attack.js';
+import { type Norm, DEFAULT_EPS, checkAdversarial } from '../attacks/threat-model.js';
+import { PGD } from '../attacks/pgd.js';
+import { repeatedAccuracy, type AccuracyByDefinition } from './definitions.js';
 
 /** Several classifiers as one: the mean of their logits (each must return [N, classes] for the same classes). */
 export class LogitEnsemble implements Classifier {
