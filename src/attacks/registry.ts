@@ -121,7 +121,7 @@ function registrationOf(kind: AttackKind): Registration<AttackKind> {
  */
 export function buildAttack(entry: AttackEntry, model: Classifier, settings: ThreatModel & { seed: number; onProgress?: (event: ProgressEvent) => void }): RunnableAttack {
   if (typeof entry.attack !== 'string') return entry.attack;
-  const options = entry.options as EntryOptions<AttackKind> & { seed?: number };
+  const options = (entry.options ?? {}) as EntryOptions<AttackKind> & { seed?: number };
   const own = (['norm', 'eps'] as const).find((key) => key in options);
   if (own) throw new RangeError(`attack '${entry.name}' sets its own ${own}: the threat model is given once, to the suite or evaluation that runs it; remove ${own} from the entry`);
   return registrationOf(entry.attack).build(model, {
