@@ -4,16 +4,16 @@
 // twin; per-head attacks keep the worst case over heads; the suite lists the published settings.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Generator, grad, liveTensorCount, noGrad, rand, randn, stack, tidy, type Tensor } from '../src/tensor/index.js';
+import { Generator, grad, liveTensorCount, noGrad, rand, randn, tidy, type Tensor } from '../src/tensor/index.js';
 import type { Classifier } from '../src/nn/classifier.js';
 import {
   APGD, PGD, PerHeadAttack, RefinePGD, SurrogateClassifier, SurrogateGradientAttack, TransferThenRefine,
   buildAttack, describeAttack, perImageNorm, scaleAttackBudget, withEot, type AttackResult,
-  type MemberEnsemble,
 } from '../src/attacks/index.js';
 import { ADAPTIVE_BUDGETS, DEFAULT_ADAPTIVE_EOT, adaptiveSuite } from '../src/robustness/index.js';
 import { CrossMax, MeanLogits, Single, type Aggregator } from '../src/ensemble/index.js';
 import { tinySelfEnsemble } from './helpers/self-ensemble.js';
+import { LinearEnsemble } from './helpers/linear.js';
 
 const D = 48;
 const CLASSES = 4;
@@ -74,16 +74,6 @@ class HardAggregator implements Aggregator {
 }
 
 /** Linear heads as members of an ensemble: memberLogits [N, heads, classes], forward = aggregator(memberLogits). */
-class LinearEnsemble implements MemberEnsemble {
-  constructor(readonly heads: Classifier[], readonly aggregator: Aggregator) {}
-  memberLogits(x: Tensor): Tensor {
-    return stack(this.heads.map((h) => h.forward(x)), 1);
-  }
-  forward(x: Tensor): Tensor {
-    return tidy(() => this.aggregator.aggregate(this.memberLogits(x)));
-  }
-}
-
 /** Heads that share one linear map plus a little of their own: attacks on one transfer to the others. */
 function similarHeads(count: number, seed: number): Linear[] {
   const shared = new Linear(seed);

@@ -2,28 +2,18 @@
 // the one runner of "attack the points still robust, in batches" that AutoAttack and the evaluation share.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Generator, liveTensorCount, noGrad, rand, stack, tensor, tidy, type Tensor } from '../src/tensor/index.js';
+import { Generator, liveTensorCount, noGrad, rand, tensor, tidy, type Tensor } from '../src/tensor/index.js';
 import type { Classifier } from '../src/nn/classifier.js';
-import { MeanLogits, type Aggregator } from '../src/ensemble/index.js';
+import { MeanLogits } from '../src/ensemble/index.js';
 import {
   ATTACK_PRESETS, ATTACK_PRESET_NAMES, ATTACK_REGISTRY, Attack, buildAttack, checkAdversarial, describeAttack, resizeAttackBudget,
-  scaleAttackBudget, type AttackEntry, type AttackResult, type MemberEnsemble, type ProgressEvent, type RunnableAttack,
+  scaleAttackBudget, type AttackEntry, type AttackResult, type ProgressEvent, type RunnableAttack,
 } from '../src/attacks/index.js';
 import { attackInBatches } from '../src/robustness/index.js';
-import { Linear } from './helpers/linear.js';
+import { Linear, LinearEnsemble } from './helpers/linear.js';
 
 const EPS = 0.05;
 const THREAT = { norm: 'Linf', eps: EPS, seed: 1 } as const;
-
-class LinearEnsemble implements MemberEnsemble {
-  constructor(readonly heads: Classifier[], readonly aggregator: Aggregator) {}
-  memberLogits(x: Tensor): Tensor {
-    return stack(this.heads.map((h) => h.forward(x)), 1);
-  }
-  forward(x: Tensor): Tensor {
-    return tidy(() => this.aggregator.aggregate(this.memberLogits(x)));
-  }
-}
 
 function problem(model: Classifier, n: number): { images: Tensor; labels: Tensor } {
   const images = rand([n, 3, 4, 4], { generator: new Generator(2) });

@@ -1,7 +1,8 @@
 // What every attack shares (torchattacks' base class, without its global modes): the Classifier it attacks, the
-// result type, input checks, seeding, the projection onto the threat model, the gradient with EOT, the loop
-// that re-attacks only the points still robust (AutoAttack's restarts and target classes), and the final check
-// of every result. Each attack file holds only its own single run.
+// result type, input checks, seeding, its projection onto the threat model (threat-model.ts), the gradient with
+// EOT, the loop that re-attacks only the points still robust within one call (AutoAttack's restarts and target
+// classes; the loop over batches and attacks is robustness/runner.ts), and the final check of every result.
+// Each attack file holds only its own single run.
 import {
   Tensor, Generator, type Device, tidy, keep, trackInScope, noGrad, enableGrad, grad, manualSeed, tensor, full, ones, rand, randn,
   where,

@@ -1,5 +1,5 @@
-// The robustness evaluation protocol for stochastic defences. AutoAttack's runner (each attack only on the
-// points still robust, every result checked against the threat model) plus what a randomised model needs
+// The robustness evaluation protocol for stochastic defences. AutoAttack's loop (runner.ts: each attack only on
+// the points still robust, every result checked against the threat model) plus what a randomised model needs
 // (Zhang et al., arXiv 2411.14834, report the mean over 10 stochastic evaluations):
 //   - every adversarial image is re-evaluated R times (default 10) with fresh randomness;
 //   - three definitions of robust accuracy (definitions.ts), each number labelled with its own;
@@ -7,7 +7,7 @@
 //     cumulative log) and, where it ran on every point, its own;
 //   - gradient-masking checks (masking.ts) on a subset, and results as plain JSON.
 // An image stays in the pool of later attacks while any definition still counts it robust, so every definition's
-// worst case is over every attack.
+// worst case is over every attack. The threat model (norm, eps) is this evaluation's, handed to every attack.
 import { type Device, type Tensor, keep, tensor, tidy, trackInScope } from '../tensor/index.js';
 import type { Classifier } from '../nn/classifier.js';
 import { withEvalMode } from '../nn/module.js';

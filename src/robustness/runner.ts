@@ -49,7 +49,8 @@ export function attackInBatches(
 ): BatchRunResult {
   const threatModel: ThreatModel = { norm: settings.norm, eps: settings.eps };
   const device = images.device as Device;
-  let adversarial = keep(images.detach().clone());
+  // Made in a scope of its own: a caller outside any scope (the transfer table's) would leak the detached view.
+  let adversarial = keep(tidy(() => images.detach().clone()));
   const success = new Map<number, boolean>();
   let todo = [...indices];
   let retried = 0;
