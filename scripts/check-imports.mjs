@@ -3,7 +3,7 @@
 // may import from its own folder or from a folder of a lower layer, never from one of the same layer or above,
 // and no files import each other in a cycle (type-only imports count: they tie the files together just the same).
 // Exits 1 naming each offending edge or cycle. Plain Node over the TypeScript sources, no dependency.
-//   node scripts/check-imports.mjs
+//   node scripts/check-imports.mjs [ROOT]      (ROOT: the folder holding src/; default this repository)
 import { readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,7 +28,7 @@ const ALLOWED = new Set([
   'cycle: ensemble/presets.ts, ensemble/self-ensemble.ts',
 ]);
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const root = resolve(process.argv[2] ?? join(dirname(fileURLToPath(import.meta.url)), '..'));
 const src = join(root, 'src');
 const rank = new Map(LAYERS.flatMap((folders, i) => folders.map((f) => [f, i])));
 

@@ -112,8 +112,10 @@ export async function runRobustness(values: ParsedArgs['values'], defaults: { su
   const suiteName = choiceFlag(values, 'suite', SUITES) ?? defaults.suite ?? 'worst-case';
   const aggregator = choiceFlag(values, 'aggregator', AGGREGATOR_NAMES);
   if (aggregator) model.setAggregator({ name: aggregator });
-  // --steps is a single attack's iterations, or Square's queries.
-  const suite = attackName ? [resizeAttackBudget(ATTACK_PRESETS[attackName], { steps, eot, queries: steps })] : suiteFor(model, suiteName, { budget, steps, eot });
+  // --steps is a single attack's iterations, or Square's queries. A quirk kept as it was: --eot does not reach a
+  // single FGSM (withEot and the suites do set FGSM's EOT).
+  const single = attackName && resizeAttackBudget(ATTACK_PRESETS[attackName], { steps, eot: attackName === 'fgsm' ? undefined : eot, queries: steps });
+  const suite = single ? [single] : suiteFor(model, suiteName, { budget, steps, eot });
   // Without the prior the model is deterministic in eval mode: EOT over k draws averages k equal gradients.
   const deterministic = model.prior === null;
   const attacks = deterministic ? suite.map((e) => withEot(e, 1)) : suite;
