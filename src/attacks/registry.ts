@@ -72,11 +72,11 @@ function stepsAndEot<K extends 'apgd' | 'pgd' | 'surrogate' | 'per-head'>(defaul
   };
 }
 
-// PGD's default step size shrinks with the steps; a given one is kept when scaling (more steps then travel further).
 const surrogateSteps = (o: { attack?: string }) => (o.attack === 'pgd' ? 10 : 100);
 
 export const ATTACK_REGISTRY: { readonly [K in AttackKind]: Registration<K> } = Object.freeze({
   apgd: { build: (model, options) => new APGD(model, options), ...stepsAndEot<'apgd'>(() => 100) },
+  // PGD's default step size shrinks with the steps; a given one is kept when scaling (more steps then travel further).
   pgd: { build: (model, options) => new PGD(model, options), ...stepsAndEot<'pgd'>(() => 10) },
   fgsm: {
     build: (model, options) => new FGSM(model, options),
@@ -110,9 +110,8 @@ export const ATTACK_REGISTRY: { readonly [K in AttackKind]: Registration<K> } = 
 });
 
 function registrationOf(kind: AttackKind): Registration<AttackKind> {
-  const registration = ATTACK_REGISTRY[kind] as Registration<AttackKind> | undefined;
-  if (!registration) throw new RangeError(`unknown attack '${String(kind)}' (${Object.keys(ATTACK_REGISTRY).join(', ')})`);
-  return registration;
+  if (!Object.hasOwn(ATTACK_REGISTRY, kind)) throw new RangeError(`unknown attack '${String(kind)}' (${Object.keys(ATTACK_REGISTRY).join(', ')})`);
+  return ATTACK_REGISTRY[kind] as Registration<AttackKind>;
 }
 
 /**
