@@ -4,14 +4,16 @@
 // twin; per-head attacks keep the worst case over heads; the suite lists the published settings.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Generator, grad, liveTensorCount, noGrad, rand, randn, stack, tidy, type Tensor } from '../src/tensor/index.js';
+import { Generator, grad, liveTensorCount, noGrad, rand, randn, tidy, type Tensor } from '../src/tensor/index.js';
+import type { Classifier } from '../src/nn/classifier.js';
 import {
-  ADAPTIVE_BUDGETS, APGD, DEFAULT_ADAPTIVE_EOT, PGD, PerHeadAttack, RefinePGD, SurrogateClassifier, SurrogateGradientAttack,
-  TransferThenRefine, adaptiveSuite, buildAdaptiveAttack, describeSuiteEntry, perImageNorm, scaleAttackBudget, withEot,
-  type AttackResult, type Classifier, type MemberEnsemble,
+  APGD, PGD, PerHeadAttack, RefinePGD, SurrogateClassifier, SurrogateGradientAttack, TransferThenRefine,
+  buildAttack, describeAttack, perImageNorm, scaleAttackBudget, withEot, type AttackResult,
 } from '../src/attacks/index.js';
+import { ADAPTIVE_BUDGETS, DEFAULT_ADAPTIVE_EOT, adaptiveSuite } from '../src/robustness/index.js';
 import { CrossMax, MeanLogits, Single, type Aggregator } from '../src/ensemble/index.js';
 import { tinySelfEnsemble } from './helpers/self-ensemble.js';
+import { LinearEnsemble } from './helpers/linear.js';
 
 const D = 48;
 const CLASSES = 4;
@@ -72,16 +74,6 @@ class HardAggregator implements Aggregator {
 }
 
 /** Linear heads as members of an ensemble: memberLogits [N, heads, classes], forward = aggregator(memberLogits). */
-class LinearEnsemble implements MemberEnsemble {
-  constructor(readonly heads: Classifier[], readonly aggregator: Aggregator) {}
-  memberLogits(x: Tensor): Tensor {
-    return stack(this.heads.map((h) => h.forward(x)), 1);
-  }
-  forward(x: Tensor): Tensor {
-    return tidy(() => this.aggregator.aggregate(this.memberLogits(x)));
-  }
-}
-
 /** Heads that share one linear map plus a little of their own: attacks on one transfer to the others. */
 function similarHeads(count: number, seed: number): Linear[] {
   const shared = new Linear(seed);
@@ -272,12 +264,12 @@ test('EOT: the suite sets each gradient attack\'s eot option, and eot passes rea
     const inner = new Mlp(3);
     const counting: Classifier = { forward: (x) => { if (x.requiresGrad) calls++; return inner.forward(x); } };
     const { images, labels } = problem(inner, 2, 4);
-    const entry = withEot({ name: 'pgd', attack: 'pgd', options: { eps: 0.01, steps: 3 } }, 5);
-    buildAdaptiveAttack(entry, counting).run(images, labels);
+    const entry = withEot({ name: 'pgd', attack: 'pgd', options: { steps: 3 } }, 5);
+    buildAttack(entry, counting, { norm: 'Linf', eps: 0.01, seed: 0 }).run(images, labels);
     assert.equal(calls, 15);
     calls = 0;
-    const surrogate = withEot({ name: 's', attack: 'surrogate', options: { eps: 0.01, steps: 3, attack: 'pgd', surrogate: counting } }, 4);
-    buildAdaptiveAttack(surrogate, inner).run(images, labels);
+    const surrogate = withEot({ name: 's', attack: 'surrogate', options: { steps: 3, attack: 'pgd', surrogate: counting } }, 4);
+    buildAttack(surrogate, inner, { norm: 'Linf', eps: 0.01, seed: 0 }).run(images, labels);
     assert.equal(calls, 12);
     const transfer = withEot({ name: 't', attack: 'transfer-then-refine', options: { surrogate: inner } }, 7);
     assert.deepEqual([(transfer.options as { transferEot: number }).transferEot, (transfer.options as { refineEot: number }).refineEot], [7, 7]);
@@ -299,15 +291,15 @@ test('adaptiveSuite lists the adaptive attacks with the published settings, CPU-
     assert.equal((suite[1]!.options as { eot: number }).eot, DEFAULT_ADAPTIVE_EOT);
     assert.equal((suite[3]!.options as { eot: number }).eot, 100);
     assert.equal((suite[5]!.options as { queries: number }).queries, 5000);
-    assert.equal(describeSuiteEntry(suite[2]!).options.surrogate, 'soft-crossmax(k=2, T=1)');
-    assert.equal(describeSuiteEntry(suite[0]!).options.surrogate, 'mean-logits');
-    JSON.stringify(suite.map(describeSuiteEntry));
+    assert.equal(describeAttack(suite[2]!).options.surrogate, 'soft-crossmax(k=2, T=1)');
+    assert.equal(describeAttack(suite[0]!).options.surrogate, 'mean-logits');
+    JSON.stringify(suite.map((e) => describeAttack(e)));
 
     const quick = adaptiveSuite(ensemble, { budget: 'quick', eot: 3, transfer: { refineSteps: 0 } });
     assert.equal((quick[1]!.options as { eot: number; steps: number }).steps, ADAPTIVE_BUDGETS.quick.steps);
     assert.equal((quick[1]!.options as { eot: number }).eot, 3);
     assert.equal((quick[0]!.options as { refineSteps: number }).refineSteps, 0);
-    assert.equal(buildAdaptiveAttack(quick[0]!, ensemble).constructor, TransferThenRefine);
+    assert.equal(buildAttack(quick[0]!, ensemble, { norm: 'Linf', eps: 8 / 255, seed: 0 }).constructor, TransferThenRefine);
 
     const cpu = adaptiveSuite(ensemble, { budget: 'cpu' });
     const cpuTransfer = cpu[0]!.options as Record<string, unknown>;
@@ -320,7 +312,7 @@ test('adaptiveSuite lists the adaptive attacks with the published settings, CPU-
     assert.deepEqual(adaptiveSuite(plain).map((e) => e.name), ['apgd-ce', 'square']);
     const withIndependent = adaptiveSuite(plain, { independentSurrogate: new Mlp(1), square: false });
     assert.deepEqual(withIndependent.map((e) => e.name), ['apgd-ce', 'transfer-independent']);
-    assert.equal(describeSuiteEntry(withIndependent[1]!).options.surrogate, 'mlp');
+    assert.equal(describeAttack(withIndependent[1]!).options.surrogate, 'mlp');
     assert.deepEqual(adaptiveSuite(new LinearEnsemble(similarHeads(2, 1), new MeanLogits())).map((e) => e.name),
       ['transfer-then-refine', 'apgd-ce-mean-logits', 'apgd-ce', 'per-head', 'square']);
 
@@ -336,10 +328,10 @@ test('the quick adaptive suite runs on a real stochastic self-ensemble, every re
   tidy(() => {
     const images = rand([2, 3, 16, 16], { generator: new Generator(1) });
     const labels = noGrad(() => model.forward(images).argmax({ dim: 1 }));
-    const suite = adaptiveSuite(model, { budget: 'quick', eps: 8 / 255, steps: 3, eot: 1, squareQueries: 5, transfer: { transferSteps: 3, transferEot: 1, refineSteps: 2, refineEot: 1 } });
+    const suite = adaptiveSuite(model, { budget: 'quick', steps: 3, eot: 1, squareQueries: 5, transfer: { transferSteps: 3, transferEot: 1, refineSteps: 2, refineEot: 1 } });
     assert.equal(suite.length, 6);
     for (const entry of suite) {
-      const result = buildAdaptiveAttack(entry, model).run(images, labels);
+      const result = buildAttack(entry, model, { norm: 'Linf', eps: 8 / 255, seed: 0 }).run(images, labels);
       assertInBall(images, result, 8 / 255, entry.name);
     }
   });

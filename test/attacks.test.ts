@@ -4,11 +4,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Tensor, cat, tensor, tidy, rand, randn, Generator, zeros, scopeDepth, liveTensorCount } from '../src/tensor/index.js';
+import type { Classifier } from '../src/nn/classifier.js';
 import {
-  APGD, APGDT, AutoAttack, FAB, FABT, FGSM, PGD, Square, apgdCheckpoints, autoAttackSuite, checkAdversarial, dlrLoss,
-  marginLoss, perImageNorm, projectionLinf, squareSchedule, threatModelProjector, targetedDlrLoss, type AttackResult, type Classifier,
-  type RunnableAttack,
+  APGD, APGDT, FAB, FABT, FGSM, PGD, Square, apgdCheckpoints, checkAdversarial, dlrLoss, marginLoss, perImageNorm,
+  projectionLinf, squareSchedule, threatModelProjector, targetedDlrLoss, type AttackResult, type RunnableAttack,
 } from '../src/attacks/index.js';
+import { AutoAttack, autoAttackSuite } from '../src/robustness/index.js';
 
 const EPS = 8 / 255;
 const SHAPE = [3, 4, 4];
@@ -507,14 +508,18 @@ test('the suite attacks only robust points; its worst case is the minimum over a
 });
 
 test("AutoAttack's 'standard' and 'rand' configurations carry the reference's settings", () => {
-  const standard = autoAttackSuite('standard', { eps: EPS, seed: 3 });
+  const standard = autoAttackSuite('standard');
   assert.deepEqual(standard.map((e) => e.name), ['apgd-ce', 'apgd-t', 'fab-t', 'square']);
   assert.deepEqual(standard.map((e) => e.options), [
-    { norm: 'Linf', eps: EPS, seed: 3, steps: 100, restarts: 1, eot: 1, rho: 0.75, loss: 'ce' },
-    { norm: 'Linf', eps: EPS, seed: 3, steps: 100, restarts: 1, eot: 1, rho: 0.75, loss: 'dlr', targeted: true, nTargetClasses: 9 },
-    { norm: 'Linf', eps: EPS, seed: 3, targeted: true, nTargetClasses: 9, steps: 100, restarts: 1, alphaMax: 0.1, eta: 1.05, beta: 0.9 },
-    { norm: 'Linf', eps: EPS, seed: 3, queries: 5000, pInit: 0.8, restarts: 1, loss: 'margin', rescaleSchedule: false },
+    { steps: 100, restarts: 1, eot: 1, rho: 0.75, loss: 'ce' },
+    { steps: 100, restarts: 1, eot: 1, rho: 0.75, loss: 'dlr', targeted: true, nTargetClasses: 9 },
+    { targeted: true, nTargetClasses: 9, steps: 100, restarts: 1, alphaMax: 0.1, eta: 1.05, beta: 0.9 },
+    { queries: 5000, pInit: 0.8, restarts: 1, loss: 'margin', rescaleSchedule: false },
   ]);
+  // The threat model and seed are the runner's, recorded with each attack.
+  const summary = new AutoAttack({ forward: (x) => x.flatten(1) }, { eps: EPS, seed: 3 }).run(zeros([0, ...SHAPE]), tensor([], { dtype: 'int64' })).summary;
+  assert.deepEqual(summary.attacks[0]!.options, { norm: 'Linf', eps: EPS, seed: 3, steps: 100, restarts: 1, eot: 1, rho: 0.75, loss: 'ce' });
+  assert.throws(() => autoAttackSuite('standard', { norm: 'L2' }), /Linf only/);
   const randomised = autoAttackSuite('rand');
   assert.deepEqual(randomised.map((e) => [e.name, (e.options as { eot: number }).eot, (e.options as { steps: number }).steps]),
     [['apgd-ce', 20, 100], ['apgd-dlr', 20, 100]]);

@@ -13,7 +13,8 @@ import {
 } from '../src/tensor/index.js';
 import { crossEntropy, Linear as LinearLayer, resnet18, type Module } from '../src/nn/index.js';
 import { Adam, SGD, type Optimizer } from '../src/optim/index.js';
-import { APGD, type Classifier } from '../src/attacks/index.js';
+import { APGD } from '../src/attacks/index.js';
+import type { Classifier } from '../src/nn/classifier.js';
 import { classObjective, generate, MultiResolutionImage } from '../src/generate/index.js';
 import { train } from '../src/train/index.js';
 import { LINEAR_CLASSES, LINEAR_INPUTS } from './helpers/linear.js';

@@ -9,14 +9,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Generator, noGrad, rand, tidy, type Tensor } from '../src/tensor/index.js';
 import { NoisyLinear } from './helpers/linear.js';
-import { EvaluationCheckpoint, evaluateRobustness, type AdaptiveSuiteEntry, type Classifier, type RobustnessEvaluation } from '../src/attacks/index.js';
+import type { Classifier } from '../src/nn/classifier.js';
+import { type AttackEntry } from '../src/attacks/index.js';
+import { EvaluationCheckpoint, evaluateRobustness, type RobustnessEvaluation } from '../src/robustness/index.js';
 import { loadSafetensors, saveSafetensors } from '../src/serialize/safetensors.js';
 
 const EPS = 0.03;
 
-const attacks: AdaptiveSuiteEntry[] = [
-  { name: 'pgd-a', attack: 'pgd', options: { eps: EPS, steps: 4, seed: 1 } },
-  { name: 'pgd-b', attack: 'pgd', options: { eps: EPS, steps: 6, seed: 2, eot: 2 } },
+const attacks: AttackEntry[] = [
+  { name: 'pgd-a', attack: 'pgd', options: { steps: 4, seed: 1 } },
+  { name: 'pgd-b', attack: 'pgd', options: { steps: 6, seed: 2, eot: 2 } },
 ];
 const IDENTITY = { model: 'noisy-linear seed 3', data: 'random images seed 4' };
 

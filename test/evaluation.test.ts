@@ -10,10 +10,12 @@ import { join } from 'node:path';
 import { Generator, liveTensorCount, noGrad, rand, tidy, type Tensor } from '../src/tensor/index.js';
 import { tinySelfEnsemble } from './helpers/self-ensemble.js';
 import { Linear, NoisyLinear } from './helpers/linear.js';
+import type { Classifier } from '../src/nn/classifier.js';
+import { perImageNorm, type AttackEntry } from '../src/attacks/index.js';
 import {
-  AutoAttack, adaptiveSuite, evaluateRobustness, perImageNorm, runMaskingChecks, type AccuracyByDefinition, type AdaptiveSuiteEntry, type Classifier,
+  AutoAttack, adaptiveSuite, evaluateRobustness, runMaskingChecks, type AccuracyByDefinition,
   type RobustnessEvaluation,
-} from '../src/attacks/index.js';
+} from '../src/robustness/index.js';
 import { writeRobustReport } from '../src/report/index.js';
 
 /** The linear model's predictions with zero gradient (logits rounded to 1e-3). */
@@ -50,8 +52,8 @@ function assertNonIncreasing(values: AccuracyByDefinition[], what: string): void
 }
 
 const EPS = 0.03;
-const pgd = (name: string, seed = 0): AdaptiveSuiteEntry => ({ name, attack: 'pgd', options: { eps: EPS, steps: 8, seed } });
-const fgsm: AdaptiveSuiteEntry = { name: 'fgsm', attack: 'fgsm', options: { eps: EPS } };
+const pgd = (name: string, seed = 0): AttackEntry => ({ name, attack: 'pgd', options: { steps: 8, seed } });
+const fgsm: AttackEntry = { name: 'fgsm', attack: 'fgsm', options: {} };
 
 test('a model in training mode is measured in eval mode: BatchNorm statistics untouched, modes given back', () => {
   const model = tinySelfEnsemble();
@@ -61,7 +63,7 @@ test('a model in training mode is measured in eval mode: BatchNorm statistics un
   const stats = () => tidy(() => model.stateDict().get('backbone.block1.layer.0.bn1.running_var')!.clone());
   const before = stats();
   // Batches of one image: a training-mode BatchNorm would write 0/0 into its running variance.
-  const evaluation = evaluateRobustness(model, images, labels, { attacks: [{ name: 'pgd', attack: 'pgd', options: { eps: EPS, steps: 2 } }], eps: EPS, reEvaluations: 2, batchSize: 1, masking: false });
+  const evaluation = evaluateRobustness(model, images, labels, { attacks: [{ name: 'pgd', attack: 'pgd', options: { steps: 2 } }], eps: EPS, reEvaluations: 2, batchSize: 1, masking: false });
   const after = stats();
   try {
     assert.equal(tidy(() => after.sub(before).abs().max().item()), 0, 'running statistics unchanged');
@@ -166,11 +168,12 @@ test('the worst case is the per-image minimum over attacks, under every definiti
   });
 });
 
-test('evaluateRobustness refuses a second threat model and repeated attack names', () => {
+test('evaluateRobustness refuses an entry with a threat model of its own (it is the evaluation\'s, given once) and repeated attack names', () => {
   tidy(() => {
     const model = new Linear(1);
     const { images, labels } = problem(model, 4, 2);
-    assert.throws(() => evaluateRobustness(model, images, labels, { attacks: [pgd('pgd')], eps: 0.05, masking: false }), /threat model/);
+    const ownEps = { name: 'pgd', attack: 'pgd', options: { eps: 0.05, steps: 2 } } as unknown as AttackEntry;
+    assert.throws(() => evaluateRobustness(model, images, labels, { attacks: [ownEps], eps: EPS, masking: false }), /sets its own eps: the threat model is given once/);
     assert.throws(() => evaluateRobustness(model, images, labels, { attacks: [fgsm, { ...fgsm }], eps: EPS, masking: false }), /used twice/);
     assert.throws(() => evaluateRobustness(model, images, labels, { attacks: [], masking: false }), /at least one attack/);
     assert.throws(() => evaluateRobustness(model, images, labels, { attacks: [fgsm], eps: EPS, reEvaluations: 0, masking: false }), /reEvaluations/);
@@ -185,9 +188,9 @@ const maskingSettings = {
   reEvaluations: 2,
   batchSize: 12,
   epsSweep: [EPS, 0.1, 0.3, 1],
-  sweepAttacks: [{ name: 'pgd', attack: 'pgd', options: { steps: 10, randomStart: false } }] as AdaptiveSuiteEntry[],
-  mainAttack: { name: 'pgd', attack: 'pgd', options: { steps: 10 } } as AdaptiveSuiteEntry,
-  blackBoxAttack: { name: 'square', attack: 'square', options: { queries: 200 } } as AdaptiveSuiteEntry,
+  sweepAttacks: [{ name: 'pgd', attack: 'pgd', options: { steps: 10, randomStart: false } }] as AttackEntry[],
+  mainAttack: { name: 'pgd', attack: 'pgd', options: { steps: 10 } } as AttackEntry,
+  blackBoxAttack: { name: 'square', attack: 'square', options: { queries: 200 } } as AttackEntry,
 };
 
 test('masking checks pass a plain linear model and flag the same model with zero gradient', () => {
@@ -216,7 +219,7 @@ test('the budget check flags an attack that keeps improving with more iterations
     const { images, labels } = problem(model, 12, 9);
     // A PGD with a fixed step that covers half the ball in its one step: twice the steps reach further.
     const eps = 0.1;
-    const crawling: AdaptiveSuiteEntry = { name: 'pgd-crawl', attack: 'pgd', options: { steps: 1, stepSize: eps / 2, randomStart: false } };
+    const crawling: AttackEntry = { name: 'pgd-crawl', attack: 'pgd', options: { steps: 1, stepSize: eps / 2, randomStart: false } };
     const result = runMaskingChecks(model, images, labels, { ...maskingSettings, eps, mainAttack: crawling, blackBoxAttack: null });
     const budget = result.checks.find((c) => c.name === 'budget')!;
     assert.equal(budget.passed, false, budget.details);
@@ -275,7 +278,7 @@ test('end to end on a real stochastic self-ensemble: the quick adaptive suite, R
     const images = rand([3, 3, 16, 16], { generator: new Generator(1) });
     const labels = noGrad(() => model.forward(images).argmax({ dim: 1 }));
     const eps = 8 / 255;
-    const attacks = adaptiveSuite(model, { budget: 'quick', eps, steps: 2, eot: 1, squareQueries: 5, transfer: { transferSteps: 2, transferEot: 1, refineSteps: 1, refineEot: 1 } });
+    const attacks = adaptiveSuite(model, { budget: 'quick', steps: 2, eot: 1, squareQueries: 5, transfer: { transferSteps: 2, transferEot: 1, refineSteps: 1, refineEot: 1 } });
     const events = new Set<string>();
     const evaluation = evaluateRobustness(model, images, labels, {
       attacks, eps, reEvaluations: 3, batchSize: 2, modelName: 'tiny', dataSource: 'noise',
@@ -301,7 +304,7 @@ test('retries: images an attack skipped (its first pass misclassified them) are 
     // unchanged. Retrying those would only repeat the whole attack.
     const linear = new Linear(1);
     const deterministic = problem(linear, 12, 2);
-    const fab: AdaptiveSuiteEntry = { name: 'fab-t', attack: 'fab', options: { eps: 1e-4, steps: 3, targeted: true, nTargetClasses: 2 } };
+    const fab: AttackEntry = { name: 'fab-t', attack: 'fab', options: { steps: 3, targeted: true, nTargetClasses: 2 } };
     const [fabRun] = evaluateRobustness(linear, deterministic.images, deterministic.labels, { attacks: [fab], eps: 1e-4, reEvaluations: 2, masking: false }).results.attacks;
     assert.equal(fabRun!.attackedImages, 12);
     assert.equal(fabRun!.fooledImages, 0);

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Generator, liveTensorCount, noGrad, rand, randint, tensor, tidy, zeros, type Tensor } from '../src/tensor/index.js';
 import { Linear } from '../src/nn/index.js';
-import { LogitEnsemble, sourceSets, transferMatrix } from '../src/attacks/index.js';
+import { LogitEnsemble, sourceSets, transferMatrix } from '../src/robustness/index.js';
 import { transferCommand } from '../src/cli/transfer-command.js';
 import { UsageError } from '../src/cli/args.js';
 import { captureLog, tinyModelFile } from './helpers/self-ensemble.js';

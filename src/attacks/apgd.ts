@@ -10,10 +10,9 @@
 //     improved since;
 //   - defaults: 100 iterations, 1 restart, 9 target classes for APGD-T, EOT 1.
 import { Tensor, type Device, full, where, keep, tidy, zeros } from '../tensor/index.js';
-import {
-  GradientAttack, type AttackRun, type Classifier, type GradientAttackOptions, type SingleRunInput, type SingleRunResult,
-  allTrue, checkPositiveInteger, iterate, normalizePerImage, perImage, randomSphereStart,
-} from './attack.js';
+import type { Classifier } from '../nn/classifier.js';
+import { GradientAttack, type AttackRun, type GradientAttackOptions, type SingleRunInput, type SingleRunResult, allTrue, checkPositiveInteger, iterate, randomSphereStart } from './attack.js';
+import { normalizePerImage, perImage } from './threat-model.js';
 
 export interface ApgdOptions extends GradientAttackOptions {
   /** Iterations per run (the reference's n_iter). Default 100. */

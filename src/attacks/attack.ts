@@ -1,23 +1,16 @@
 // What every attack shares (torchattacks' base class, without its global modes): the Classifier it attacks, the
-// result type, input checks, seeding, the projection onto the threat model, the gradient with EOT, the loop
-// that re-attacks only the points still robust (AutoAttack's restarts and target classes), and the final check
-// of every result. Each attack file holds only its own single run.
+// result type, input checks, seeding, its projection onto the threat model (threat-model.ts), the gradient with
+// EOT, the loop that re-attacks only the points still robust within one call (AutoAttack's restarts and target
+// classes; the loop over batches and attacks is robustness/runner.ts), and the final check of every result.
+// Each attack file holds only its own single run.
 import {
   Tensor, Generator, type Device, tidy, keep, trackInScope, noGrad, enableGrad, grad, manualSeed, tensor, full, ones, rand, randn,
   where,
 } from '../tensor/index.js';
+import type { Classifier } from '../nn/classifier.js';
 import { attackLoss, kthLargestClass } from './losses.js';
-
-/**
- * Anything that maps images [N, C, H, W] with values in [0, 1] to logits [N, classes]. It may be stochastic
- * (different logits at each call); attacks then average gradients over `eot` calls.
- */
-export interface Classifier {
-  forward(x: Tensor): Tensor;
-}
-
-/** Threat model: the ball { x' : ‖x' − x‖ ≤ eps } around the clean image x, intersected with [0, 1]. */
-export type Norm = 'Linf' | 'L2';
+import { type Norm, DEFAULT_EPS, checkAdversarial, normalizePerImage, perImage, threatModelProjector } from './threat-model.js';
+import { checkPositiveInteger } from '../util/checks.js';
 
 export interface ProgressEvent {
   /** The attack's name ('apgd-ce', 'square', …). */
@@ -90,8 +83,6 @@ export interface SingleRunResult {
   best?: Tensor;
   bestLoss?: Tensor;
 }
-
-export const DEFAULT_EPS = 8 / 255;
 
 /** Book-keeping of one call of run(): random numbers, which images are still robust, progress and traces. */
 export class AttackRun {
@@ -166,79 +157,10 @@ function onDeviceOf(t: Tensor, like: Tensor): Tensor {
   return like.device === 'cpu' ? t : t.to(like.device as Device);
 }
 
-/** Per-image ‖·‖ of a batch [N, …], as [N]. */
-export function perImageNorm(t: Tensor, norm: Norm): Tensor {
-  const flat = t.flatten(1);
-  return norm === 'Linf' ? flat.abs().amax({ dim: 1 }) : flat.square().sum({ dim: 1 }).sqrt();
-}
-
-/** [N] → [N, 1, …, 1] so that it broadcasts against a batch of rank `rank`. */
-export function perImage(v: Tensor, rank: number): Tensor {
-  return v.view([-1, ...Array<number>(rank - 1).fill(1)]);
-}
-
-/** x / (‖x‖ + 1e-12) per image (the reference's normalize()). */
-export function normalizePerImage(t: Tensor, norm: Norm): Tensor {
-  return t.div(perImage(perImageNorm(t, norm).add(1e-12), t.ndim));
-}
-
-/**
- * Projects `point` onto the threat model around the CLEAN image: { ‖· − clean‖ ≤ eps } ∩ [0, 1]. For Linf this
- * is the exact projection (a box intersected with a box); for L2 it is the reference's radial projection followed
- * by clipping, which stays feasible because clipping to [0, 1] never moves a point away from a clean image in it.
- * Always project around the clean image, never around a previous iterate: that is how evaluations drift out of
- * the ball.
- */
-export function projectToThreatModel(point: Tensor, clean: Tensor, norm: Norm, eps: number): Tensor {
-  return threatModelProjector(clean, norm, eps)(point);
-}
-
-/**
- * projectToThreatModel around one clean batch, for many points: an iterative attack projects twice per step, and
- * for Linf the box is computed once (two full-size ops per projection instead of five). Its tensors live in the
- * scope that called this.
- */
-export function threatModelProjector(clean: Tensor, norm: Norm, eps: number): (point: Tensor) => Tensor {
-  if (norm === 'Linf') {
-    // Clamping to [max(clean − eps, 0), min(clean + eps, 1)] selects the same values as clamping to clean ± eps
-    // and then to [0, 1]: clean lies in [0, 1], so the two boxes meet, and no arithmetic touches the point.
-    const lower = clean.sub(eps).clamp(0, null);
-    const upper = clean.add(eps).clamp(null, 1);
-    return (point) => point.maximum(lower).minimum(upper);
-  }
-  return (point) => {
-    const delta = point.sub(clean);
-    const size = perImage(perImageNorm(delta, 'L2'), delta.ndim);
-    return clean.add(normalizePerImage(delta, 'L2').mul(size.clamp(null, eps))).clamp(0, 1);
-  };
-}
-
 /** The rows of `base` at `index` replaced by `rows` (a new tensor). */
 export function replaceRows(base: Tensor, index: Tensor, rows: Tensor): Tensor {
   const expanded = perImage(index, rows.ndim).expand(rows.shape);
   return base.scatter(0, expanded, rows);
-}
-
-/**
- * Throws unless `adversarial` is a valid result for `clean`: same shape, finite, in [0, 1] and within eps
- * (+ `tolerance`) in the given norm. A violation is a bug in the attack, never a property of the model.
- */
-export function checkAdversarial(clean: Tensor, adversarial: Tensor, options: { norm: Norm; eps: number; tolerance?: number }): void {
-  const tolerance = options.tolerance ?? 1e-6;
-  if (adversarial.shape.join() !== clean.shape.join()) {
-    throw new Error(`attack bug: adversarial shape [${adversarial.shape}] differs from the images' [${clean.shape}]`);
-  }
-  if (clean.numel === 0) return;
-  tidy(() => {
-    if (!adversarial.isfinite().all().item()) throw new Error('attack bug: adversarial images contain NaN or infinity');
-    const low = adversarial.min().item();
-    const high = adversarial.max().item();
-    if (low < 0 || high > 1) throw new Error(`attack bug: adversarial images leave [0, 1] (range [${low}, ${high}])`);
-    const size = perImageNorm(adversarial.double().sub(clean.double()), options.norm).max().item();
-    if (size > options.eps + tolerance) {
-      throw new Error(`attack bug: a perturbation has ${options.norm} norm ${size}, above eps = ${options.eps}`);
-    }
-  });
 }
 
 /** Throws unless images are [N, C, H, W] floats in [0, 1] (finite) and labels are int64 [N]. */
@@ -271,10 +193,8 @@ function checkLogits(logits: Tensor, labels: Tensor, n: number): number {
   return classes;
 }
 
-export function checkPositiveInteger(name: string, value: number, allowZero = false): number {
-  if (!Number.isInteger(value) || value < (allowZero ? 0 : 1)) throw new RangeError(`${name} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got ${value}`);
-  return value;
-}
+// One check for the whole library (src/util/checks.ts); re-exported for the attacks that import it from here.
+export { checkPositiveInteger };
 
 /**
  * Frees the tensors of `state` that `next` no longer holds, after an iteration computed `next` inside tidy().

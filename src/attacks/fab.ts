@@ -10,10 +10,9 @@
 // Restarts after the first start at x + (eps/2)·u/‖u‖∞ with u uniform in [−1, 1].
 // Defaults (the reference's): 100 iterations, 1 restart, α_max 0.1, η 1.05, β 0.9, 9 target classes for FAB-T.
 import { Tensor, type Device, cat, full, where, grad, enableGrad, tidy, stack, zeros } from '../tensor/index.js';
-import {
-  Attack, type AttackOptions, type AttackRun, type Classifier, type SingleRunInput, type SingleRunResult,
-  checkPositiveInteger, iterate, normalizePerImage, perImage, perImageNorm,
-} from './attack.js';
+import type { Classifier } from '../nn/classifier.js';
+import { Attack, type AttackOptions, type AttackRun, type SingleRunInput, type SingleRunResult, checkPositiveInteger, iterate } from './attack.js';
+import { normalizePerImage, perImage, perImageNorm } from './threat-model.js';
 
 export interface FabOptions extends AttackOptions {
   /** Iterations per run. Default 100. */

@@ -2,10 +2,9 @@
 // examples", ICLR 2015, https://arxiv.org/abs/1412.6572. One step of size eps from the clean image along the
 // sign of the loss gradient (Linf), or along the normalised gradient (L2, the fast gradient method).
 import { Tensor } from '../tensor/index.js';
-import {
-  GradientAttack, type AttackRun, type Classifier, type GradientAttackOptions, type SingleRunInput, type SingleRunResult,
-  normalizePerImage,
-} from './attack.js';
+import type { Classifier } from '../nn/classifier.js';
+import { GradientAttack, type AttackRun, type GradientAttackOptions, type SingleRunInput, type SingleRunResult } from './attack.js';
+import { normalizePerImage } from './threat-model.js';
 
 export type FgsmOptions = GradientAttackOptions;
 

@@ -7,10 +7,9 @@
 // any start (diameter 2·eps) with room for the projection. Defaults: 10 steps, 1 restart, cross-entropy.
 // Each restart attacks only the images still robust; an image's result is the last iterate of its run.
 import { Tensor, type Device, tensor, tidy } from '../tensor/index.js';
-import {
-  GradientAttack, type AttackRun, type Classifier, type GradientAttackOptions, type SingleRunInput, type SingleRunResult,
-  checkPositiveInteger, iterate, normalizePerImage, perImage, randomSphereStart,
-} from './attack.js';
+import type { Classifier } from '../nn/classifier.js';
+import { GradientAttack, type AttackRun, type GradientAttackOptions, type SingleRunInput, type SingleRunResult, checkPositiveInteger, iterate, randomSphereStart } from './attack.js';
+import { normalizePerImage, perImage } from './threat-model.js';
 
 export interface PgdOptions extends GradientAttackOptions {
   /** Iterations per run. Default 10. */

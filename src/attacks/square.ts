@@ -12,7 +12,9 @@
 //   - defaults: 5000 queries, p_init 0.8, 1 restart, margin loss, rescaleSchedule true (the reference class's
 //     default; AutoAttack's suites turn it off).
 import { Tensor, type Device, tensor, tidy, where } from '../tensor/index.js';
-import { Attack, type AttackOptions, type AttackRun, type Classifier, type SingleRunInput, type SingleRunResult, checkPositiveInteger, iterate, perImage, replaceRows } from './attack.js';
+import type { Classifier } from '../nn/classifier.js';
+import { Attack, type AttackOptions, type AttackRun, type SingleRunInput, type SingleRunResult, checkPositiveInteger, iterate, replaceRows } from './attack.js';
+import { perImage } from './threat-model.js';
 import { crossEntropyLoss, marginLoss } from './losses.js';
 
 export interface SquareOptions extends AttackOptions {

@@ -10,7 +10,8 @@
 // and judging on CrossMax removes that masking without changing the defended model.
 import { Tensor, type Device, isGradEnabled, noGrad, tensor, tidy } from '../tensor/index.js';
 import { Single, type Aggregator } from '../ensemble/aggregators.js';
-import { Attack, type AttackRun, type Classifier, type ProgressEvent, replaceRows } from './attack.js';
+import type { Classifier } from '../nn/classifier.js';
+import { Attack, type AttackRun, type ProgressEvent, replaceRows } from './attack.js';
 import { APGD, type ApgdOptions } from './apgd.js';
 import { PGD, type PgdOptions } from './pgd.js';
 

@@ -6,7 +6,9 @@
 // previous adversarial images and drifted to 160/255.
 import { Tensor, type Device, tensor, where } from '../tensor/index.js';
 import { MeanLogits } from '../ensemble/aggregators.js';
-import { Attack, type AttackOptions, type AttackRun, type Classifier, type ProgressEvent, checkPositiveInteger, perImage } from './attack.js';
+import type { Classifier } from '../nn/classifier.js';
+import { Attack, type AttackOptions, type AttackRun, type ProgressEvent, checkPositiveInteger } from './attack.js';
+import { perImage } from './threat-model.js';
 import { PGD, type PgdOptions } from './pgd.js';
 import { SurrogateGradientAttack, isMemberEnsemble, type Surrogate } from './surrogate.js';
 

@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import { numberFlag, parseCommandArgs } from './args.js';
 import { TRAIN_OPTIONS, formatEvaluation, runTraining } from './train-command.js';
 import { formatRobustness, runRobustness } from './robust-command.js';
-import type { RobustnessResults } from '../attacks/index.js';
+import type { RobustnessResults } from '../robustness/index.js';
 import { crossmaxSource, generateImages, intendedClasses, judgeImages } from '../generate/index.js';
 import { writeGenerateReport } from '../report/generate-report.js';
 import { tidy } from '../tensor/index.js';

@@ -4,9 +4,10 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { ATTACK_PRESETS, ATTACK_PRESET_NAMES, resizeAttackBudget, withEot, type AttackEntry } from '../attacks/index.js';
 import {
-  ADAPTIVE_BUDGETS, BUDGET_NAMES, EvaluationCheckpoint, autoAttackSuite, adaptiveSuite, evaluateRobustness, withEot, type AdaptiveSuiteEntry, type BudgetName, type RobustnessEvaluation,
-} from '../attacks/index.js';
+  ADAPTIVE_BUDGETS, BUDGET_NAMES, EvaluationCheckpoint, autoAttackSuite, adaptiveSuite, evaluateRobustness, type BudgetName, type RobustnessEvaluation,
+} from '../robustness/index.js';
 import { AGGREGATOR_NAMES, loadModel, type SelfEnsemble } from '../ensemble/index.js';
 import { saveImageGrid, writeRobustReport } from '../report/index.js';
 import { saveSafetensors } from '../serialize/safetensors.js';
@@ -18,7 +19,7 @@ import { UsageError, choiceFlag, deviceFlag, numberFlag, stringFlag, type Parsed
 export const SUITES = ['worst-case', 'adaptive', 'autoattack-rand', 'autoattack-standard', 'pgd'] as const;
 export type SuiteName = (typeof SUITES)[number];
 
-export const SINGLE_ATTACKS = ['fgsm', 'pgd', 'apgd-ce', 'apgd-dlr', 'apgd-t', 'fab-t', 'square'] as const;
+export const SINGLE_ATTACKS = ATTACK_PRESET_NAMES;
 
 export const ROBUST_OPTIONS = {
   model: { type: 'string' }, data: { type: 'string' }, n: { type: 'string' }, eps: { type: 'string' },
@@ -54,45 +55,33 @@ export const ROBUST_HELP = `  --model FILE          a crossmax model file
   --threads N           intra-op threads (default all cores)
   --json                print the results as JSON`;
 
-function suiteFor(model: SelfEnsemble, name: SuiteName, settings: { eps: number; seed: number; budget: BudgetName; steps?: number; eot?: number }): AdaptiveSuiteEntry[] {
-  const shared = { eps: settings.eps, seed: settings.seed };
-  const adaptive = () => adaptiveSuite(model, { ...shared, budget: settings.budget, steps: settings.steps, eot: settings.eot });
-  const rand = () => autoAttackSuite('rand', shared).map((e) => scaled(e, settings));
+// The threat model (eps, Linf) is not in the entries: evaluateRobustness gives it to every attack.
+function suiteFor(model: SelfEnsemble, name: SuiteName, settings: { budget: BudgetName; steps?: number; eot?: number }): AttackEntry[] {
+  const adaptive = () => adaptiveSuite(model, { budget: settings.budget, steps: settings.steps, eot: settings.eot });
+  const rand = () => autoAttackSuite('rand').map((e) => atBudget(e, settings));
   switch (name) {
     // AutoAttack's entries keep their reference names with a prefix: the adaptive suite has its own apgd-ce.
     case 'worst-case': return [...rand().map((e) => ({ ...e, name: `aa-rand/${e.name}` })), ...adaptive()];
     case 'adaptive': return adaptive();
     case 'autoattack-rand': return rand();
-    case 'autoattack-standard': return autoAttackSuite('standard', shared).map((e) => scaled(e, settings));
-    case 'pgd': return [{ name: 'pgd-20', attack: 'pgd', options: { ...shared, steps: settings.steps ?? 20, restarts: 1 } }];
+    case 'autoattack-standard': return autoAttackSuite('standard').map((e) => atBudget(e, settings));
+    case 'pgd': return [{ name: 'pgd-20', attack: 'pgd', options: { steps: settings.steps ?? 20, restarts: 1 } }];
   }
 }
 
 /**
- * AutoAttack's entries at the quick budget, with the cpu budget's EOT, or with explicit steps/EOT (the reference's
- * counts otherwise).
+ * AutoAttack's entries at the quick budget (10 iterations, 100 queries), with EOT capped at the cpu budget's, or
+ * with explicit steps / an EOT cap (the reference's counts otherwise).
  */
-function scaled(entry: AdaptiveSuiteEntry, settings: { budget: BudgetName; steps?: number; eot?: number }): AdaptiveSuiteEntry {
-  const options = { ...(entry.options as Record<string, unknown>) };
+function atBudget(entry: AttackEntry, settings: { budget: BudgetName; steps?: number; eot?: number }): AttackEntry {
   const quick = settings.budget === 'quick';
-  if ('steps' in options && (settings.steps !== undefined || quick)) options.steps = settings.steps ?? 10;
-  const eot = settings.eot ?? (settings.budget === 'published' ? undefined : ADAPTIVE_BUDGETS[settings.budget].eot);
-  if ('eot' in options && eot !== undefined) options.eot = Math.min(Number(options.eot), eot);
-  if ('queries' in options && quick) options.queries = 100;
-  return { ...entry, options } as AdaptiveSuiteEntry;
-}
-
-function singleAttack(name: (typeof SINGLE_ATTACKS)[number], settings: { eps: number; seed: number; steps?: number; eot?: number }): AdaptiveSuiteEntry {
-  const shared = { eps: settings.eps, seed: settings.seed, eot: settings.eot ?? 1 };
-  switch (name) {
-    case 'fgsm': return { name, attack: 'fgsm', options: { eps: settings.eps, seed: settings.seed } } as AdaptiveSuiteEntry;
-    case 'pgd': return { name, attack: 'pgd', options: { ...shared, steps: settings.steps ?? 20 } } as AdaptiveSuiteEntry;
-    case 'apgd-ce': return { name, attack: 'apgd', options: { ...shared, steps: settings.steps ?? 100, loss: 'ce' } } as AdaptiveSuiteEntry;
-    case 'apgd-dlr': return { name, attack: 'apgd', options: { ...shared, steps: settings.steps ?? 100, loss: 'dlr' } } as AdaptiveSuiteEntry;
-    case 'apgd-t': return { name, attack: 'apgd', options: { ...shared, steps: settings.steps ?? 100, loss: 'dlr', targeted: true, nTargetClasses: 9 } } as AdaptiveSuiteEntry;
-    case 'fab-t': return { name, attack: 'fab', options: { eps: settings.eps, seed: settings.seed, steps: settings.steps ?? 100, targeted: true, nTargetClasses: 9 } } as AdaptiveSuiteEntry;
-    case 'square': return { name, attack: 'square', options: { eps: settings.eps, seed: settings.seed, queries: settings.steps ?? 5000 } } as AdaptiveSuiteEntry;
-  }
+  const eotCap = settings.eot ?? (settings.budget === 'published' ? undefined : ADAPTIVE_BUDGETS[settings.budget].eot);
+  const eot = (entry.options as { eot?: number } | undefined)?.eot;
+  return resizeAttackBudget(entry, {
+    steps: settings.steps ?? (quick ? 10 : undefined),
+    eot: eot === undefined || eotCap === undefined ? undefined : Math.min(eot, eotCap),
+    queries: quick ? 100 : undefined,
+  });
 }
 
 export interface RobustRun {
@@ -123,7 +112,10 @@ export async function runRobustness(values: ParsedArgs['values'], defaults: { su
   const suiteName = choiceFlag(values, 'suite', SUITES) ?? defaults.suite ?? 'worst-case';
   const aggregator = choiceFlag(values, 'aggregator', AGGREGATOR_NAMES);
   if (aggregator) model.setAggregator({ name: aggregator });
-  const suite = attackName ? [singleAttack(attackName, { eps, seed, steps, eot })] : suiteFor(model, suiteName, { eps, seed, budget, steps, eot });
+  // --steps is a single attack's iterations, or Square's queries. A quirk kept as it was: --eot does not reach a
+  // single FGSM (withEot and the suites do set FGSM's EOT).
+  const single = attackName && resizeAttackBudget(ATTACK_PRESETS[attackName], { steps, eot: attackName === 'fgsm' ? undefined : eot, queries: steps });
+  const suite = single ? [single] : suiteFor(model, suiteName, { budget, steps, eot });
   // Without the prior the model is deterministic in eval mode: EOT over k draws averages k equal gradients.
   const deterministic = model.prior === null;
   const attacks = deterministic ? suite.map((e) => withEot(e, 1)) : suite;
@@ -150,7 +142,7 @@ export async function runRobustness(values: ParsedArgs['values'], defaults: { su
     batchSize: numberFlag(values, 'batch-size', { integer: true, min: 1 }) ?? 100,
     // The quick budget keeps the checks cheap too: a smaller sweep subset and a short black-box attack.
     masking: values['no-masking'] || defaults.masking === false ? false
-      : budget === 'quick' ? { images: Math.min(n, 32), blackBoxAttack: { name: 'square', attack: 'square', options: { eps, seed, queries: 100 } } }
+      : budget === 'quick' ? { images: Math.min(n, 32), blackBoxAttack: { name: 'square', attack: 'square', options: { queries: 100 } } }
         : budget === 'cpu' ? { images: Math.min(n, 50) } : {},
     modelName: (modelPath ?? 'demo model') + (aggregator ? ` (aggregator ${aggregator})` : ''),
     dataSource: `${testSet.source}, first ${n} test images`,

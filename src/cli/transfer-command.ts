@@ -1,10 +1,11 @@
 // `crossmax transfer`: adversarial images crafted on source models (each alone and all together) and judged on
-// target models never used in crafting (src/attacks/transfer-matrix.ts). Writes transfer.json, transfer.html with
+// target models never used in crafting (src/robustness/transfer-matrix.ts). Writes transfer.json, transfer.html with
 // the table and sample images, and with --save-images the crafted images as PNGs with a manifest.json (sources,
 // settings, true classes) that can be taken to models this machine cannot reach, such as vision-language models.
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { SurrogateClassifier, sourceSets, transferMatrix, type TransferMatrix } from '../attacks/index.js';
+import { SurrogateClassifier } from '../attacks/index.js';
+import { sourceSets, transferMatrix, type TransferMatrix } from '../robustness/index.js';
 import { MeanLogits } from '../ensemble/aggregators.js';
 import type { SelfEnsemble } from '../ensemble/index.js';
 import { loadModelFile, modelLabel } from './model-files.js';

@@ -12,7 +12,7 @@
 import { generate } from './generate.js';
 import { classObjective, type MemberClassifier } from './objectives.js';
 import { MultiResolutionImage, pixelImage } from './parametrisation.js';
-import type { Classifier } from '../attacks/attack.js';
+import type { Classifier } from '../nn/classifier.js';
 import { SurrogateClassifier, isMemberEnsemble } from '../attacks/surrogate.js';
 import { MeanLogits } from '../ensemble/aggregators.js';
 import { noGrad, tidy, type Tensor } from '../tensor/index.js';

@@ -1,8 +1,7 @@
 // Judging generated images: do models other than the generator see the intended class? (The paper's check that
 // images carry the class rather than only fooling the model that made them.)
-// TODO(merge): repeatedAccuracy moves with the evaluation protocol to src/robustness/.
-import { repeatedAccuracy } from '../attacks/evaluation.js';
-import type { Classifier } from '../attacks/attack.js';
+import { repeatedAccuracy } from '../robustness/definitions.js';
+import type { Classifier } from '../nn/classifier.js';
 import type { Tensor } from '../tensor/index.js';
 
 /** How one model classifies the generated images: the share of passes that give each image its intended class. */

@@ -2,7 +2,7 @@
 //   loss = − Σ_terms weight · Σ_images mean_copies score(view)
 // A negative weight minimises its term (DAS's negative prompts: target_texts_and_values with weight −0.3).
 import { interpolate } from '../nn/functional.js';
-import type { Classifier } from '../attacks/attack.js';
+import type { Classifier } from '../nn/classifier.js';
 import type { ClipModel, ClipPreprocessOptions } from '../models/clip.js';
 import { keep, noGrad, stack, tensor, tidy, type Device, type Tensor } from '../tensor/index.js';
 

@@ -22,7 +22,7 @@
 // blog post (johnowhitaker.dev/posts/DAS.html) gives the classifier variant: resolutions range(1, 337, 4), SGD lr
 // 0.005, 16 copies, jitter 56, noise 0.2 (DAS_CLASSIFIER_DEFAULTS).
 import { interpolate } from '../nn/functional.js';
-import { projectToThreatModel, type Norm } from '../attacks/attack.js';
+import { projectToThreatModel, type Norm } from '../attacks/threat-model.js';
 import { full, keep, noGrad, randn, tidy, zeros, type Device, type DType, type Generator, type Tensor } from '../tensor/index.js';
 
 /** DAS's canvas: the 224×224 model input plus a 56-pixel buffer on each side for the jitter. */

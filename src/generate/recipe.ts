@@ -2,7 +2,7 @@
 // recipe scaled to the model's input size): one GenerationSource per model kind says what each run maximises and
 // DAS's defaults for that kind, and one loop (generateImages) serves all. Flags and files are the CLI's business:
 // these functions take models already loaded and classes already resolved.
-import type { Classifier } from '../attacks/attack.js';
+import type { Classifier } from '../nn/classifier.js';
 import type { SelfEnsemble } from '../ensemble/self-ensemble.js';
 import { IMAGENET_NORMALIZATION, InputAdapter } from '../ensemble/input-adapter.js';
 import type { ClipModel } from '../models/clip.js';

@@ -5,8 +5,9 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { tensor, tidy, type Device, type Tensor } from '../tensor/index.js';
-import { formatEps } from '../attacks/masking.js';
-import type { AccuracyByDefinition, AccuracyDefinition, RobustnessEvaluation, RobustnessResults } from '../attacks/evaluation.js';
+import { formatEps } from '../robustness/masking.js';
+import type { AccuracyByDefinition, AccuracyDefinition } from '../robustness/definitions.js';
+import type { RobustnessEvaluation, RobustnessResults } from '../robustness/evaluation.js';
 import type { ChartSeries } from './chart.js';
 import { HtmlReport, type GalleryItem } from './html.js';
 import { writeJsonAtomic } from './json.js';

@@ -6,8 +6,8 @@
 //   - black box vs white box: a score-based attack (Square) must not beat the gradient attacks;
 //   - budget: doubling iterations and EOT draws must not keep lowering accuracy (the attack has converged).
 // This file holds the checks as functions of measured accuracies and their settings; evaluation.ts measures.
-import type { AccuracyByDefinition, AccuracyDefinition } from './evaluation.js';
-import { scaleAttackBudget, type AdaptiveSuiteEntry } from './adaptive.js';
+import type { AccuracyByDefinition, AccuracyDefinition } from './definitions.js';
+import { scaleAttackBudget, type AttackEntry } from '../attacks/registry.js';
 
 export interface MaskingCheck {
   /** 'eps-sweep', 'black-box-vs-white-box' or 'budget'. */
@@ -32,46 +32,46 @@ export interface MaskingOptions {
   /** Radii of the sweep. Default eps·[1, 2, 4, 8] and 1 (8/255 → 64/255 → 1 for eps = 8/255). */
   epsSweep?: number[];
   /** Attacks of the sweep (their eps is replaced). Default [PGD-CE, 20 steps]. */
-  sweepAttacks?: AdaptiveSuiteEntry[];
+  sweepAttacks?: AttackEntry[];
   /** The sweep passes when accuracy at the largest eps is at most this. Default 0.05. */
   maxAccuracyAtLargestEps?: number;
   /** ...and accuracy never rises by more than this from one eps to a larger one. Default 0.05. */
   monotonicTolerance?: number;
   /** The attack whose budget is doubled. Default: the evaluation's first gradient attack (PGD-CE when none). */
-  mainAttack?: AdaptiveSuiteEntry;
+  mainAttack?: AttackEntry;
   /** Budget multiplier. Default 2. */
   budgetFactor?: number;
   /** The budget check fails when the larger budget lowers accuracy by more than this. Default 0.03. */
   maxBudgetDrop?: number;
   /** The black-box attack. Default: the evaluation's 'square' entry, else Square with 1000 queries; null: skip. */
-  blackBoxAttack?: AdaptiveSuiteEntry | null;
+  blackBoxAttack?: AttackEntry | null;
   /** The black-box check fails when Square's accuracy is below the best white-box one by more than this. Default 0. */
   blackBoxTolerance?: number;
   /** The accuracy all checks compare. Default 'mean-over-R' (the least noisy for a stochastic model). */
   definition?: AccuracyDefinition;
 }
 
-export const DEFAULT_SWEEP_ATTACK: Readonly<AdaptiveSuiteEntry> = Object.freeze({ name: 'pgd', attack: 'pgd', options: { steps: 20, restarts: 1, loss: 'ce' as const } });
+export const DEFAULT_SWEEP_ATTACK: Readonly<AttackEntry> = Object.freeze({ name: 'pgd', attack: 'pgd', options: { steps: 20, restarts: 1, loss: 'ce' as const } });
 
 const GRADIENT_ATTACKS = new Set(['apgd', 'pgd', 'fgsm', 'surrogate', 'per-head', 'transfer-then-refine']);
 
 export interface MaskingPlan {
   images: number;
   epsSweep: number[];
-  sweepAttacks: AdaptiveSuiteEntry[];
+  sweepAttacks: AttackEntry[];
   maxAccuracyAtLargestEps: number;
   monotonicTolerance: number;
-  mainAttack: AdaptiveSuiteEntry;
+  mainAttack: AttackEntry;
   budgetFactor: number;
-  scaledMainAttack: AdaptiveSuiteEntry;
+  scaledMainAttack: AttackEntry;
   maxBudgetDrop: number;
-  blackBoxAttack: AdaptiveSuiteEntry | null;
+  blackBoxAttack: AttackEntry | null;
   blackBoxTolerance: number;
   definition: AccuracyDefinition;
 }
 
 /** Every option resolved against the evaluation's eps and attacks. */
-export function resolveMaskingPlan(options: MaskingOptions, settings: { eps: number; suite: readonly AdaptiveSuiteEntry[] }): MaskingPlan {
+export function resolveMaskingPlan(options: MaskingOptions, settings: { eps: number; suite: readonly AttackEntry[] }): MaskingPlan {
   const images = options.images ?? 100;
   if (!Number.isInteger(images) || images < 1) throw new RangeError(`masking images must be a positive integer, got ${images}`);
   const epsSweep = [...new Set(options.epsSweep ?? [1, 2, 4, 8].map((f) => Math.min(1, settings.eps * f)).concat(1))].sort((a, b) => a - b);

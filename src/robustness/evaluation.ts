@@ -1,40 +1,27 @@
-// The robustness evaluation protocol for stochastic defences. AutoAttack's runner (each attack only on the
-// points still robust, every result checked against the threat model) plus what a randomised model needs
+// The robustness evaluation protocol for stochastic defences. AutoAttack's loop (runner.ts: each attack only on
+// the points still robust, every result checked against the threat model) plus what a randomised model needs
 // (Zhang et al., arXiv 2411.14834, report the mean over 10 stochastic evaluations):
 //   - every adversarial image is re-evaluated R times (default 10) with fresh randomness;
-//   - three definitions of robust accuracy, each number labelled with its own:
-//       'single-evaluation'  AutoAttack's bookkeeping: one forward pass per check (the first clean pass, each
-//                            attack's own final pass); robust when none of them misclassifies the image;
-//       'mean-over-R'        evaluation r (r = 1 … R) counts an image robust when pass r classifies the clean image
-//                            and every attack's adversarial image correctly; the mean over the R evaluations;
-//       'all-R'              robust only when all R passes classify all of them correctly (the headline);
+//   - three definitions of robust accuracy (definitions.ts), each number labelled with its own;
 //   - the worst case over attacks, per image, under each definition; per attack, the accuracy after it (AutoAttack's
 //     cumulative log) and, where it ran on every point, its own;
 //   - gradient-masking checks (masking.ts) on a subset, and results as plain JSON.
 // An image stays in the pool of later attacks while any definition still counts it robust, so every definition's
-// worst case is over every attack.
-import { Tensor, type Device, keep, manualSeed, noGrad, tensor, tidy, trackInScope } from '../tensor/index.js';
-import { type Classifier, type Norm, DEFAULT_EPS, checkAdversarial, checkAttackInputs, replaceRows } from './attack.js';
-import { buildAdaptiveAttack, describeSuiteEntry, withThreatModel, type AdaptiveSuiteEntry } from './adaptive.js';
+// worst case is over every attack. The threat model (norm, eps) is this evaluation's, handed to every attack.
+import { type Device, type Tensor, keep, tensor, tidy, trackInScope } from '../tensor/index.js';
+import type { Classifier } from '../nn/classifier.js';
 import { withEvalMode } from '../nn/module.js';
-import type { BatchOutcome, EvaluationCheckpoint } from './checkpoint.js';
+import { checkAttackInputs, replaceRows } from '../attacks/attack.js';
+import { type Norm, DEFAULT_EPS } from '../attacks/threat-model.js';
+import { describeAttack, type AttackEntry } from '../attacks/registry.js';
+import type { EvaluationCheckpoint } from './checkpoint.js';
+import {
+  ACCURACY_DEFINITIONS, HEADLINE_DEFINITION, accuracies, countTrue, formatAccuracy, reEvaluate, type AccuracyByDefinition, type AccuracyDefinition,
+} from './definitions.js';
+import { attackInBatches } from './runner.js';
 import {
   blackBoxCheck, budgetCheck, epsSweepCheck, formatEps, resolveMaskingPlan, type EpsCurvePoint, type MaskingCheck, type MaskingOptions,
 } from './masking.js';
-
-export type AccuracyDefinition = 'single-evaluation' | 'mean-over-R' | 'all-R';
-
-/** A robust accuracy under each definition (the keys say which). */
-export type AccuracyByDefinition = Record<AccuracyDefinition, number>;
-
-export const ACCURACY_DEFINITIONS: Readonly<Record<AccuracyDefinition, string>> = Object.freeze({
-  'single-evaluation': "AutoAttack's bookkeeping: one forward pass per check (the first clean pass, each attack's own final pass); robust when none misclassifies the image",
-  'mean-over-R': 'evaluation r counts an image robust when re-evaluation pass r classifies the clean image and every adversarial image correctly; mean over the R evaluations',
-  'all-R': 'robust only when all R re-evaluation passes classify the clean image and every adversarial image correctly',
-});
-
-/** The definition of the headline number. */
-export const HEADLINE_DEFINITION: AccuracyDefinition = 'all-R';
 
 export interface EvaluationProgress {
   phase: 'clean' | 'attack' | 're-evaluation' | 'masking';
@@ -50,10 +37,10 @@ export interface EvaluationProgress {
 
 export interface RobustnessOptions {
   /** The attacks, in order (adaptiveSuite(model), autoAttackSuite(...), or your own). */
-  attacks: readonly AdaptiveSuiteEntry[];
-  /** Default 'Linf'. */
+  attacks: readonly AttackEntry[];
+  /** The threat model, given to every attack. Default 'Linf'. */
   norm?: Norm;
-  /** Default 8/255. Entries without an eps get it; an entry with another eps is refused. */
+  /** Default 8/255. */
   eps?: number;
   /** Seeds the re-evaluations, and the attacks that have no seed of their own. Default 0. */
   seed?: number;
@@ -162,131 +149,6 @@ export interface RobustnessEvaluation {
   worstAdversarial: Tensor;
 }
 
-export interface Passes {
-  /** Per row, per pass: classified correctly. */
-  correct: boolean[][];
-  /** Per row: the class predicted by the first pass. */
-  firstPrediction: number[];
-}
-
-function batchesOf(indices: readonly number[], size: number): number[][] {
-  return Array.from({ length: Math.ceil(indices.length / size) }, (_, b) => indices.slice(b * size, (b + 1) * size));
-}
-
-function countTrue(flags: readonly boolean[]): number {
-  return flags.reduce((a, f) => a + (f ? 1 : 0), 0);
-}
-
-/** R forward passes over the rows `indices` of `images`, libtorch's generator seeded once first. */
-function reEvaluate(model: Classifier, images: Tensor, labels: readonly number[], indices: readonly number[], passes: number, batchSize: number, seed: number): Passes {
-  const correct = indices.map(() => [] as boolean[]);
-  const firstPrediction = indices.map(() => -1);
-  manualSeed(seed);
-  for (let r = 0; r < passes; r++) {
-    let offset = 0;
-    for (const batch of batchesOf(indices, batchSize)) {
-      const predicted = noGrad(() => tidy(() => {
-        const index = tensor(batch, { dtype: 'int64', device: images.device as Device });
-        return model.forward(images.indexSelect(0, index)).argmax({ dim: 1 }).toArray();
-      }));
-      predicted.forEach((p, j) => {
-        correct[offset + j]!.push(p === labels[batch[j]!]);
-        if (r === 0) firstPrediction[offset + j] = p;
-      });
-      offset += batch.length;
-    }
-  }
-  return { correct, firstPrediction };
-}
-
-/** The entry with another seed (string entries only: a custom attack's seed is its own). */
-function reseeded(entry: AdaptiveSuiteEntry, attempt: number): AdaptiveSuiteEntry | null {
-  if (typeof entry.attack !== 'string') return null;
-  const seed = (entry.options as { seed?: number }).seed ?? 0;
-  return { ...entry, options: { ...entry.options, seed: seed + 7919 * attempt } } as AdaptiveSuiteEntry;
-}
-
-/**
- * One attack over the rows `indices`, in batches, each result checked; returns all N rows (clean where not
- * attacked). An attack skips the images its first forward pass misclassifies and returns them untouched; for a
- * stochastic model that is the draw's luck, so such images are attacked again with another seed, `retries` times.
- */
-function runAttack(
-  model: Classifier, images: Tensor, labels: Tensor, entry: AdaptiveSuiteEntry, indices: readonly number[],
-  settings: { norm: Norm; eps: number; batchSize: number; retries: number; checkpoint?: EvaluationCheckpoint },
-  onStep: (step: number, total: number) => void,
-): { adversarial: Tensor; success: boolean[]; retried: number } {
-  let adversarial = keep(images.detach().clone());
-  const success = new Map<number, boolean>();
-  let todo = [...indices];
-  let retried = 0;
-  try {
-    for (let attempt = 0; attempt <= settings.retries && todo.length > 0; attempt++) {
-      const current = attempt === 0 ? entry : reseeded(entry, attempt);
-      if (!current) break;
-      if (attempt > 0) retried += todo.length;
-      const skipped: number[] = [];
-      for (const batch of batchesOf(todo, settings.batchSize)) {
-        const next = tidy(() => {
-          const index = tensor(batch, { dtype: 'int64', device: images.device as Device });
-          const xb = images.indexSelect(0, index);
-          const stored = settings.checkpoint?.load(current, batch, images.device as Device) ?? null;
-          const outcome = stored ?? attackBatch(current, xb, labels.indexSelect(0, index));
-          // A stored batch passes the same checks as a fresh one: the file could have been edited.
-          checkAdversarial(xb, outcome.adversarial, settings);
-          if (outcome.success.length !== batch.length) throw new Error(`attack '${entry.name}' returned ${outcome.success.length} flags for ${batch.length} images`);
-          if (stored === null) settings.checkpoint?.save(current, batch, outcome);
-          return { adversarial: keep(replaceRows(adversarial, index, outcome.adversarial)), success: outcome.success, skipped: outcome.skipped };
-        });
-        adversarial.dispose();
-        adversarial = next.adversarial;
-        batch.forEach((image, j) => {
-          success.set(image, next.success[j]!);
-          if (next.skipped[j]) skipped.push(image);
-        });
-      }
-      todo = skipped;
-    }
-  } catch (err) {
-    adversarial.dispose();
-    throw err;
-  }
-  return { adversarial, success: indices.map((i) => success.get(i)!), retried };
-
-  function attackBatch(current: AdaptiveSuiteEntry, xb: Tensor, yb: Tensor): BatchOutcome {
-    const result = buildAdaptiveAttack(current, model, (event) => onStep(event.step, event.total)).run(xb, yb);
-    const skipped = result.attacked?.map((a) => !a)
-      ?? result.adversarial.sub(xb).flatten(1).abs().amax({ dim: 1 }).eq(0).toArray().map(Boolean);
-    return { adversarial: result.adversarial, success: result.success, skipped };
-  }
-}
-
-
-/**
- * Every row of `images` classified in R seeded forward passes (reEvaluate), with the accuracy under each
- * definition: how transfer targets and generation judges are scored.
- */
-export function repeatedAccuracy(model: Classifier, images: Tensor, labels: readonly number[], passes: number, options: { batchSize?: number; seed?: number } = {}): Passes & { accuracy: AccuracyByDefinition } {
-  const rows = labels.map((_, i) => i);
-  const result = reEvaluate(model, images, labels, rows, passes, options.batchSize ?? 100, options.seed ?? 0);
-  return { ...result, accuracy: accuracies(result.correct.map((c) => c[0]!), result.correct, passes) };
-}
-
-/** Accuracy under each definition from the first pass's verdicts and every pass's, per image. */
-function accuracies(single: readonly boolean[], robustIn: readonly (readonly boolean[])[], passes: number): AccuracyByDefinition {
-  const n = single.length;
-  if (n === 0) return { 'single-evaluation': 0, 'mean-over-R': 0, 'all-R': 0 };
-  return {
-    'single-evaluation': countTrue(single) / n,
-    'mean-over-R': robustIn.reduce((a, flags) => a + countTrue(flags as boolean[]) / passes, 0) / n,
-    'all-R': robustIn.filter((flags) => flags.every(Boolean)).length / n,
-  };
-}
-
-function formatAccuracy(a: AccuracyByDefinition): string {
-  return (['all-R', 'mean-over-R', 'single-evaluation'] as const).map((d) => `${d} ${(100 * a[d]).toFixed(2)}%`).join(', ');
-}
-
 /**
  * Evaluates `model` on `images` [N, C, H, W] in [0, 1] with `labels` [N] (int64) against `options.attacks`.
  * The returned tensors belong to the caller's scope.
@@ -309,7 +171,7 @@ function evaluateRobustnessInCurrentMode(model: Classifier, images: Tensor, labe
   if (!Number.isInteger(passes) || passes < 1) throw new RangeError(`reEvaluations must be a positive integer, got ${passes}`);
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${batchSize}`);
   if (!Array.isArray(options.attacks) || options.attacks.length === 0) throw new RangeError('evaluateRobustness needs at least one attack');
-  const entries = options.attacks.map((e) => withThreatModel(e, { norm, eps, seed }));
+  const entries = options.attacks;
   const duplicate = entries.find((e, i) => entries.findIndex((f) => f.name === e.name) !== i);
   if (duplicate) throw new RangeError(`attack name '${duplicate.name}' is used twice`);
   const log = options.log ?? (() => {});
@@ -340,8 +202,9 @@ function evaluateRobustnessInCurrentMode(model: Classifier, images: Tensor, labe
     for (const [a, entry] of entries.entries()) {
       const attackStarted = Date.now();
       const pool = all.filter((i) => (independent || a === 0 ? worstCorrectClean(i) : robustIn[i]!.some(Boolean) || single[i]));
-      const ran = runAttack(model, images, labels, entry, pool, { norm, eps, batchSize, retries, checkpoint: options.checkpoint }, (step, total) => {
-        report({ phase: 'attack', attack: entry.name, step, total });
+      const ran = attackInBatches(model, images, labels, entry, pool, {
+        norm, eps, seed, batchSize, retries, checkpoint: options.checkpoint,
+        onProgress: ({ step, total }) => report({ phase: 'attack', attack: entry.name, step, total }),
       });
       adversarial.set(entry.name, ran.adversarial);
       report({ phase: 're-evaluation', attack: entry.name, step: 0, total: 0 });
@@ -370,7 +233,7 @@ function evaluateRobustnessInCurrentMode(model: Classifier, images: Tensor, labe
       }
       const seconds = (Date.now() - attackStarted) / 1000;
       attacks.push({
-        ...describeSuiteEntry(entry), attackedImages: pool.length, retriedImages: ran.retried, fooledImages: countTrue(ran.success),
+        ...describeAttack(entry, { norm, eps, seed }), attackedImages: pool.length, retriedImages: ran.retried, fooledImages: countTrue(ran.success),
         robustAccuracyAfter, robustAccuracy, seconds, correctReEvaluations, success,
       });
       log(`robust accuracy after ${entry.name}: ${formatAccuracy(robustAccuracyAfter)} (${seconds.toFixed(1)} s)`);
@@ -443,7 +306,7 @@ function evaluateRobustnessInCurrentMode(model: Classifier, images: Tensor, labe
 
 export interface MaskingRunOptions extends MaskingOptions {
   /** The evaluation's attacks (the defaults of mainAttack and blackBoxAttack come from them). Default none. */
-  suite?: readonly AdaptiveSuiteEntry[];
+  suite?: readonly AttackEntry[];
   norm?: Norm;
   eps?: number;
   seed?: number;
@@ -470,10 +333,9 @@ function runMaskingChecksInCurrentMode(model: Classifier, images: Tensor, labels
   const eps = options.eps ?? DEFAULT_EPS;
   const plan = resolveMaskingPlan(options, { eps, suite: options.suite ?? [] });
   const count = Math.min(plan.images, images.shape[0]!);
-  const measure = (entry: AdaptiveSuiteEntry, radius: number): AccuracyByDefinition => tidy(() => {
-    const sized = withThreatModel(entry, { norm, eps: radius, seed: options.seed ?? 0, forceEps: true });
+  const measure = (entry: AttackEntry, radius: number): AccuracyByDefinition => tidy(() => {
     const { results } = evaluateRobustness(model, images.narrow(0, 0, count), labels.narrow(0, 0, count), {
-      attacks: [sized], norm, eps: radius, seed: options.seed, reEvaluations: options.reEvaluations, batchSize: options.batchSize,
+      attacks: [entry], norm, eps: radius, seed: options.seed, reEvaluations: options.reEvaluations, batchSize: options.batchSize,
       retryUntouched: options.retryUntouched, masking: false, onProgress: options.onProgress, checkpoint: options.checkpoint,
     });
     return results.attacks[0]!.robustAccuracy!;

@@ -8,45 +8,18 @@
 // The runner attacks only the points still robust, in batches (default 250, as the reference), logs the robust
 // accuracy after each attack, checks every adversarial batch (inside the ball, in [0, 1], finite) and returns the
 // per-image worst case (robust only if every attack failed) with a JSON-able summary.
-import { Tensor, type Device, noGrad, tensor, tidy, keep, trackInScope } from '../tensor/index.js';
-import { type AttackResult, type Classifier, type Norm, type ProgressEvent, DEFAULT_EPS, checkAdversarial, checkAttackInputs, replaceRows } from './attack.js';
-import { APGD, type ApgdOptions } from './apgd.js';
-import { FAB, type FabOptions } from './fab.js';
-import { Square, type SquareOptions } from './square.js';
-import { PGD, type PgdOptions } from './pgd.js';
-import { FGSM, type FgsmOptions } from './fgsm.js';
+import { type Device, type Tensor, noGrad, tensor, tidy, keep, trackInScope } from '../tensor/index.js';
+import type { Classifier } from '../nn/classifier.js';
+import { type ProgressEvent, checkAttackInputs, replaceRows } from '../attacks/attack.js';
+import { type Norm, DEFAULT_EPS, checkAdversarial } from '../attacks/threat-model.js';
+import { describeAttack, type AttackEntry } from '../attacks/registry.js';
+import { attackInBatches, batchesOf } from './runner.js';
 
 export type AutoAttackVersion = 'standard' | 'rand';
 
-/** Anything with the attack interface (used to put a hand-made attack into a custom suite). */
-export interface RunnableAttack {
-  run(images: Tensor, labels: Tensor): AttackResult;
-}
-
-/** One attack of a suite, as data: which attack and its options (norm, eps and seed come from the suite). */
-export type SuiteEntry =
-  | { name: string; attack: 'apgd'; options: ApgdOptions }
-  | { name: string; attack: 'fab'; options: FabOptions }
-  | { name: string; attack: 'square'; options: SquareOptions }
-  | { name: string; attack: 'pgd'; options: PgdOptions }
-  | { name: string; attack: 'fgsm'; options: FgsmOptions }
-  | { name: string; attack: RunnableAttack; options?: Record<string, unknown> };
-
-export interface SuiteSettings {
-  /** Default 'Linf'. */
-  norm?: Norm;
-  /** Default 8/255. */
-  eps?: number;
-  /** Default 0. */
-  seed?: number;
-}
-
-type Options = Omit<ApgdOptions & FabOptions & SquareOptions, 'onProgress'>;
-
-/** The attacks of AutoAttack's version `version`, with the reference's settings. */
-export function autoAttackSuite(version: AutoAttackVersion, settings: SuiteSettings = {}): SuiteEntry[] {
-  const shared = { norm: settings.norm ?? 'Linf', eps: settings.eps ?? DEFAULT_EPS, seed: settings.seed ?? 0 } satisfies Options;
-  const apgd = { ...shared, steps: 100, restarts: 1, eot: 1, rho: 0.75 } satisfies ApgdOptions;
+/** The attacks of AutoAttack's version `version` under the norm `norm` (default 'Linf'), with the reference's settings. */
+export function autoAttackSuite(version: AutoAttackVersion, settings: { norm?: Norm } = {}): AttackEntry[] {
+  const apgd = { steps: 100, restarts: 1, eot: 1, rho: 0.75 } as const;
   if (version === 'rand') {
     return [
       { name: 'apgd-ce', attack: 'apgd', options: { ...apgd, loss: 'ce', eot: 20 } },
@@ -54,35 +27,27 @@ export function autoAttackSuite(version: AutoAttackVersion, settings: SuiteSetti
     ];
   }
   if (version !== 'standard') throw new RangeError(`unknown AutoAttack version '${version as string}' (standard, rand)`);
-  if (shared.norm !== 'Linf') throw new RangeError(`the standard suite is implemented for Linf only (FAB and Square have no ${shared.norm} version here)`);
+  const norm = settings.norm ?? 'Linf';
+  if (norm !== 'Linf') throw new RangeError(`the standard suite is implemented for Linf only (FAB and Square have no ${norm} version here)`);
   return [
     { name: 'apgd-ce', attack: 'apgd', options: { ...apgd, loss: 'ce' } },
     { name: 'apgd-t', attack: 'apgd', options: { ...apgd, loss: 'dlr', targeted: true, nTargetClasses: 9 } },
-    {
-      name: 'fab-t', attack: 'fab',
-      options: { ...shared, targeted: true, nTargetClasses: 9, steps: 100, restarts: 1, alphaMax: 0.1, eta: 1.05, beta: 0.9 },
-    },
-    { name: 'square', attack: 'square', options: { ...shared, queries: 5000, pInit: 0.8, restarts: 1, loss: 'margin', rescaleSchedule: false } },
+    { name: 'fab-t', attack: 'fab', options: { targeted: true, nTargetClasses: 9, steps: 100, restarts: 1, alphaMax: 0.1, eta: 1.05, beta: 0.9 } },
+    { name: 'square', attack: 'square', options: { queries: 5000, pInit: 0.8, restarts: 1, loss: 'margin', rescaleSchedule: false } },
   ];
 }
 
-/** Builds an entry's attack on `model` (custom RunnableAttack entries are returned as they are). */
-export function buildSuiteAttack(entry: SuiteEntry, model: Classifier, onProgress?: (event: ProgressEvent) => void): RunnableAttack {
-  switch (entry.attack) {
-    case 'apgd': return new APGD(model, { ...entry.options, onProgress });
-    case 'fab': return new FAB(model, { ...entry.options, onProgress });
-    case 'square': return new Square(model, { ...entry.options, onProgress });
-    case 'pgd': return new PGD(model, { ...entry.options, onProgress });
-    case 'fgsm': return new FGSM(model, { ...entry.options, onProgress });
-    default: return entry.attack;
-  }
-}
-
-export interface AutoAttackOptions extends SuiteSettings {
+export interface AutoAttackOptions {
+  /** The threat model. Default 'Linf'. */
+  norm?: Norm;
+  /** Default 8/255. */
+  eps?: number;
+  /** Seeds every attack (as the reference sets each attack's seed to the suite's). Default 0. */
+  seed?: number;
   /** 'standard' (default), 'rand', or 'custom' with `attacks`. */
   version?: AutoAttackVersion | 'custom';
   /** The attacks of a 'custom' suite, in order (e.g. autoAttackSuite('standard') with fewer iterations). */
-  attacks?: SuiteEntry[];
+  attacks?: AttackEntry[];
   /** Images per attack call. Default 250. */
   batchSize?: number;
   /** Progress of the attack running, with `robust` counted over all images of the evaluation. */
@@ -126,7 +91,7 @@ export class AutoAttack {
   readonly norm: Norm;
   readonly eps: number;
   readonly seed: number;
-  readonly attacks: SuiteEntry[];
+  readonly attacks: AttackEntry[];
   readonly batchSize: number;
   private readonly onProgress: ((event: ProgressEvent) => void) | undefined;
   private readonly log: (line: string) => void;
@@ -143,13 +108,7 @@ export class AutoAttack {
     } else {
       // As the reference: a named version fixes its attacks.
       if (options.attacks) throw new RangeError(`attacks are fixed by version '${this.version}'; use version 'custom' to choose them`);
-      this.attacks = autoAttackSuite(this.version, { norm: this.norm, eps: this.eps, seed: this.seed });
-    }
-    for (const entry of this.attacks) {
-      const o = entry.options as SuiteSettings | undefined;
-      if (typeof entry.attack === 'string' && ((o?.norm ?? 'Linf') !== this.norm || (o?.eps ?? DEFAULT_EPS) !== this.eps)) {
-        throw new RangeError(`attack '${entry.name}' uses a threat model other than the suite's (${this.norm}, eps ${this.eps})`);
-      }
+      this.attacks = autoAttackSuite(this.version, { norm: this.norm });
     }
     this.batchSize = options.batchSize ?? 250;
     if (!Number.isInteger(this.batchSize) || this.batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${this.batchSize}`);
@@ -162,11 +121,10 @@ export class AutoAttack {
     const n = images.shape[0]!;
     const device = images.device as Device;
     const seconds: Record<string, number> = {};
-    const batches = (indices: number[]) => Array.from({ length: Math.ceil(indices.length / this.batchSize) }, (_, b) => indices.slice(b * this.batchSize, (b + 1) * this.batchSize));
 
     const robust: boolean[] = [];
     noGrad(() => {
-      for (const batch of batches(Array.from({ length: n }, (_, i) => i))) {
+      for (const batch of batchesOf(Array.from({ length: n }, (_, i) => i), this.batchSize)) {
         tidy(() => {
           const index = tensor(batch, { dtype: 'int64', device });
           const predicted = this.model.forward(images.indexSelect(0, index)).argmax({ dim: 1 });
@@ -185,31 +143,28 @@ export class AutoAttack {
     try {
       for (const entry of this.attacks) {
         const attackStarted = Date.now();
-        for (const batch of batches(robust.flatMap((r, i) => (r ? [i] : [])))) {
-          const robustElsewhere = robust.filter(Boolean).length - batch.length;
-          const onProgress = (event: ProgressEvent) => this.onProgress?.({ ...event, attack: entry.name, robust: robustElsewhere + event.robust });
-          const attack = buildSuiteAttack(entry, this.model, onProgress);
-          const next = tidy(() => {
-            const index = tensor(batch, { dtype: 'int64', device });
-            const xb = images.indexSelect(0, index);
-            const result = attack.run(xb, labels.indexSelect(0, index));
-            checkAdversarial(xb, result.adversarial, { norm: this.norm, eps: this.eps });
-            if (result.success.length !== batch.length) throw new Error(`attack '${entry.name}' returned ${result.success.length} flags for ${batch.length} images`);
-            const fooled = result.success.flatMap((s, j) => (s ? [j] : []));
-            let updated = worst;
-            if (fooled.length > 0) {
-              const local = tensor(fooled, { dtype: 'int64', device });
-              updated = replaceRows(worst, index.indexSelect(0, local), result.adversarial.indexSelect(0, local));
-            }
-            return { worst: keep(updated), fooled };
+        const pool = robust.flatMap((r, i) => (r ? [i] : []));
+        const onProgress = this.onProgress;
+        const ran = attackInBatches(this.model, images, labels, entry, pool, {
+          norm: this.norm, eps: this.eps, seed: this.seed, batchSize: this.batchSize,
+          // `robust` counts every image of the evaluation: those outside the batch as of its start, plus the batch's.
+          onProgress: onProgress && ((event, batch) => onProgress({ ...event, attack: entry.name, robust: robust.filter(Boolean).length - batch.length + event.robust })),
+          onBatch: (batch, success) => batch.forEach((image, j) => {
+            if (!success[j]) return;
+            robust[image] = false;
+            brokenBy[image] = entry.name;
+          }),
+        });
+        const fooled = pool.filter((_, j) => ran.success[j]);
+        if (fooled.length > 0) {
+          const updated = tidy(() => {
+            const index = tensor(fooled, { dtype: 'int64', device });
+            return keep(replaceRows(worst, index, ran.adversarial.indexSelect(0, index)));
           });
-          if (next.worst !== worst) worst.dispose();
-          worst = next.worst;
-          for (const j of next.fooled) {
-            robust[batch[j]!] = false;
-            brokenBy[batch[j]!] = entry.name;
-          }
+          worst.dispose();
+          worst = updated;
         }
+        ran.adversarial.dispose();
         seconds[entry.name] = (Date.now() - attackStarted) / 1000;
         robustAccuracyAfter[entry.name] = accuracy();
         this.log(`robust accuracy after ${entry.name.toUpperCase()}: ${percent(accuracy())} (total time ${((Date.now() - started) / 1000).toFixed(1)} s)`);
@@ -224,9 +179,7 @@ export class AutoAttack {
     this.log(`robust accuracy: ${percent(robustAccuracy)}`);
     const summary: SuiteSummary = {
       version: this.version, norm: this.norm, eps: this.eps, seed: this.seed, images: n,
-      attacks: this.attacks.map((e) => ({
-        name: e.name, attack: typeof e.attack === 'string' ? e.attack : 'custom', options: { ...(e.options ?? {}) } as Record<string, unknown>,
-      })),
+      attacks: this.attacks.map((e) => describeAttack(e, { norm: this.norm, eps: this.eps, seed: this.seed })),
       cleanAccuracy, robustAccuracyAfter: { ...robustAccuracyAfter }, robustAccuracy, brokenBy: [...brokenBy], seconds,
     };
     return { adversarial: worst, robust, brokenBy, cleanAccuracy, robustAccuracy, robustAccuracyAfter, summary };

@@ -12,8 +12,8 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:f
 import { join } from 'node:path';
 import { type Device, type Tensor } from '../tensor/index.js';
 import { loadSafetensors, saveSafetensors } from '../serialize/safetensors.js';
-import { writeJsonAtomic } from '../report/json.js';
-import { describeSuiteEntry, type AdaptiveSuiteEntry } from './adaptive.js';
+import { writeFileAtomic } from '../util/atomic-write.js';
+import type { AttackDescription } from '../attacks/registry.js';
 
 const MANIFEST = 'manifest.json';
 const FORMAT = 'crossmax-robustness-checkpoint-v1';
@@ -70,7 +70,7 @@ export class EvaluationCheckpoint {
       throw new Error(`${dir} exists and is not an evaluation checkpoint (no ${MANIFEST}): choose another --report folder`);
     }
     mkdirSync(dir, { recursive: true });
-    if (!existsSync(manifestPath)) writeJsonAtomic(manifestPath, { format: FORMAT, identity });
+    if (!existsSync(manifestPath)) writeFileAtomic(manifestPath, `${JSON.stringify({ format: FORMAT, identity }, null, 2)}\n`);
     return new EvaluationCheckpoint(dir, identity);
   }
 
@@ -80,11 +80,11 @@ export class EvaluationCheckpoint {
   }
 
   /**
-   * The finished call of `entry` on the images `indices`, or null. Entries with a custom attack (a function, no
-   * description to key on) are never cached.
+   * The finished call of the attack `description` (describeAttack with the threat model and seed) on the images `indices`, or null. Custom attacks (a function,
+   * no description to key on) are never cached.
    */
-  load(entry: AdaptiveSuiteEntry, indices: readonly number[], device: Device): BatchOutcome | null {
-    const key = keyOf(entry, indices);
+  load(description: AttackDescription, indices: readonly number[], device: Device): BatchOutcome | null {
+    const key = keyOf(description, indices);
     if (key === null) return null;
     const path = this.pathOf(key);
     if (!existsSync(path)) {
@@ -113,8 +113,8 @@ export class EvaluationCheckpoint {
   }
 
   /** Records a finished call (atomically: a kill mid-write leaves no partial file). */
-  save(entry: AdaptiveSuiteEntry, indices: readonly number[], outcome: BatchOutcome): void {
-    const key = keyOf(entry, indices);
+  save(description: AttackDescription, indices: readonly number[], outcome: BatchOutcome): void {
+    const key = keyOf(description, indices);
     if (key === null) return;
     saveSafetensors(this.pathOf(key), { adversarial: outcome.adversarial.detach().contiguous() }, {
       key, success: JSON.stringify(outcome.success), skipped: JSON.stringify(outcome.skipped),
@@ -132,8 +132,7 @@ export class EvaluationCheckpoint {
 }
 
 /** The description a batch call is keyed by; null for a custom attack. */
-function keyOf(entry: AdaptiveSuiteEntry, indices: readonly number[]): string | null {
-  const description = describeSuiteEntry(entry);
+function keyOf(description: AttackDescription, indices: readonly number[]): string | null {
   if (description.attack === 'custom') return null;
   return stableJson({ ...description, indices });
 }

@@ -4,15 +4,18 @@
 // multi-resolution models transfer (up to large vision-language models); a transfer table between crossmax's own
 // models is the measurable part here.
 //
-// Crafting is PGD (pgd.ts) on the mean of the sources' logits, with EOT for stochastic sources. As every attack of
+// Crafting is PGD (attacks/pgd.ts, run in batches by runner.ts) on the mean of the sources' logits, with EOT for stochastic sources. As every attack of
 // the family, it leaves the images the source ensemble already misclassifies unchanged. Targets are judged as the
-// robustness evaluation judges (evaluation.ts): R forward passes per image, accuracy by the all-R, mean-over-R and
+// robustness evaluation judges (definitions.ts): R forward passes per image, accuracy by the all-R, mean-over-R and
 // single-evaluation definitions, on the clean images and on the crafted ones.
-import { cat, keep, noGrad, stack, tidy, type Tensor } from '../tensor/index.js';
-import { DEFAULT_EPS, checkAdversarial, checkAttackInputs, checkPositiveInteger, type Classifier, type Norm } from './attack.js';
-import { repeatedAccuracy, type AccuracyByDefinition } from './evaluation.js';
-import { PGD } from './pgd.js';
+import { stack, tidy, trackInScope, type Tensor } from '../tensor/index.js';
+import type { Classifier } from '../nn/classifier.js';
 import { withEvalMode } from '../nn/module.js';
+import { checkAttackInputs, checkPositiveInteger } from '../attacks/attack.js';
+import { type Norm, DEFAULT_EPS } from '../attacks/threat-model.js';
+import type { AttackEntry } from '../attacks/registry.js';
+import { attackInBatches } from './runner.js';
+import { repeatedAccuracy, type AccuracyByDefinition } from './definitions.js';
 
 /** Several classifiers as one: the mean of their logits (each must return [N, classes] for the same classes). */
 export class LogitEnsemble implements Classifier {
@@ -123,29 +126,14 @@ function transferMatrixInCurrentMode(sources: readonly NamedClassifier[], target
   try {
     for (const set of sourceSets(sources.map((s) => s.name), options.craft)) {
       const ensemble = new LogitEnsemble(set.map((name) => sources.find((s) => s.name === name)!.model));
-      const attack = new PGD(ensemble, {
-        norm, eps, steps, eot: options.eot ?? 1, restarts: options.restarts ?? 1, loss: options.loss ?? 'ce', seed,
-        onProgress: options.onStep ? () => options.onStep!() : undefined,
+      // PGD on the mean of the sources' logits, every image (the attack itself leaves those the sources misclassify).
+      const crafting: AttackEntry = { name: 'pgd', attack: 'pgd', options: { steps, eot: options.eot ?? 1, restarts: options.restarts ?? 1, loss: options.loss ?? 'ce' } };
+      const ran = attackInBatches(ensemble, images, labels, crafting, Array.from({ length: n }, (_, i) => i), {
+        norm, eps, seed, batchSize, onProgress: options.onStep ? () => options.onStep!() : undefined,
       });
-      const parts: Tensor[] = [];
-      const sourceFooled: boolean[] = [];
-      try {
-        for (let start = 0; start < n; start += batchSize) {
-          const size = Math.min(batchSize, n - start);
-          // The batch's views go with the scope; the adversarial images are kept.
-          const result = tidy(() => {
-            const r = attack.run(images.narrow(0, start, size), labels.narrow(0, start, size));
-            return { adversarial: keep(r.adversarial), success: r.success };
-          });
-          parts.push(result.adversarial);
-          sourceFooled.push(...result.success);
-        }
-        const adversarial = noGrad(() => cat(parts, 0));
-        checkAdversarial(images, adversarial, { norm, eps });
-        rows.push({ sources: set, adversarial, sourceFooled, transferred: [] });
-      } finally {
-        for (const p of parts) p.dispose();
-      }
+      // Into the caller's scope, which the runner's keep() took it out of.
+      trackInScope(ran.adversarial);
+      rows.push({ sources: set, adversarial: ran.adversarial, sourceFooled: ran.success, transferred: [] });
       const row = rows[rows.length - 1]!;
       row.transferred = targets.map((t) => ({ target: t.name, ...judge(t.model, row.adversarial) }));
     }

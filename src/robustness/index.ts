@@ -1,0 +1,23 @@
+// The robustness protocol: AutoAttack's suites and runner, the adaptive suite, the evaluation of stochastic
+// defences (re-evaluations, the accuracy definitions, worst case over attacks), gradient-masking checks,
+// evaluation checkpoints and transfer tables. The attack algorithms are in ../attacks.
+export {
+  AutoAttack, autoAttackSuite, type AutoAttackOptions, type AutoAttackVersion, type SuiteResult, type SuiteSummary,
+} from './autoattack.js';
+export {
+  ADAPTIVE_BUDGETS, BUDGET_NAMES, DEFAULT_ADAPTIVE_EOT, adaptiveSuite, type AdaptiveBudget, type AdaptiveSuiteOptions, type BudgetName,
+} from './adaptive.js';
+export { attackInBatches, batchesOf, type BatchRunResult, type BatchRunSettings } from './runner.js';
+export {
+  ACCURACY_DEFINITIONS, HEADLINE_DEFINITION, repeatedAccuracy, type AccuracyByDefinition, type AccuracyDefinition, type Passes,
+} from './definitions.js';
+export {
+  evaluateRobustness, runMaskingChecks, type AttackEvaluation, type EvaluationProgress, type MaskingResults, type MaskingRunOptions,
+  type PerImageResults, type RobustnessEvaluation, type RobustnessOptions, type RobustnessResults,
+} from './evaluation.js';
+export {
+  DEFAULT_SWEEP_ATTACK, blackBoxCheck, budgetCheck, epsSweepCheck, formatEps, resolveMaskingPlan, type EpsCurvePoint,
+  type MaskingCheck, type MaskingOptions, type MaskingPlan,
+} from './masking.js';
+export { EvaluationCheckpoint, type BatchOutcome, type EvaluationCheckpointOptions } from './checkpoint.js';
+export { LogitEnsemble, sourceSets, transferMatrix, type NamedClassifier, type TransferMatrix, type TransferOptions, type TransferRow } from './transfer-matrix.js';
