@@ -49,8 +49,8 @@ const LIMITS = {
 
 /** The training run's settings: the authors' from-scratch CIFAR setting (full-width ResNet-18, the paper's prior). */
 const TRAIN = {
-  full: { preset: 'cifar-resnet18', batchSize: 256, probeImages: 256 * 12, trainImages: 50000 },
-  tiny: { preset: 'cifar-small', batchSize: 16, probeImages: 32, trainImages: null },
+  full: { preset: 'cifar-resnet18', batchSize: 256, probeImages: 256 * 12, trainImages: 50000, testImages: 10000 },
+  tiny: { preset: 'cifar-small', batchSize: 16, probeImages: 32, trainImages: null, testImages: null },
 };
 const AUTOATTACK = {
   full: { images: 100, budget: 'published' },
@@ -298,9 +298,10 @@ async function trainStage(ctx, seconds) {
   const started = Date.now();
   const s = ctx.tiny ? TRAIN.tiny : TRAIN.full;
   if (!ctx.data) throw new StageError('no training data: --data DIR (an image folder with train/ and test/; scripts/gpu-bundle packs one)');
-  // Every epoch is evaluated on the whole test set: an image folder is ordered by class, so its first N are one class.
+  // Every epoch is evaluated on the whole test set (train's per-epoch default is the first 2,000 test images, and
+  // an image folder is ordered by class: its first 2,000 are two classes).
   const common = ['--preset', s.preset, '--data', ctx.data, '--batch-size', String(s.batchSize),
-    '--device', ctx.device, '--json', '--overwrite'];
+    ...(s.testImages ? ['--eval-limit', String(s.testImages)] : []), '--device', ctx.device, '--json', '--overwrite'];
   // A short probe of two epochs measures this machine's img/s in the second one (the first pays for CUDA's and
   // cuDNN's start-up) and warms the decoded-image cache; then the run takes as many epochs as fit into the time
   // left, less the probe's fixed cost (start-up, data, evaluation).
