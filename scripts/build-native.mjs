@@ -10,7 +10,11 @@ import os from 'node:os';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 const gyp = require.resolve('node-gyp/bin/node-gyp.js');
-const nodedir = process.env.CROSSMAX_NODEDIR ?? (existsSync('/usr/include/node/node.h') ? '/usr' : undefined);
+// Node's own headers, so that node-gyp downloads nothing: the running Node's prefix (an official tarball or nvm
+// install keeps them in <prefix>/include/node), else Debian/NodeSource's /usr.
+const prefix = dirname(dirname(process.execPath));
+const nodedir = process.env.CROSSMAX_NODEDIR
+  ?? [prefix, '/usr'].find((dir) => existsSync(join(dir, 'include', 'node', 'node_api.h')));
 const args = [gyp, 'rebuild', `--jobs=${os.availableParallelism()}`];
 if (nodedir) args.push(`--nodedir=${nodedir}`);
 const result = spawnSync(process.execPath, args, { cwd: join(root, 'native'), stdio: 'inherit' });

@@ -14,7 +14,8 @@ import { augmentImages, type AugmentOptions } from './augment.js';
 import { asTerm, type Objective, type ObjectiveTerm } from './objectives.js';
 import type { ImageParametrisation } from './parametrisation.js';
 
-export type OptimizerSpec =
+/** The generation loop's optimiser: a kind with DAS's defaults, or a factory of any optimiser. */
+export type GenerationOptimizerSpec =
   | { kind: 'sgd'; lr?: number; momentum?: number }
   | { kind: 'adam'; lr?: number; betas?: [number, number] }
   | ((parameters: Tensor[]) => Optimizer);
@@ -65,7 +66,7 @@ export interface GenerateOptions {
   /** Default 100 (DAS). */
   steps?: number;
   /** Default { kind: 'sgd', lr: 0.4 } (DAS's step; see the file header). A function gets the parameters. */
-  optimizer?: OptimizerSpec;
+  optimizer?: GenerationOptimizerSpec;
   /** Augmentations per step (see AugmentOptions; DAS's defaults), or false to score the images as they are. */
   augment?: AugmentOptions | false;
   /** Copies scored per forward/backward pass; only bounds memory. Default 32 (DAS's batch_size). */
@@ -172,7 +173,7 @@ export function generate(options: GenerateOptions): GenerateResult {
   return result;
 }
 
-function generationOptimizer(spec: OptimizerSpec, parameters: Tensor[]): Optimizer {
+function generationOptimizer(spec: GenerationOptimizerSpec, parameters: Tensor[]): Optimizer {
   if (typeof spec === 'function') return spec(parameters);
   if (spec.kind === 'sgd') return makeOptimizer(parameters, { kind: 'sgd', lr: spec.lr ?? DAS_CLIP_DEFAULTS.lr, momentum: spec.momentum });
   if (spec.kind === 'adam') return makeOptimizer(parameters, { kind: 'adam', lr: spec.lr, betas: spec.betas });

@@ -1,7 +1,7 @@
 // The Module tree (torch.nn.Module). Parameters, buffers and sub-modules are registered under names, so the
 // dotted path of every tensor ("layer1.0.conv1.weight") is its key in the state dict, exactly as in PyTorch:
 // a torchvision checkpoint loads by name into the matching crossmax model.
-import { aten, isFloatingPoint, keep, noGrad, Tensor, type Device, type DType } from '../tensor/index.js';
+import { aten, isFloatingPoint, keep, noGrad, Tensor, type Device, type DType, type ZeroGradOptions } from '../tensor/index.js';
 
 // Replaces a tensor's data while keeping the tensor itself (PyTorch's `param.data = ...`), so references held
 // elsewhere (an optimizer's parameter list) stay valid when a module moves to another device or dtype.
@@ -27,10 +27,7 @@ export interface LoadStateDictResult {
   unexpectedKeys: string[];
 }
 
-export interface ZeroGradOptions {
-  /** Drop the gradients (true, PyTorch 2's default) or fill them with zeros (false). Default true. */
-  setToNone?: boolean;
-}
+export type { ZeroGradOptions };
 
 export type StateDict = Map<string, Tensor>;
 

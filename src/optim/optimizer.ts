@@ -2,7 +2,7 @@
 // lazily created per-parameter state, zeroGrad, and state dicts that let a trainer resume bit for bit.
 import { Tensor, type Device } from '../tensor/tensor.js';
 import { keep, tidy, disposeAll } from '../tensor/scope.js';
-import { noGrad } from '../tensor/autograd.js';
+import { noGrad, type ZeroGradOptions } from '../tensor/autograd.js';
 
 /** Options every optimiser has. */
 export interface BaseOptions {
@@ -45,15 +45,7 @@ export interface OptimizerStateJson {
   state: { [paramIndex: string]: { [name: string]: number } };
 }
 
-export interface ZeroGradOptions {
-  /**
-   * Drop the gradients (PyTorch 2.x's default) rather than fill them with zeros (PyTorch 1.13's default).
-   * Default true: it frees memory, the next backward writes instead of adds, and a parameter that then
-   * gets no gradient is skipped by step() rather than updated with a zero gradient (which still moves it
-   * under momentum or weight decay).
-   */
-  setToNone?: boolean;
-}
+export type { ZeroGradOptions };
 
 const STATE_TENSOR_NAME = /^state\.(\d+)\.([A-Za-z0-9_]+)$/;
 

@@ -71,3 +71,14 @@ export function backward(outputs: Tensor[], options: GradOptions & { inputs?: Te
   native.backward(outputs.map((t) => t.handle), seeds, options.retainGraph ?? false, options.createGraph ?? false,
     options.inputs?.map((t) => t.handle));
 }
+
+/** How zeroGrad clears gradients (Module.zeroGrad and Optimizer.zeroGrad). */
+export interface ZeroGradOptions {
+  /**
+   * Drop the gradients (PyTorch 2.x's default) rather than fill them with zeros (PyTorch 1.13's default).
+   * Default true: it frees memory, the next backward writes instead of adds, and a parameter that then
+   * gets no gradient is skipped by an optimiser's step() rather than updated with a zero gradient (which still
+   * moves it under momentum or weight decay).
+   */
+  setToNone?: boolean;
+}

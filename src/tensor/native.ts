@@ -92,12 +92,15 @@ function loadAddon(): NativeAddon {
   const candidates = [
     process.env.CROSSMAX_NATIVE,
     join(packageRoot, 'native', 'build', 'Release', 'crossmax_native.node'),
+    // node-gyp-build's layout, for a release that ships prebuilt addons (scripts/install.mjs copies one that loads)
+    join(packageRoot, 'native', 'prebuilds', `${process.platform}-${process.arch}`, 'crossmax_native.node'),
   ].filter((p): p is string => Boolean(p));
   const found = candidates.find((p) => existsSync(p));
   if (!found) {
     throw new Error(
       `crossmax: the native addon is not built (looked in ${candidates.join(', ')}). ` +
-        'Run `bash scripts/setup.sh` (installs libtorch if missing and builds it) or `npm run build:native`.',
+        'In a checkout run `bash scripts/setup.sh` (installs libtorch if missing and builds it); where crossmax was ' +
+        'installed with npm, install libtorch (PyTorch, Debian\'s libtorch-dev, or LIBTORCH=/path) and `npm rebuild crossmax`.',
     );
   }
   const require = createRequire(import.meta.url);
