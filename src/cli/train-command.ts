@@ -11,7 +11,7 @@ import { adaptPretrainedStem } from '../nn/resnet-surgery.js';
 import { train, evaluate, type TrainOptions, type MetricRecord, type EvaluationResult } from '../train/index.js';
 import { writeTrainingReport, type HtmlReport } from '../report/index.js';
 import type { ImageClassificationDataset } from '../data/index.js';
-import { getNumThreads } from '../tensor/index.js';
+import { getNumThreads, manualSeed } from '../tensor/index.js';
 import { DATA_HELP, loadData } from './datasets.js';
 import {
   DEVICE_HELP, UsageError, choiceFlag, deviceFlag, listFlag, numberFlag, parseCommandArgs, stringFlag, threadsFlag, type ParsedArgs,
@@ -148,6 +148,10 @@ export async function runTraining(values: ParsedArgs['values'], defaults: Traini
     ? (fullTrain as ImageClassificationDataset & { subset(i: number[]): ImageClassificationDataset }).subset([...Array(trainLimit).keys()])
     : fullTrain;
 
+  // The initial weights (backbone, heads, a --pretrained run's fresh stem and fc) are drawn from libtorch's
+  // default generator, which libtorch seeds from the OS at start-up: seed it first (torch.manual_seed before
+  // building the model, so the backbone is torchvision's for this seed). The trainer seeds it again for training.
+  manualSeed(seed);
   let model: SelfEnsemble;
   const initModel = stringFlag(values, 'init-model');
   if (initModel) {

@@ -23,7 +23,9 @@
 // set aside (a fixed eval seed, then the training stream restored), so evaluating does not change training. A
 // checkpoint holds everything else that moves (see checkpoint.ts); resuming from one gives the same final weights
 // and metrics as an uninterrupted run, bit for bit, on the CPU. On CUDA the prior's noise comes from the CUDA
-// generator, whose state crossmax cannot save yet, and CUDA kernels are not bit-deterministic anyway.
+// generator, whose state crossmax cannot save yet, and CUDA kernels are not bit-deterministic anyway. The model
+// comes from the caller: seed before building it (manualSeed(seed), as `crossmax train` does), since libtorch
+// seeds its default generator from the OS in every process and initial weights drawn before differ run to run.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
