@@ -22,7 +22,8 @@ const LAYERS = [
   ['robustness'],
   ['generate'],
   ['report'],
-  ['cli'],
+  // the package's entry point (src/index.ts) re-exports the library's areas; the CLI is beside it
+  ['cli', 'index.ts'],
 ];
 
 // Known violations to be reworked: reported, but not failures. None today.
