@@ -1,10 +1,11 @@
 // crossmax as an npm package, tried as a new user would: `npm pack` here, `npm install` of the tarball into an
 // empty project (its install hook builds the native addon against this machine's libtorch), then the package
-// import, a subpath import, TypeScript's view of the types through the exports map, and `npx crossmax info`.
+// import, a subpath import, TypeScript's view of the types through the exports map, `npx crossmax info`, and the
+// three scripts of examples/ run against the installed package.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -73,6 +74,20 @@ test('npm install of the tarball in an empty project: the addon is built on inst
     const info = JSON.parse(run('npx', ['--no-install', 'crossmax', 'info', '--json', '--no-benchmark'], project)) as { torchVersion: string; devices: string[] };
     assert.match(info.torchVersion, /^\d+\.\d+/);
     assert.ok(info.devices.includes('cpu'));
+
+    // examples/, run against the installed package (they import 'crossmax' as a user's script would).
+    const cifar = join(root, '..', 'shared', 'datasets', 'cifar-10-batches-bin');
+    if (existsSync(cifar)) {
+      for (const name of ['train-tiny.mjs', 'robust-eval.mjs', 'generate-classes.mjs']) copyFileSync(join(root, 'examples', name), join(project, name));
+      const trained = JSON.parse(run('node', ['train-tiny.mjs', cifar, 'run'], project)) as { model: string; testImages: number };
+      assert.equal(trained.testImages, 64);
+      const robust = JSON.parse(run('node', ['robust-eval.mjs', trained.model, cifar], project)) as { images: number; robust: Record<string, number> };
+      assert.equal(robust.images, 8);
+      assert.ok(robust.robust['all-R']! >= 0 && robust.robust['all-R']! <= 1);
+      const generated = JSON.parse(run('node', ['generate-classes.mjs', trained.model, 'classes.png'], project)) as { classes: number };
+      assert.equal(generated.classes, 10);
+      assert.ok(statSync(join(project, 'classes.png')).size > 1000, 'a PNG grid');
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
