@@ -219,7 +219,6 @@ async function trainAndMeasure(steps: number, yieldEvery: number) {
   }
   await settle();
   const afterWarmUp = rssMB();
-  const started = performance.now();
   let loss = NaN;
   // Counted across each synchronous step: the GC fallback (which runs between turns) cannot hide a leak there.
   let leakedPerStep = 0;
@@ -229,12 +228,11 @@ async function trainAndMeasure(steps: number, yieldEvery: number) {
     leakedPerStep += liveTensorCount() - live;
     if (i % yieldEvery === 0) await nextTurn();
   }
-  const seconds = (performance.now() - started) / 1000;
   await settle();
   const growthMB = rssMB() - afterWarmUp;
   const liveAtEnd = liveTensorCount() - startCount;
   disposeAll(parameters);
-  return { loss, seconds, growthMB, leakedPerStep, liveAtEnd, parameterCount, liveAfterDispose: liveTensorCount() - startCount };
+  return { loss, growthMB, leakedPerStep, liveAtEnd, parameterCount, liveAfterDispose: liveTensorCount() - startCount };
 }
 
 test('a conv net trained for 3000 SGD steps leaks neither tensors nor memory', async () => {
@@ -245,7 +243,7 @@ test('a conv net trained for 3000 SGD steps leaks neither tensors nor memory', a
   assert.equal(r.liveAtEnd, r.parameterCount, 'only the parameters remain');
   assert.equal(r.liveAfterDispose, 0);
   assert.ok(r.growthMB < 4, `RSS grew ${r.growthMB.toFixed(1)} MB over 3000 steps`);
-  assert.ok(r.seconds < 30, `3000 steps took ${r.seconds.toFixed(1)} s`);
+  // No wall-clock bound: on a loaded machine it failed without a leak; the tensor count and RSS are what a leak moves.
 });
 
 test('the same training loop run synchronously (no event-loop turn for 2000 steps) keeps RSS flat', async () => {

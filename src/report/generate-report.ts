@@ -22,9 +22,15 @@ export function writeGenerateReport(dir: string, run: GeneratedImages, facts: Re
     report.heading('Do other models see the class?');
     report.paragraph('Share of forward passes in which each model gives a generated image its intended class (the generating model first; the others were trained independently and never used in generation).');
     report.table({
-      columns: [{ key: 'judge' }, { key: 'agreement', percent: true, best: 'max' }, { key: 'allPasses', label: 'every pass', percent: true },
-        ...run.targets.map((c) => ({ key: `c:${c}`, label: c, percent: true }))],
-      rows: judgements.map((j) => ({ judge: j.judge, agreement: j.agreement, allPasses: j.allPasses, ...Object.fromEntries(Object.entries(j.perClass).map(([c, v]) => [`c:${c}`, v])) })),
+      columns: [{ key: 'judge' }, { key: 'agreement', percent: true, best: 'max' }, { key: 'allPasses', label: 'every pass', percent: true }],
+      rows: judgements.map((j) => ({ judge: j.judge, agreement: j.agreement, allPasses: j.allPasses })),
+    });
+    // One row per target and one column per judge: targets are many (100 classes, long prompts) and judges few, so
+    // targets as columns made the table wider than the page.
+    report.table({
+      caption: 'Per intended class',
+      columns: [{ key: 'target', label: 'class' }, ...judgements.map((j, k) => ({ key: `j${k}`, label: j.judge, percent: true }))],
+      rows: run.targets.map((c) => ({ target: c, ...Object.fromEntries(judgements.map((j, k) => [`j${k}`, j.perClass[c]])) })),
     });
   }
   tidy(() => report.gallery(run.targetOfImage.map((t, i) => ({ image: run.images.select(0, i), caption: `${run.targets[t]} (score ${run.finalScores[i]!.toFixed(3)})` })), {

@@ -1,6 +1,7 @@
 // A one-page HTML report: sections are added in reading order, and save() writes the page with its own
 // stylesheet (the machines it is read on may be offline: nothing is fetched) plus the PNGs of any images given
 // as tensors. Every string from the caller is escaped; there is no way to add raw markup.
+import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Tensor } from '../tensor/index.js';
@@ -15,7 +16,10 @@ export interface HtmlReportOptions {
   subtitle?: string;
   /** Shown in the footer when given; left out by default so equal reports are equal files. */
   generatedAt?: Date;
-  /** Folder, next to the page, for PNGs of images given as tensors. Default 'assets'. */
+  /**
+   * Folder, next to the page, for PNGs of images given as tensors. Default 'assets'. Several reports may share
+   * it: each PNG is named by its content, so one report never replaces another's images.
+   */
   assetDirectory?: string;
 }
 
@@ -236,7 +240,10 @@ ${this.sections.join('\n')}
     if (typeof source === 'string') return source;
     if (source instanceof Uint8Array && !isPng(source)) throw new TypeError('image bytes are not a PNG file');
     const bytes = source instanceof Uint8Array ? source : encodePng(source, { scale });
-    const name = `${this.assetDirectory}/image-${String(this.assets.size + 1).padStart(4, '0')}.png`;
+    // Named by content, not by position: `crossmax demo` writes index.html, robust.html and generate.html into one
+    // folder, and numbered names (image-0001.png) made the last report written replace the others' pictures.
+    // Equal images share one file, whose bytes are the same whichever report writes it.
+    const name = `${this.assetDirectory}/${createHash('sha256').update(bytes).digest('hex').slice(0, 20)}.png`;
     this.assets.set(name, bytes);
     return name;
   }

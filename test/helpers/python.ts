@@ -10,17 +10,41 @@ export const PYTHON_DIR = fileURLToPath(new URL('../../../python', import.meta.u
 
 const missing = new Map<string, string | null>();
 
+export interface PythonMissingOptions {
+  /** The interpreter asked. Default PYTHON. */
+  python?: string;
+  /** Where CI is read from. Default process.env. */
+  env?: NodeJS.ProcessEnv;
+}
+
 /**
- * Why PYTHON cannot import `modules` (a Python import list, e.g. 'torch, torchvision'), for `t.skip`; null when it
- * can. Asked once per module list and process.
+ * Whether a missing reference fails the tests instead of skipping them: in CI (CI set, and not 'false' or '0'),
+ * where `scripts/test` installs python3-torch, a skipped parity test would hide that nothing was compared.
  */
-export function pythonMissing(modules = 'torch'): string | null {
-  if (!missing.has(modules)) {
-    const probe = spawnSync(PYTHON, ['-c', `import ${modules}`], { encoding: 'utf8' });
+export function referenceRequired(env: NodeJS.ProcessEnv = process.env): boolean {
+  const ci = env.CI?.trim().toLowerCase();
+  return ci !== undefined && ci !== '' && ci !== 'false' && ci !== '0';
+}
+
+/**
+ * Why the interpreter cannot import `modules` (a Python import list, e.g. 'torch, torchvision'), for `t.skip`;
+ * null when it can. In CI (referenceRequired) it throws instead, so the parity tests fail rather than skip.
+ * Asked once per interpreter, module list and process.
+ */
+export function pythonMissing(modules = 'torch', options: PythonMissingOptions = {}): string | null {
+  const python = options.python ?? PYTHON;
+  const key = `${python}\0${modules}`;
+  if (!missing.has(key)) {
+    const probe = spawnSync(python, ['-c', `import ${modules}`], { encoding: 'utf8' });
     const why = (probe.error?.message ?? probe.stderr ?? '').trim().split('\n').pop();
-    missing.set(modules, probe.status === 0 ? null : `${PYTHON} cannot import ${modules}: ${why}`);
+    missing.set(key, probe.status === 0 ? null : `${python} cannot import ${modules}: ${why}`);
   }
-  return missing.get(modules)!;
+  const reason = missing.get(key)!;
+  if (reason !== null && referenceRequired(options.env ?? process.env)) {
+    throw new Error(`the PyTorch reference is required in CI (CI=${(options.env ?? process.env).CI}), but ${reason}. ` +
+      'Install it with `bash scripts/setup.sh --tests` (Debian\'s python3-torch and python3-torchvision), or unset CI to skip these tests.');
+  }
+  return reason;
 }
 
 export interface RunPythonOptions {
