@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { interpretabilityGallery, type InterpretabilityGallery } from '../generate/index.js';
 import { loadModelFile, modelLabel } from './model-files.js';
 import { HtmlReport, autoAmplification, perturbationToImage, saveImageGrid, type GalleryItem } from '../report/index.js';
-import { writeJsonAtomic } from '../report/json.js';
+import { writeJsonAtomic } from '../util/json.js';
 import { ProgressBar } from '../util/progress.js';
 import { cat, full, setNumThreads, stack, tidy, type Device, type Tensor } from '../tensor/index.js';
 import { UsageError, choiceFlag, deviceFlag, listFlag, numberFlag, parseCommandArgs, stringFlag } from './args.js';

@@ -10,7 +10,7 @@ import {
 import type { SelfEnsemble } from '../ensemble/index.js';
 import { loadClip, loadTorchvisionResNet, type ClipModel } from '../models/index.js';
 import type { ResNet } from '../nn/resnet.js';
-import { writeJsonAtomic } from '../report/json.js';
+import { writeJsonAtomic } from '../util/json.js';
 import { writeGenerateReport, writeGeneratedImages } from '../report/generate-report.js';
 import type { Device } from '../tensor/index.js';
 import { loadModelFile, modelLabel } from './model-files.js';

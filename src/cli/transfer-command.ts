@@ -10,7 +10,7 @@ import { MeanLogits } from '../ensemble/aggregators.js';
 import type { SelfEnsemble } from '../ensemble/index.js';
 import { loadModelFile, modelLabel } from './model-files.js';
 import { HtmlReport, autoAmplification, perturbationToImage, savePng, type GalleryItem } from '../report/index.js';
-import { writeJsonAtomic } from '../report/json.js';
+import { writeJsonAtomic } from '../util/json.js';
 import { ProgressBar } from '../util/progress.js';
 import { setNumThreads, tidy, type Device, type Tensor } from '../tensor/index.js';
 import { UsageError, choiceFlag, deviceFlag, listFlag, numberFlag, parseCommandArgs, stringFlag } from './args.js';

@@ -6,7 +6,7 @@ import type { GeneratedImages, Judgement } from '../generate/index.js';
 import { tidy } from '../tensor/index.js';
 import { HtmlReport } from './html.js';
 import { saveImageGrid } from './image-grid.js';
-import { writeJsonAtomic } from './json.js';
+import { writeJsonAtomic } from '../util/json.js';
 import { savePng } from './png.js';
 
 /** Writes generate.png and generate.html into `dir`; returns the HTML file. */

@@ -8,7 +8,8 @@ export * from './png.js';
 export * from './image-grid.js';
 export * from './chart.js';
 export * from './html.js';
-export * from './json.js';
+// Results as JSON other tools read (written atomically) and the JSON Lines log: util/json.ts, below every layer.
+export * from '../util/json.js';
 export { escapeXml } from './escape.js';
 export * from './training-report.js';
 export * from './robust-report.js';

@@ -10,7 +10,7 @@ import type { AccuracyByDefinition, AccuracyDefinition } from '../robustness/def
 import type { RobustnessEvaluation, RobustnessResults } from '../robustness/evaluation.js';
 import type { ChartSeries } from './chart.js';
 import { HtmlReport, type GalleryItem } from './html.js';
-import { writeJsonAtomic } from './json.js';
+import { writeJsonAtomic } from '../util/json.js';
 import { autoAmplification, perturbationToImage } from './png.js';
 
 export interface RobustReportOptions {

@@ -6,7 +6,7 @@ import type { ImageClassificationDataset } from '../data/index.js';
 import type { EvaluationResult, MetricRecord } from '../train/index.js';
 import { saveChart, type LineChartSpec } from './chart.js';
 import { HtmlReport } from './html.js';
-import { writeJsonAtomic } from './json.js';
+import { writeJsonAtomic } from '../util/json.js';
 
 export interface TrainingReportInput {
   title: string;

@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:f
 import { join } from 'node:path';
 import { type Device, type Tensor } from '../tensor/index.js';
 import { loadSafetensors, saveSafetensors } from '../serialize/safetensors.js';
-import { writeFileAtomic } from '../util/atomic-write.js';
+import { writeJsonAtomic } from '../util/json.js';
 import type { AttackDescription } from '../attacks/registry.js';
 
 const MANIFEST = 'manifest.json';
@@ -70,7 +70,7 @@ export class EvaluationCheckpoint {
       throw new Error(`${dir} exists and is not an evaluation checkpoint (no ${MANIFEST}): choose another --report folder`);
     }
     mkdirSync(dir, { recursive: true });
-    if (!existsSync(manifestPath)) writeFileAtomic(manifestPath, `${JSON.stringify({ format: FORMAT, identity }, null, 2)}\n`);
+    if (!existsSync(manifestPath)) writeJsonAtomic(manifestPath, { format: FORMAT, identity });
     return new EvaluationCheckpoint(dir, identity);
   }
 

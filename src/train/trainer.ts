@@ -40,9 +40,8 @@ import type { JsonValue } from '../optim/optimizer.js';
 import type { LRSchedule } from '../optim/schedules.js';
 import { saveSafetensors } from '../serialize/safetensors.js';
 import { defaultGeneratorState, disposeAll, Generator, manualSeed, setDefaultGeneratorState, type Tensor, tidy, zeros } from '../tensor/index.js';
-import { writeFileAtomic } from '../util/atomic-write.js';
 import { checkNonNegativeInteger, checkPositiveInteger } from '../util/checks.js';
-import { JsonLinesWriter } from '../util/json.js';
+import { JsonLinesWriter, writeJsonAtomic } from '../util/json.js';
 import { ProgressBar, type ProgressOptions } from '../util/progress.js';
 import {
   adversarialBatch, resolveAdversarialOptions, type AdversarialTrainingOptions, type ResolvedAdversarialOptions,
@@ -747,7 +746,7 @@ class TrainingRun {
       metricsFile: this.metricsPath,
       options: this.fingerprint,
     };
-    writeFileAtomic(join(this.o.outDir, SUMMARY_FILE), JSON.stringify(summary, null, 2) + '\n');
+    writeJsonAtomic(join(this.o.outDir, SUMMARY_FILE), summary);
     return { metrics: this.metrics, summary, modelPath, checkpointPath: this.checkpointPath };
   }
 }

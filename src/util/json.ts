@@ -1,5 +1,5 @@
 // JSON text that other tools can read (typed arrays, bigints and non-finite numbers handled, keys optionally
-// sorted) and an append-only log in JSON Lines (training metrics): written one whole line per write() call, so a
+// sorted), result files replaced atomically (a reader never sees half of one), and an append-only log in JSON Lines (training metrics): written one whole line per write() call, so a
 // killed process loses at most the line being written, and the reader skips such a cut-off last line.
 import { writeFileAtomic } from './atomic-write.js';
 import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, writeSync, fsyncSync } from 'node:fs';
@@ -24,6 +24,11 @@ export interface JsonOptions {
 export function toJson(value: unknown, options: JsonOptions = {}): string {
   const normalized = normalize(value, '$', options, new Set());
   return JSON.stringify(normalized, null, options.indent ?? 2) ?? 'null';
+}
+
+/** Writes `value` as JSON (with a final newline) to `path`, atomically: the old file or the new, never half. */
+export function writeJsonAtomic(path: string, value: unknown, options: JsonOptions = {}): void {
+  writeFileAtomic(path, toJson(value, options) + '\n');
 }
 
 function normalize(value: unknown, where: string, options: JsonOptions, ancestors: Set<object>): unknown {
