@@ -23,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const { ownLibtorch } = createRequire(import.meta.url)('./libtorch-paths.cjs');
 const CIFAR10_CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];
 const STAGES = ['environment', 'build', 'tests', 'parity', 'train', 'eval', 'autoattack'];
 
@@ -195,12 +196,9 @@ async function environmentStage(ctx, seconds) {
     'import json, os, torch',
     'd = os.path.dirname(torch.__file__)',
     'cuda = torch.cuda.is_available()',
-    'lib = os.path.realpath(os.path.join(d, "lib", "libtorch_cpu.so"))',
     'print(json.dumps({"torch": torch.__version__, "cuda": torch.version.cuda, "cudaAvailable": cuda,',
     '  "gpu": torch.cuda.get_device_name(0) if cuda else None, "gpus": torch.cuda.device_count() if cuda else 0,',
-    // Debian's python3-torch links the system libtorch (/usr/lib/...), which the addon uses by default anyway.
-    '  "torchDir": d, "hasLibtorch": os.path.isdir(os.path.join(d, "include", "torch")) and os.path.exists(lib)',
-    '  and not lib.startswith("/usr/lib/"), "cxx11Abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI)}))',
+    '  "torchDir": d, "cxx11Abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI)}))',
   ].join('\n');
   const candidates = [ctx.python, process.env.CROSSMAX_PYTHON, 'python3', '/usr/bin/python3'].filter(Boolean);
   const tried = [];
@@ -211,6 +209,7 @@ async function environmentStage(ctx, seconds) {
     if (r.timedOut) throw new StageError(`${python} -c 'import torch' did not answer within the stage's ${seconds.toFixed(0)} s`, { timedOut: true });
     if (r.code === 0) {
       const torch = parseJsonOutput('python', r.stdout);
+      torch.hasLibtorch = ownLibtorch(torch.torchDir);
       ctx.python = python;
       ctx.torch = torch;
       if (ctx.device.startsWith('cuda') && !torch.cudaAvailable) {

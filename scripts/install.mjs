@@ -4,13 +4,15 @@
 // libtorch, first found: $LIBTORCH; a pip/conda PyTorch (`python3 -c "import torch"`: its include/ and lib/, how a
 // CUDA build is used); Debian's libtorch-dev (/usr/include/torch). A checkout builds through scripts/setup.sh.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, realpathSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const addon = join(root, 'native', 'build', 'Release', 'crossmax_native.node');
 const say = (text) => console.log(`crossmax: ${text}`);
+const { ownLibtorch } = createRequire(import.meta.url)('./libtorch-paths.cjs');
 
 /** The addon loads in a fresh process (its libtorch found and ABI-compatible). */
 function loads(file) {
@@ -24,8 +26,7 @@ function pythonTorch() {
     const r = spawnSync(python, ['-c', 'import os, torch; print(os.path.dirname(torch.__file__))'], { encoding: 'utf8' });
     if (r.status !== 0) continue;
     const dir = r.stdout.trim();
-    const lib = join(dir, 'lib', 'libtorch_cpu.so');
-    if (existsSync(join(dir, 'include', 'torch')) && existsSync(lib) && !realpathSync(lib).startsWith('/usr/lib/')) return dir;
+    if (ownLibtorch(dir)) return dir;
   }
   return null;
 }

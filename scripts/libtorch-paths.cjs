@@ -2,6 +2,8 @@
 // Default: Debian's libtorch-dev (/usr). With LIBTORCH=/path/to/libtorch (a directory holding include/ and lib/,
 // e.g. `python3 -c "import torch,os;print(os.path.dirname(torch.__file__))"`), that libtorch is used instead,
 // linked with an rpath so no LD_LIBRARY_PATH is needed; its CUDA libraries are linked when present.
+// Also a module: ownLibtorch(torchDir) tells whether a PyTorch installation carries a libtorch of its own to build
+// against (scripts/install.mjs and scripts/gpu-check.mjs ask it of the python3's torch they find).
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -60,31 +62,45 @@ function torchMajorVersion(includeDirs) {
   throw new Error(`no torch/version.h under ${includeDirs.join(', ')}: is libtorch installed (see scripts/setup.sh)?`);
 }
 
-const p = root ? customPaths() : debianPaths();
-const libs = ['-ltorch', '-ltorch_cpu', '-lc10'];
-if (p.cuda) libs.push('-ltorch_cuda', '-lc10_cuda');
+/**
+ * Whether the PyTorch package at `torchDir` (os.path.dirname(torch.__file__)) carries its own libtorch to build
+ * against: headers and libtorch_cpu.so, not links into the system's (Debian's python3-torch links /usr/lib's, which
+ * the default build uses anyway).
+ */
+function ownLibtorch(torchDir) {
+  const lib = path.join(torchDir, 'lib', 'libtorch_cpu.so');
+  return fs.existsSync(path.join(torchDir, 'include', 'torch')) && fs.existsSync(lib) && !fs.realpathSync(lib).startsWith('/usr/lib/');
+}
 
-switch (what) {
-  case 'include':
-    console.log(p.include.join(' '));
-    break;
-  case 'libs':
-    console.log((p.libDir ? [`-L${p.libDir}`] : []).concat(libs).join(' '));
-    break;
-  case 'ldflags':
-    // --no-as-needed keeps libtorch_cuda loaded although no symbol of it is referenced: it registers the CUDA kernels.
-    console.log(['-Wl,--no-as-needed'].concat(p.libDir ? [`-Wl,-rpath,${p.libDir}`] : []).join(' '));
-    break;
-  case 'defines':
-    console.log([p.abi !== null ? `_GLIBCXX_USE_CXX11_ABI=${p.abi}` : '', p.cuda ? 'CROSSMAX_WITH_CUDA=1' : '']
-      .filter(Boolean).join(' '));
-    break;
-  case 'cxxflags':
-    console.log(torchMajorVersion(p.include) >= 2 ? '-std=c++20' : '-std=c++17');
-    break;
-  case 'major':
-    console.log(torchMajorVersion(p.include));
-    break;
-  default:
-    throw new Error(`usage: libtorch-paths.cjs include|libs|ldflags|defines|cxxflags|major`);
+module.exports = { ownLibtorch };
+
+if (require.main === module) {
+  const p = root ? customPaths() : debianPaths();
+  const libs = ['-ltorch', '-ltorch_cpu', '-lc10'];
+  if (p.cuda) libs.push('-ltorch_cuda', '-lc10_cuda');
+
+  switch (what) {
+    case 'include':
+      console.log(p.include.join(' '));
+      break;
+    case 'libs':
+      console.log((p.libDir ? [`-L${p.libDir}`] : []).concat(libs).join(' '));
+      break;
+    case 'ldflags':
+      // --no-as-needed keeps libtorch_cuda loaded although no symbol of it is referenced: it registers the CUDA kernels.
+      console.log(['-Wl,--no-as-needed'].concat(p.libDir ? [`-Wl,-rpath,${p.libDir}`] : []).join(' '));
+      break;
+    case 'defines':
+      console.log([p.abi !== null ? `_GLIBCXX_USE_CXX11_ABI=${p.abi}` : '', p.cuda ? 'CROSSMAX_WITH_CUDA=1' : '']
+        .filter(Boolean).join(' '));
+      break;
+    case 'cxxflags':
+      console.log(torchMajorVersion(p.include) >= 2 ? '-std=c++20' : '-std=c++17');
+      break;
+    case 'major':
+      console.log(torchMajorVersion(p.include));
+      break;
+    default:
+      throw new Error(`usage: libtorch-paths.cjs include|libs|ldflags|defines|cxxflags|major`);
+  }
 }
