@@ -3,9 +3,9 @@ import { join } from 'node:path';
 import { aggregatorFromSpec, loadModel, type AggregatorName } from '../ensemble/index.js';
 import { evaluate } from '../train/index.js';
 import { writeTrainingReport } from '../report/index.js';
-import { setNumThreads, type Device } from '../tensor/index.js';
+import { type Device } from '../tensor/index.js';
 import { DATA_HELP, loadData } from './datasets.js';
-import { UsageError, deviceFlag, numberFlag, parseCommandArgs, stringFlag } from './args.js';
+import { UsageError, deviceFlag, numberFlag, parseCommandArgs, stringFlag, threadsFlag } from './args.js';
 import { formatEvaluation } from './train-command.js';
 import { ROBUST_HELP, ROBUST_OPTIONS, robustEvalCommand } from './robust-command.js';
 
@@ -42,8 +42,7 @@ export async function evalCommand(args: string[]): Promise<number> {
   });
   const modelPath = stringFlag(values, 'model');
   if (!modelPath) throw new UsageError('--model FILE is required');
-  const threads = numberFlag(values, 'threads', { integer: true, min: 1 });
-  if (threads !== undefined) setNumThreads(threads);
+  threadsFlag(values);
   const model = loadModel(modelPath, { device: deviceFlag(values) });
   try {
     const testSet = await loadData(stringFlag(values, 'data') ?? 'cifar10', 'test');

@@ -9,8 +9,8 @@ import { loadModelFile, modelLabel } from './model-files.js';
 import { HtmlReport, autoAmplification, perturbationToImage, saveImageGrid, type GalleryItem } from '../report/index.js';
 import { writeJsonAtomic } from '../util/json.js';
 import { ProgressBar } from '../util/progress.js';
-import { cat, full, setNumThreads, stack, tidy, type Device, type Tensor } from '../tensor/index.js';
-import { UsageError, choiceFlag, deviceFlag, listFlag, numberFlag, parseCommandArgs, stringFlag } from './args.js';
+import { cat, full, stack, tidy, type Device, type Tensor } from '../tensor/index.js';
+import { UsageError, choiceFlag, deviceFlag, listFlag, numberFlag, parseCommandArgs, stringFlag, threadsFlag } from './args.js';
 import { DATA_HELP, loadData } from './datasets.js';
 
 export const GALLERY_OPTIONS = {
@@ -54,8 +54,7 @@ interface ModelGallery {
 
 export async function galleryCommand(args: string[]): Promise<number> {
   const { values } = parseCommandArgs(args, GALLERY_OPTIONS);
-  const threads = numberFlag(values, 'threads', { integer: true, min: 1 });
-  if (threads !== undefined) setNumThreads(threads);
+  threadsFlag(values);
   const modelPaths = listFlag(values, 'model');
   if (modelPaths.length === 0) throw new UsageError('--model FILE[,FILE...] is required');
   const device = deviceFlag(values);

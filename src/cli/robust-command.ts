@@ -12,9 +12,9 @@ import { AGGREGATOR_NAMES, loadModel, type SelfEnsemble } from '../ensemble/inde
 import { saveImageGrid, writeRobustReport } from '../report/index.js';
 import { saveSafetensors } from '../serialize/safetensors.js';
 import { ProgressBar } from '../util/progress.js';
-import { setNumThreads, tidy, type Device, type Tensor } from '../tensor/index.js';
+import { tidy, type Device, type Tensor } from '../tensor/index.js';
 import { DATA_HELP, loadData } from './datasets.js';
-import { UsageError, choiceFlag, deviceFlag, numberFlag, stringFlag, type ParsedArgs } from './args.js';
+import { UsageError, choiceFlag, deviceFlag, numberFlag, stringFlag, threadsFlag, type ParsedArgs } from './args.js';
 
 export const SUITES = ['worst-case', 'adaptive', 'autoattack-rand', 'autoattack-standard', 'pgd'] as const;
 export type SuiteName = (typeof SUITES)[number];
@@ -95,8 +95,7 @@ export interface RobustRun {
 
 /** Shared by `eval --robust`, `attack` and the demo: loads model and data, runs the attacks, writes the report. */
 export async function runRobustness(values: ParsedArgs['values'], defaults: { suite?: SuiteName; n?: number; budget?: BudgetName; reportDir?: string; model?: SelfEnsemble; masking?: boolean; attack?: string } = {}): Promise<RobustRun> {
-  const threads = numberFlag(values, 'threads', { integer: true, min: 1 });
-  if (threads !== undefined) setNumThreads(threads);
+  threadsFlag(values);
   const device = deviceFlag(values);
   const modelPath = stringFlag(values, 'model');
   if (!defaults.model && !modelPath) throw new UsageError('--model FILE is required');

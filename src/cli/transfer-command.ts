@@ -12,8 +12,8 @@ import { loadModelFile, modelLabel } from './model-files.js';
 import { HtmlReport, autoAmplification, perturbationToImage, savePng, type GalleryItem } from '../report/index.js';
 import { writeJsonAtomic } from '../util/json.js';
 import { ProgressBar } from '../util/progress.js';
-import { setNumThreads, tidy, type Device, type Tensor } from '../tensor/index.js';
-import { UsageError, choiceFlag, deviceFlag, listFlag, numberFlag, parseCommandArgs, stringFlag } from './args.js';
+import { tidy, type Device, type Tensor } from '../tensor/index.js';
+import { UsageError, choiceFlag, deviceFlag, listFlag, numberFlag, parseCommandArgs, stringFlag, threadsFlag } from './args.js';
 import { DATA_HELP, loadData } from './datasets.js';
 
 export const TRANSFER_OPTIONS = {
@@ -50,8 +50,7 @@ them, each image judged over R forward passes (all-R: correct on every pass; als
 
 export async function transferCommand(args: string[]): Promise<number> {
   const { values } = parseCommandArgs(args, TRANSFER_OPTIONS);
-  const threads = numberFlag(values, 'threads', { integer: true, min: 1 });
-  if (threads !== undefined) setNumThreads(threads);
+  threadsFlag(values);
   const sourcePaths = listFlag(values, 'source');
   const targetPaths = listFlag(values, 'target');
   if (sourcePaths.length === 0) throw new UsageError('--source FILE[,FILE...] is required');
