@@ -68,6 +68,7 @@ const AUTOATTACK = {
  */
 function writeFirstTestImages(binaryFile, n, outDir) {
   const { PNG } = createRequire(join(root, 'package.json'))('pngjs');
+  if (!existsSync(binaryFile)) throw new Error(`--binary ${binaryFile}: no such file (the official CIFAR-10 test_batch.bin)`);
   const bytes = readFileSync(binaryFile);
   const record = 1 + 3072;
   if (bytes.length % record !== 0 || bytes.length / record < n) {

@@ -45,6 +45,11 @@ function main() {
     say(`the prebuilt addon does not load here (${problem}); building one`);
   }
   const env = { ...process.env };
+  if (process.env.LIBTORCH && !existsSync(join(process.env.LIBTORCH, 'include', 'torch'))) {
+    say(`LIBTORCH=${process.env.LIBTORCH} has no include/torch, so the native addon was not built: point LIBTORCH at ` +
+      'a libtorch (or a PyTorch package directory), then `npm rebuild crossmax`.');
+    return;
+  }
   let where = process.env.LIBTORCH ? `LIBTORCH=${process.env.LIBTORCH}` : null;
   if (!where) {
     const torch = pythonTorch();
