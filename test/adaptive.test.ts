@@ -227,14 +227,20 @@ test('PerHeadAttack keeps the worst case over heads: only the head the decision 
     const heads = [new Linear(30), new Linear(31), new Linear(32)];
     const model = new LinearEnsemble(heads, new HardAggregator(new Single({ memberIndex: 2 })));
     const { images, labels } = problem(model, 12, 33);
-    const options = { eps: EPS, steps: 20, seed: 3 };
+    // A little more than EPS: at 0.1 one image is within reach of member 2's attack from some random starts only.
+    const eps = 0.12;
+    const options = { eps, steps: 20, seed: 3 };
     const others = new PerHeadAttack(model, { ...options, members: [0, 1] }).run(images, labels);
     const all = new PerHeadAttack(model, options).run(images, labels);
     const last = new PerHeadAttack(model, { ...options, members: [-1] }).run(images, labels);
-    assert.ok(accuracy(others) >= 0.5, `members 0, 1: ${accuracy(others)}`);
+    // Members 0 and 1 attack every image, also those they misclassify themselves (the skipping is decided on the
+    // defended model), so their perturbations transfer to member 2 on some images, but not on most.
+    assert.ok(accuracy(others) >= 0.4, `members 0, 1: ${accuracy(others)}`);
     assert.equal(accuracy(all), 0);
     assert.equal(accuracy(last), 0);
-    for (const r of [others, all, last]) assertInBall(images, r, EPS, 'per-head');
+    // The worst case over heads: every image some member's attack fools stays fooled.
+    others.success.forEach((fooled, i) => assert.ok(!fooled || all.success[i], `image ${i}`));
+    for (const r of [others, all, last]) assertInBall(images, r, eps, 'per-head');
     assert.throws(() => new PerHeadAttack(new Linear(1)), /memberLogits/);
     assert.throws(() => new PerHeadAttack(model, { members: [3] }).run(images, labels), /out of range/);
   });

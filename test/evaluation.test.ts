@@ -122,9 +122,12 @@ test('stochastic model: all-R ≤ mean-over-R, all-R ≤ single evaluation (Auto
     }
     assert.ok(results.worstCase['all-R'] < autoAttack.robustAccuracy, `all-R ${results.worstCase['all-R']} vs AutoAttack ${autoAttack.robustAccuracy}`);
     assertNonIncreasing([results.cleanAccuracy, ...results.attacks.map((a) => a.robustAccuracyAfter)], 'after');
-    // Per image: robust in every evaluation implies robust in each, and the all-R flag is "every pass correct".
+    // Per image: the all-R flag is "every pass correct", the attacks' own final passes included, so it implies
+    // robustness in every evaluation and under single-evaluation.
     results.perImage.robust.forEach((robust, i) => {
-      assert.equal(robust, results.perImage.robustEvaluations[i] === 10);
+      const ownPasses = results.attacks.every((a) => a.success[i] !== true);
+      assert.equal(robust, results.perImage.robustEvaluations[i] === 10 && results.perImage.robustSingleEvaluation[i] === true);
+      assert.equal(results.perImage.robustSingleEvaluation[i], results.perImage.cleanPredicted[i] === results.perImage.labels[i] && ownPasses);
       assert.ok(results.perImage.robustEvaluations[i]! <= results.perImage.worstCorrect[i]!);
     });
     assertAllInBall(evaluation, images, EPS);
@@ -148,8 +151,9 @@ test('the worst case is the per-image minimum over attacks, under every definiti
       const worst = results.perImage.worstAttack[i];
       if (worst === null) assert.equal(results.perImage.cleanCorrect[i], minimum);
       else assert.equal(results.attacks.find((a) => a.name === worst)!.correctReEvaluations[i], minimum);
-      if (minimum === R) allR++;
-      if (results.perImage.cleanPredicted[i] === results.perImage.labels[i] && results.attacks.every((a) => a.success[i] === false)) single++;
+      const robustSingle = results.perImage.cleanPredicted[i] === results.perImage.labels[i] && results.attacks.every((a) => a.success[i] === false);
+      if (minimum === R && robustSingle) allR++;
+      if (robustSingle) single++;
       // The worst adversarial image is that attack's.
       const source = worst === null ? images : evaluation.adversarial.get(worst)!;
       assert.equal(tidy(() => evaluation.worstAdversarial.select(0, i).sub(source.select(0, i)).abs().max().item()), 0);
@@ -160,7 +164,7 @@ test('the worst case is the per-image minimum over attacks, under every definiti
     // Every attack ran on every point (independent), so each has its own accuracy, never below the worst case.
     for (const a of results.attacks) {
       assert.ok(a.robustAccuracy !== null);
-      const own = results.perImage.labels.filter((_, i) => results.perImage.cleanCorrect[i] === R && a.correctReEvaluations[i] === R).length / 40;
+      const own = results.perImage.labels.filter((_, i) => results.perImage.cleanCorrect[i] === R && a.correctReEvaluations[i] === R && a.success[i] === false).length / 40;
       assert.equal(a.robustAccuracy!['all-R'], own, a.name);
       for (const d of DEFINITIONS) assert.ok(a.robustAccuracy![d] >= results.worstCase[d] - 1e-12, `${a.name} ${d}`);
     }

@@ -243,17 +243,42 @@ export abstract class Attack {
    * classifies correctly are attacked. The returned adversarial images belong to the caller's scope.
    */
   run(images: Tensor, labels: Tensor): AttackResult {
+    return this.attackImages(images, labels, null);
+  }
+
+  /**
+   * Attacks the images flagged in `plan.attack` and leaves the others unchanged, without a clean pass of its own:
+   * for an attack that wraps this one (surrogate, transfer, per-member), whose own run already decided on the
+   * defended model which images to attack. Deciding again here would be a second decision on another model (the
+   * surrogate, one member) or another random draw of the same one, and could skip an image the outer run counts
+   * as attacked. `plan.classes` is the number of classes the outer run saw. libtorch's default generator is not
+   * re-seeded: the outer run seeded it, and its draws continue.
+   */
+  runOn(images: Tensor, labels: Tensor, plan: { attack: readonly boolean[]; classes: number }): AttackResult {
+    if (plan.attack.length !== images.shape[0]) throw new RangeError(`runOn: ${plan.attack.length} flags for ${images.shape[0]} images`);
+    checkPositiveInteger('classes', plan.classes);
+    return this.attackImages(images, labels, plan);
+  }
+
+  private attackImages(images: Tensor, labels: Tensor, plan: { attack: readonly boolean[]; classes: number } | null): AttackResult {
     checkAttackInputs(images, labels);
-    manualSeed(this.seed);
+    if (plan === null) manualSeed(this.seed);
     return noGrad(() => {
       const state: { run?: AttackRun; attacked?: boolean[] } = {};
       const adversarial = tidy(() => {
         const x = images.detach();
         const y = labels.detach();
         const n = x.shape[0]!;
-        const logits = this.model.forward(x);
-        const classes = checkLogits(logits, y, n);
-        const robust = n === 0 ? [] : logits.argmax({ dim: 1 }).eq(y).toArray().map(Boolean);
+        let classes: number;
+        let robust: boolean[];
+        if (plan) {
+          classes = plan.classes;
+          robust = [...plan.attack];
+        } else {
+          const logits = this.model.forward(x);
+          classes = checkLogits(logits, y, n);
+          robust = n === 0 ? [] : logits.argmax({ dim: 1 }).eq(y).toArray().map(Boolean);
+        }
         // A copy: the run marks images fooled in its own array as it goes.
         state.attacked = [...robust];
         const run = new AttackRun(this.name, this.seed, classes, robust, this.onProgress, this.recordLoss);

@@ -11,7 +11,7 @@ export { FGSM, type FgsmOptions } from './fgsm.js';
 export { PGD, type PgdOptions } from './pgd.js';
 export { APGD, APGDT, apgdCheckpoints, type ApgdOptions } from './apgd.js';
 export { FAB, FABT, projectionLinf, type FabOptions } from './fab.js';
-export { Square, squareSchedule, type SquareOptions } from './square.js';
+export { Square, squareSchedule, squareWindowSide, type SquareOptions } from './square.js';
 export {
   PerHeadAttack, SurrogateClassifier, SurrogateGradientAttack, isAggregator, isMemberEnsemble, surrogateName,
   type MemberEnsemble, type PerHeadAttackOptions, type Surrogate, type SurrogateBaseAttack, type SurrogateGradientAttackOptions,

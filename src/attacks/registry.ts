@@ -33,6 +33,7 @@ export interface AttackKinds {
   'per-head': PerHeadAttackOptions;
 }
 
+/** A registered attack's name. */
 export type AttackKind = keyof AttackKinds;
 
 /** An entry's options: the attack's own, without the threat model (the runner's) or the progress callback. */
@@ -74,6 +75,7 @@ function stepsAndEot<K extends 'apgd' | 'pgd' | 'surrogate' | 'per-head'>(defaul
 
 const surrogateSteps = (o: { attack?: string }) => (o.attack === 'pgd' ? 10 : 100);
 
+/** Per registered attack: how to build it, scale its budget by a factor, and set its budget. */
 export const ATTACK_REGISTRY: { readonly [K in AttackKind]: Registration<K> } = Object.freeze({
   apgd: { build: (model, options) => new APGD(model, options), ...stepsAndEot<'apgd'>(() => 100) },
   // PGD's default step size shrinks with the steps; a given one is kept when scaling (more steps then travel further).
@@ -152,7 +154,10 @@ export function withEot(entry: AttackEntry, samples: number): AttackEntry {
   return resizeAttackBudget(entry, { eot: samples });
 }
 
-/** The named single attacks of `crossmax attack --attack NAME`, at their default budgets. */
+/**
+ * The named single attacks of `crossmax attack --attack NAME`, at their default budgets. Square is AutoAttack's
+ * (5000 queries, p_init 0.8, the schedule not rescaled), so a single Square run is the suite's Square.
+ */
 export const ATTACK_PRESETS = Object.freeze({
   fgsm: { name: 'fgsm', attack: 'fgsm', options: {} },
   pgd: { name: 'pgd', attack: 'pgd', options: { eot: 1, steps: 20 } },
@@ -160,12 +165,15 @@ export const ATTACK_PRESETS = Object.freeze({
   'apgd-dlr': { name: 'apgd-dlr', attack: 'apgd', options: { eot: 1, steps: 100, loss: 'dlr' } },
   'apgd-t': { name: 'apgd-t', attack: 'apgd', options: { eot: 1, steps: 100, loss: 'dlr', targeted: true, nTargetClasses: 9 } },
   'fab-t': { name: 'fab-t', attack: 'fab', options: { steps: 100, targeted: true, nTargetClasses: 9 } },
-  'square': { name: 'square', attack: 'square', options: { queries: 5000 } },
+  'square': { name: 'square', attack: 'square', options: { queries: 5000, pInit: 0.8, restarts: 1, loss: 'margin', rescaleSchedule: false } },
 } satisfies Record<string, AttackEntry>);
 
+/** The names `crossmax attack --attack` takes. */
 export type AttackPresetName = keyof typeof ATTACK_PRESETS;
+/** ATTACK_PRESETS' names, in order. */
 export const ATTACK_PRESET_NAMES = Object.freeze(Object.keys(ATTACK_PRESETS)) as readonly AttackPresetName[];
 
+/** An entry as JSON (describeAttack): what results files record and checkpoints key on. */
 export interface AttackDescription {
   name: string;
   /** The registered kind, or 'custom' for a hand-made attack. */

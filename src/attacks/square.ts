@@ -2,9 +2,10 @@
 // Attack: a query-efficient black-box adversarial attack via random search", ECCV 2020,
 // https://arxiv.org/abs/1912.00049; Linf version as in the reference autoattack/square.py (SquareAttack):
 //   - start: vertical stripes, x + eps·(±1) per image, channel and column, clipped to [0, 1];
-//   - each query: one window of side s = max(round(√(p·H·W)), 1) at a random position, the same for every
-//     image of the batch, set to x_best + 2·eps·(±1 per channel), projected onto the ball and [0, 1]; the
-//     window's corner is drawn from [0, H − s) (the reference never places a smaller window on the last row or
+//   - each query: one window of side s = min(max(round(√(p·H·W)), 1), H, W) at a random position, the same for
+//     every image of the batch, set to x_best + 2·eps·(±1 per channel), projected onto the ball and [0, 1] (the
+//     cap at min(H, W) is the reference's since fra31/auto-attack issue #95: on an image far from square the
+//     uncapped window does not fit); the window's corner is drawn from [0, H − s) (the reference never places a smaller window on the last row or
 //     column, and neither do we);
 //   - accept when the loss decreases or the image becomes misclassified; images stop once misclassified;
 //   - p follows the reference's piecewise-constant schedule from p_init (halving at 10, 50, 200, 500, 1000,
@@ -17,6 +18,7 @@ import { Attack, type AttackOptions, type AttackRun, type SingleRunInput, type S
 import { perImage } from './threat-model.js';
 import { crossEntropyLoss, marginLoss } from './losses.js';
 
+/** Square's options, the reference SquareAttack's defaults. */
 export interface SquareOptions extends AttackOptions {
   /** Queries per restart (the reference's n_queries). Default 5000. */
   queries?: number;
@@ -39,6 +41,14 @@ export function squareSchedule(iteration: number, options: { pInit: number; quer
   return options.pInit / 512;
 }
 
+/**
+ * The side of the query's window at fraction `p` on an `height`×`width` image: √(p·H·W) rounded as Python does,
+ * at least 1, at most min(H, W) (the reference's cap: a window never leaves the image).
+ */
+export function squareWindowSide(p: number, height: number, width: number): number {
+  return Math.min(Math.max(roundHalfEven(Math.sqrt(p * height * width)), 1), height, width);
+}
+
 /** Python's round(): halves go to the even neighbour (the window side must match the reference's). */
 function roundHalfEven(v: number): number {
   const floor = Math.floor(v);
@@ -47,6 +57,7 @@ function roundHalfEven(v: number): number {
   return floor % 2 === 0 ? floor : floor + 1;
 }
 
+/** Square Attack, Linf (see the file header): construct with (model, options), call run(images, labels). */
 export class Square extends Attack {
   readonly name = 'square';
   readonly queries: number;
@@ -98,7 +109,7 @@ export class Square extends Attack {
       const active = tidy(() => s.marginMin.gt(0).toArray()).flatMap((a, j) => (a ? [j] : []));
       if (active.length === 0) break;
       const p = squareSchedule(i, { pInit: this.pInit, queries: this.queries, rescale: this.rescaleSchedule });
-      const side = Math.max(roundHalfEven(Math.sqrt(p * h * w)), 1);
+      const side = squareWindowSide(p, h, w);
       const top = this.randomInt(0, h - side, run);
       const left = this.randomInt(0, w - side, run);
       s = iterate(s, () => {

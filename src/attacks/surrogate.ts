@@ -25,6 +25,7 @@ export interface MemberEnsemble extends Classifier {
   readonly aggregator: Aggregator;
 }
 
+/** Whether `model` has memberLogits() and an aggregator (a SelfEnsemble or one seen through another aggregator). */
 export function isMemberEnsemble(model: Classifier): model is MemberEnsemble {
   const m = model as Partial<MemberEnsemble>;
   return typeof m.memberLogits === 'function' && typeof m.aggregator?.aggregate === 'function';
@@ -38,6 +39,7 @@ export function isMemberEnsemble(model: Classifier): model is MemberEnsemble {
  */
 export type Surrogate = Aggregator | Classifier;
 
+/** Whether the surrogate is an aggregator of the model's own members (else a classifier of its own). */
 export function isAggregator(surrogate: Surrogate): surrogate is Aggregator {
   return typeof (surrogate as Aggregator).aggregate === 'function';
 }
@@ -117,6 +119,7 @@ export class SurrogateClassifier implements Classifier {
 /** The gradient attacks a surrogate attack can be built on. */
 export type SurrogateBaseAttack = 'apgd' | 'pgd';
 
+/** SurrogateGradientAttack's options: the base attack's (APGD's or PGD's) plus where gradients come from. */
 export interface SurrogateGradientAttackOptions extends PgdOptions, ApgdOptions {
   /** Where gradients come from (see Surrogate). Required. */
   surrogate: Surrogate;
@@ -155,7 +158,9 @@ export class SurrogateGradientAttack extends Attack {
   }
 
   protected perturb(x: Tensor, y: Tensor, run: AttackRun): Tensor {
-    const result = this.base().run(x, y);
+    // The images this run attacks were chosen on the defended model; the base attack must not choose again on
+    // the surrogate (which may misclassify an image the defended model gets right) or on another draw.
+    const result = this.base().runOn(x, y, { attack: run.robust, classes: run.classes });
     // The base attack ran on the same images in the same order: its traces are this run's.
     if (run.lossTrace && result.lossTrace) result.lossTrace.forEach((trace, i) => run.lossTrace![i]!.push(...trace));
     return result.adversarial;
@@ -168,6 +173,7 @@ export class SurrogateGradientAttack extends Attack {
   }
 }
 
+/** PerHeadAttack's options: the per-member surrogate attack's, and which members. */
 export interface PerHeadAttackOptions extends Omit<SurrogateGradientAttackOptions, 'surrogate' | 'mode'> {
   /** Members attacked, in order (indices into memberLogits' dimension 1; negative from the end). Default: all. */
   members?: number[];
@@ -214,7 +220,8 @@ export class PerHeadAttack extends Attack {
           ...attackOptions, norm: this.norm, eps: this.eps, seed: this.seed, surrogate: new Single({ memberIndex: member }),
           onProgress: this.onProgress ? (event) => this.onProgress!({ ...event, attack: `${this.name}[${member}]` }) : undefined,
         });
-        const result = attack.run(x.indexSelect(0, index), y.indexSelect(0, index));
+        // Every image of `indices` is attacked: chosen on the defended model, not by this member's own verdict.
+        const result = attack.runOn(x.indexSelect(0, index), y.indexSelect(0, index), { attack: indices.map(() => true), classes: run.classes });
         return { adversarial: replaceRows(adversarial, index, result.adversarial), fooled: result.success };
       });
       adversarial.dispose();

@@ -12,6 +12,7 @@ import { perImage } from './threat-model.js';
 import { PGD, type PgdOptions } from './pgd.js';
 import { SurrogateGradientAttack, isMemberEnsemble, type Surrogate } from './surrogate.js';
 
+/** RefinePGD's options: PGD's, with the start points required. */
 export interface RefinePgdOptions extends Omit<PgdOptions, 'randomStart'> {
   /**
    * [N, C, H, W], one row per image of the next run() call: where each image's first run starts (e.g. a transfer
@@ -38,6 +39,7 @@ export class RefinePGD extends PGD {
 /** Zhang et al.'s budgets: 500 PGD steps with EOT over 10 draws in the transfer stage (and, here, in the refinement). */
 export const PUBLISHED_TRANSFER_THEN_REFINE = Object.freeze({ transferSteps: 500, transferEot: 10, refineSteps: 500, refineEot: 10 });
 
+/** TransferThenRefine's options: the surrogate, and each stage's steps, EOT and step size. */
 export interface TransferThenRefineOptions extends AttackOptions {
   /**
    * Stage 1's gradients. Default for a self-ensemble: MeanLogits on its own members (Zhang et al.); any other
@@ -62,8 +64,9 @@ export interface TransferThenRefineOptions extends AttackOptions {
 
 /**
  * Stage 1: PGD on the surrogate alone (SurrogateGradientAttack in 'transfer' mode, random start); stage 2:
- * RefinePGD on the defended model from stage 1's points, inside the ball around the clean image. Per image the
- * result is stage 2's, or stage 1's where only stage 1 fooled the model.
+ * RefinePGD on the defended model from stage 1's points, inside the ball around the clean image. Both stages run
+ * on the images the defended model's clean pass chose (never re-chosen by the surrogate). Per image the result is
+ * stage 2's, or stage 1's where only stage 1 fooled the model.
  */
 export class TransferThenRefine extends Attack {
   readonly name: string;
@@ -96,16 +99,20 @@ export class TransferThenRefine extends Attack {
     this.transferStage(); // fails now on bad options
   }
 
-  protected perturb(x: Tensor, y: Tensor, _run: AttackRun): Tensor {
-    const first = this.transferStage().run(x, y);
+  protected perturb(x: Tensor, y: Tensor, run: AttackRun): Tensor {
+    // Both stages attack exactly the images this run chose on the defended model (see Attack.runOn): stage 1 must
+    // not skip an image the surrogate misclassifies, nor stage 2 one that another draw of the model does.
+    const plan = { attack: [...run.robust], classes: run.classes };
+    const first = this.transferStage().runOn(x, y, plan);
     if (this.refineSteps === 0) return first.adversarial;
     const second = new RefinePGD(this.model, {
       ...this.shared('refine'), start: first.adversarial, steps: this.refineSteps, eot: this.refineEot, stepSize: this.refineStepSize,
-    }).run(x, y);
-    // Stage 2 ascends the loss from stage 1's points but can step off a fooling one.
-    const onlyFirst = first.success.map((s, i) => (s && !second.success[i] ? 1 : 0));
-    const keepFirst = tensor(onlyFirst, { device: x.device as Device }).gt(0);
-    return where(perImage(keepFirst, x.ndim), first.adversarial, second.adversarial);
+    }).runOn(x, y, plan);
+    // Stage 2 ascends the loss from stage 1's points but can step off a fooling one; where it did not run, its
+    // output is the clean image, and stage 1's point is the better one.
+    const keepFirst = first.success.map((s, i) => (!second.attacked?.[i] || (s && !second.success[i]) ? 1 : 0));
+    const mask = tensor(keepFirst, { device: x.device as Device }).gt(0);
+    return where(perImage(mask, x.ndim), first.adversarial, second.adversarial);
   }
 
   private transferStage(): SurrogateGradientAttack {

@@ -23,7 +23,7 @@ export const SINGLE_ATTACKS = ATTACK_PRESET_NAMES;
 
 export const ROBUST_OPTIONS = {
   model: { type: 'string' }, data: { type: 'string' }, n: { type: 'string' }, eps: { type: 'string' },
-  suite: { type: 'string' }, attack: { type: 'string' }, budget: { type: 'string' }, steps: { type: 'string' },
+  suite: { type: 'string' }, attack: { type: 'string' }, budget: { type: 'string' }, steps: { type: 'string' }, queries: { type: 'string' },
   eot: { type: 'string' }, 're-evaluations': { type: 'string' }, 'batch-size': { type: 'string' },
   'no-masking': { type: 'boolean' }, report: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' },
   device: { type: 'string' }, threads: { type: 'string' }, json: { type: 'boolean' }, config: { type: 'string' },
@@ -40,7 +40,9 @@ export const ROBUST_HELP = `  --model FILE          a crossmax model file
                         whose numbers over-state robustness) (default published)
   --aggregator NAME     attack the model with another aggregator of the same members (e.g. mean-logits, the
                         ablation of CrossMax): ${AGGREGATOR_NAMES.join(' | ')}
-  --steps N, --eot N    override the gradient attacks' iterations and EOT samples
+  --steps N, --eot N    set the gradient attacks' iterations and EOT samples (--eot also raises AutoAttack
+                        'rand''s 20)
+  --queries N           set Square's queries (--attack square, and Square in the suites)
   --re-evaluations R    a point of a stochastic model counts as robust only if all R re-evaluations of its
                         adversarial image are correct (default 10)
   --batch-size N        default 100
@@ -56,8 +58,8 @@ export const ROBUST_HELP = `  --model FILE          a crossmax model file
   --json                print the results as JSON`;
 
 // The threat model (eps, Linf) is not in the entries: evaluateRobustness gives it to every attack.
-function suiteFor(model: SelfEnsemble, name: SuiteName, settings: { budget: BudgetName; steps?: number; eot?: number }): AttackEntry[] {
-  const adaptive = () => adaptiveSuite(model, { budget: settings.budget, steps: settings.steps, eot: settings.eot });
+function suiteFor(model: SelfEnsemble, name: SuiteName, settings: { budget: BudgetName; steps?: number; eot?: number; queries?: number }): AttackEntry[] {
+  const adaptive = () => adaptiveSuite(model, { budget: settings.budget, steps: settings.steps, eot: settings.eot, squareQueries: settings.queries });
   const rand = () => autoAttackSuite('rand').map((e) => atBudget(e, settings));
   switch (name) {
     // AutoAttack's entries keep their reference names with a prefix: the adaptive suite has its own apgd-ce.
@@ -70,17 +72,17 @@ function suiteFor(model: SelfEnsemble, name: SuiteName, settings: { budget: Budg
 }
 
 /**
- * AutoAttack's entries at the quick budget (10 iterations, 100 queries), with EOT capped at the cpu budget's, or
- * with explicit steps / an EOT cap (the reference's counts otherwise).
+ * AutoAttack's entries at the reference's counts, the cpu and quick budgets capping EOT at theirs (and quick taking
+ * 10 iterations, 100 queries); explicit --steps, --eot and --queries set them, above the reference's too.
  */
-function atBudget(entry: AttackEntry, settings: { budget: BudgetName; steps?: number; eot?: number }): AttackEntry {
+function atBudget(entry: AttackEntry, settings: { budget: BudgetName; steps?: number; eot?: number; queries?: number }): AttackEntry {
   const quick = settings.budget === 'quick';
-  const eotCap = settings.eot ?? (settings.budget === 'published' ? undefined : ADAPTIVE_BUDGETS[settings.budget].eot);
+  const budgetCap = settings.budget === 'published' ? undefined : ADAPTIVE_BUDGETS[settings.budget].eot;
   const eot = (entry.options as { eot?: number } | undefined)?.eot;
   return resizeAttackBudget(entry, {
     steps: settings.steps ?? (quick ? 10 : undefined),
-    eot: eot === undefined || eotCap === undefined ? undefined : Math.min(eot, eotCap),
-    queries: quick ? 100 : undefined,
+    eot: settings.eot ?? (eot === undefined || budgetCap === undefined ? undefined : Math.min(eot, budgetCap)),
+    queries: settings.queries ?? (quick ? 100 : undefined),
   });
 }
 
@@ -107,14 +109,17 @@ export async function runRobustness(values: ParsedArgs['values'], defaults: { su
   const budget = choiceFlag(values, 'budget', BUDGET_NAMES) ?? defaults.budget ?? 'published';
   const steps = numberFlag(values, 'steps', { integer: true, min: 1 });
   const eot = numberFlag(values, 'eot', { integer: true, min: 1 });
+  const queries = numberFlag(values, 'queries', { integer: true, min: 1 });
   const attackName = choiceFlag(values, 'attack', SINGLE_ATTACKS) ?? (defaults.attack as (typeof SINGLE_ATTACKS)[number] | undefined);
   const suiteName = choiceFlag(values, 'suite', SUITES) ?? defaults.suite ?? 'worst-case';
   const aggregator = choiceFlag(values, 'aggregator', AGGREGATOR_NAMES);
   if (aggregator) model.setAggregator({ name: aggregator });
-  // --steps is a single attack's iterations, or Square's queries. A quirk kept as it was: --eot does not reach a
-  // single FGSM (withEot and the suites do set FGSM's EOT).
-  const single = attackName && resizeAttackBudget(ATTACK_PRESETS[attackName], { steps, eot: attackName === 'fgsm' ? undefined : eot, queries: steps });
-  const suite = single ? [single] : suiteFor(model, suiteName, { budget, steps, eot });
+  // Square has queries, not iterations: --steps would silently mean something else for it.
+  if (attackName === 'square' && steps !== undefined) throw new UsageError('--attack square takes --queries N (Square has queries, not iterations), not --steps');
+  if (attackName && attackName !== 'square' && queries !== undefined) throw new UsageError(`--queries sets Square's queries; --attack ${attackName} takes --steps N`);
+  // A quirk kept as it was: --eot does not reach a single FGSM (withEot and the suites do set FGSM's EOT).
+  const single = attackName && resizeAttackBudget(ATTACK_PRESETS[attackName], { steps, eot: attackName === 'fgsm' ? undefined : eot, queries });
+  const suite = single ? [single] : suiteFor(model, suiteName, { budget, steps, eot, queries });
   // Without the prior the model is deterministic in eval mode: EOT over k draws averages k equal gradients.
   const deterministic = model.prior === null;
   const attacks = deterministic ? suite.map((e) => withEot(e, 1)) : suite;

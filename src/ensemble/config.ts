@@ -67,6 +67,11 @@ export interface SelfEnsembleConfig {
   heads: HeadsConfig;
   /** The backbone's own classifier as the last member. Default true. */
   includeBackboneClassifier?: boolean;
+  /**
+   * 'shared': every member from one draw of the prior. 'independent': the backbone's classifier from a second,
+   * independent draw and a second backbone pass (the notebook's quirk, see BackboneClassifierDraw). Default 'shared'.
+   */
+  backboneClassifierDraw?: BackboneClassifierDraw;
   /** Default {name: 'crossmax', k: 3}. */
   aggregator?: AggregatorSpec;
 }
@@ -81,13 +86,22 @@ export interface ResolvedSelfEnsembleConfig {
   inputAdapter: { resize: Required<InputResizeOptions> | null; normalize: InputNormalizeOptions | null } | null;
   heads: { features: string[]; kind: HeadKind; poolSize?: number };
   includeBackboneClassifier: boolean;
+  backboneClassifierDraw: BackboneClassifierDraw;
   aggregator: AggregatorSpec;
 }
+
+/**
+ * Which draw of the prior the backbone's own classifier (the last member) sees. The official notebook's
+ * WrappedCombinedModel.forward takes the heads from predict_from_several_layers(x) and the backbone's prediction from
+ * model(prepare_input(x)): prepare_input runs the prior again, so that member sees a second, independent draw
+ * (and costs a second backbone pass). 'independent' reproduces that quirk; 'shared' uses one draw for all members.
+ */
+export type BackboneClassifierDraw = 'shared' | 'independent';
 
 /** Checks a configuration (unknown keys included: a typo must not silently fall back to a default) and fills in defaults. */
 export function resolveSelfEnsembleConfig(config: SelfEnsembleConfig): ResolvedSelfEnsembleConfig {
   const c = object(config, 'config');
-  checkKeys(c, ['backbone', 'numClasses', 'classes', 'inputSize', 'prior', 'inputAdapter', 'heads', 'includeBackboneClassifier', 'aggregator'], 'config');
+  checkKeys(c, ['backbone', 'numClasses', 'classes', 'inputSize', 'prior', 'inputAdapter', 'heads', 'includeBackboneClassifier', 'backboneClassifierDraw', 'aggregator'], 'config');
   for (const required of ['backbone', 'numClasses', 'prior', 'heads']) {
     if (!(required in c)) throw new Error(`config.${required} is required${required === 'prior' ? ' (null for no prior)' : ''}`);
   }
@@ -108,6 +122,11 @@ export function resolveSelfEnsembleConfig(config: SelfEnsembleConfig): ResolvedS
   if (kind === 'flatten' && heads.poolSize !== undefined) throw new Error("config.heads.poolSize applies to 'pooled' heads only");
   const includeBackboneClassifier = c.includeBackboneClassifier ?? true;
   if (typeof includeBackboneClassifier !== 'boolean') throw new Error('config.includeBackboneClassifier must be true or false');
+  // Model files written before this field existed used one draw: absent means 'shared'.
+  const backboneClassifierDraw = c.backboneClassifierDraw ?? 'shared';
+  if (backboneClassifierDraw !== 'shared' && backboneClassifierDraw !== 'independent') {
+    throw new Error(`config.backboneClassifierDraw must be 'shared' or 'independent', got ${JSON.stringify(backboneClassifierDraw)}`);
+  }
   return {
     backbone: resolveBackbone(c.backbone),
     numClasses: numClasses as number,
@@ -117,6 +136,7 @@ export function resolveSelfEnsembleConfig(config: SelfEnsembleConfig): ResolvedS
     inputAdapter: resolveInputAdapter(c.inputAdapter),
     heads: { features: [...(heads.features as string[])], kind, ...(kind === 'pooled' ? { poolSize: (heads.poolSize ?? 2) as number } : {}) },
     includeBackboneClassifier,
+    backboneClassifierDraw,
     aggregator: resolveAggregatorSpec((c.aggregator ?? { name: 'crossmax', k: 3 }) as AggregatorSpec),
   };
 }

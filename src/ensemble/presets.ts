@@ -4,8 +4,10 @@ import { resnetBlockNames } from '../nn/resnet.js';
 import { notebookLayerFeature, PAPER_LAYER_INDICES } from '../nn/resnet-surgery.js';
 import type { SelfEnsembleConfig } from './config.js';
 
+/** The named self-ensembles (`--preset`). */
 export type PresetName = 'paper' | 'cifar-resnet18' | 'cifar-small' | 'cifar-fast';
 
+/** presetConfig's options. */
 export interface PresetOptions {
   /** Default: the number of `classes`, else the preset's (100 for 'paper', CIFAR-100 as the notebook; 10 otherwise). */
   numClasses?: number;
@@ -17,7 +19,9 @@ const presetBuilders: Record<PresetName, { defaultClasses: number; make: () => O
   // convolution (the 4-view stack of a 32x32 image, up-sampled bicubically to 224x224 and normalised with
   // ImageNet's statistics per view), heads on 7 layers, and CrossMax with k = 3 over those 7 plus the fc. Load the
   // ImageNet weights with adaptPretrainedStem. Heavy: 60 M backbone parameters, and the flatten heads on 14x14x1024
-  // activations hold 20 M numbers each at 100 classes (about 170 M parameters in all).
+  // activations hold 20 M numbers each at 100 classes (about 170 M parameters in all). The notebook's quirk of a
+  // second, independent prior draw (and backbone pass) for the fc member is kept: backboneClassifierDraw
+  // 'independent' (config.ts); the CIFAR presets below use one draw for every member.
   'paper': {
     defaultClasses: 100,
     make: () => ({
@@ -26,6 +30,7 @@ const presetBuilders: Record<PresetName, { defaultClasses: number; make: () => O
       prior: { preset: 'paper' },
       inputAdapter: { resize: { size: 224, mode: 'bicubic' }, normalize: 'imagenet' },
       heads: { features: PAPER_LAYER_INDICES.map((i) => notebookLayerFeature(i, 152)), kind: 'flatten' },
+      backboneClassifierDraw: 'independent',
       aggregator: { name: 'crossmax', k: 3 },
     }),
   },
@@ -74,6 +79,7 @@ const presetBuilders: Record<PresetName, { defaultClasses: number; make: () => O
   },
 };
 
+/** Every PresetName, in order. */
 export const PRESET_NAMES: readonly PresetName[] = Object.freeze(Object.keys(presetBuilders) as PresetName[]);
 
 /** A preset's configuration (a fresh object, free to edit before buildSelfEnsemble). */

@@ -9,7 +9,9 @@ import { INPUT_FEATURE, type FeatureBackbone } from '../nn/resnet.js';
 import { MultiResolutionPrior } from '../prior/multi-resolution-prior.js';
 import type { Aggregator } from './aggregators.js';
 import { aggregatorFromSpec, resolveAggregatorSpec, type AggregatorSpec } from './aggregator-spec.js';
-import { buildBackbone, resolveSelfEnsembleConfig, type BuildOptions, type ResolvedSelfEnsembleConfig, type SelfEnsembleConfig } from './config.js';
+import {
+  buildBackbone, resolveSelfEnsembleConfig, type BackboneClassifierDraw, type BuildOptions, type ResolvedSelfEnsembleConfig, type SelfEnsembleConfig,
+} from './config.js';
 import { CrossMax } from './crossmax.js';
 import { ClassifierHead, ClassifierHeads, type HeadKind } from './heads.js';
 import { InputAdapter } from './input-adapter.js';
@@ -22,6 +24,7 @@ export const BACKBONE_CLASSIFIER_MEMBER = 'fc';
 
 // ---- the model --------------------------------------------------------------------------------------------------
 
+/** Where the heads go and what kind they are. */
 export interface SelfEnsembleHeadsOptions {
   /** Backbone feature names (or 'input') that get a head, in member order; each at most once. */
   features: readonly string[];
@@ -31,6 +34,7 @@ export interface SelfEnsembleHeadsOptions {
   poolSize?: number;
 }
 
+/** SelfEnsemble's constructor options (buildSelfEnsemble fills them from a configuration). */
 export interface SelfEnsembleOptions {
   backbone: FeatureBackbone;
   /** The multi-resolution prior; null for the single-resolution baseline (3-channel backbone). Default null. */
@@ -45,6 +49,12 @@ export interface SelfEnsembleOptions {
   inputSize: [number, number];
   /** Add the backbone's own classifier as the last member. Default true (the notebook's 8th member). */
   includeBackboneClassifier?: boolean;
+  /**
+   * 'independent': the backbone's classifier member from a second, independent draw of the prior and a second
+   * backbone pass, the notebook's quirk (BackboneClassifierDraw in config.ts); 'shared': one draw for every member.
+   * Default 'shared'.
+   */
+  backboneClassifierDraw?: BackboneClassifierDraw;
   /** Default CrossMax with k = 3 (the notebook's). */
   aggregator?: Aggregator;
   /** Random stream for the heads' initial weights. Default: libtorch's global generator. */
@@ -53,6 +63,7 @@ export interface SelfEnsembleOptions {
   config?: ResolvedSelfEnsembleConfig | null;
 }
 
+/** Options of SelfEnsemble.freezeBackbone. */
 export interface FreezeBackboneOptions {
   /**
    * Let the frozen backbone's BatchNorm layers use batch statistics and update their running statistics when the
@@ -63,6 +74,7 @@ export interface FreezeBackboneOptions {
   updateBatchNormStatistics?: boolean;
 }
 
+/** The backbone's and the heads' parameters, for one learning rate each. */
 export interface ParameterGroups {
   backbone: Tensor[];
   heads: Tensor[];
@@ -80,6 +92,8 @@ export class SelfEnsemble extends Module {
   readonly heads: ClassifierHeads;
   readonly headFeatures: readonly string[];
   readonly includeBackboneClassifier: boolean;
+  /** See SelfEnsembleOptions.backboneClassifierDraw. */
+  readonly backboneClassifierDraw: BackboneClassifierDraw;
   readonly inputSize: [number, number];
   readonly numClasses: number;
   /** How the model was built (null when assembled by hand); saveModel writes it. */
@@ -96,6 +110,10 @@ export class SelfEnsemble extends Module {
     this.numClasses = options.backbone.numClasses;
     this.inputSize = [options.inputSize[0], options.inputSize[1]];
     this.includeBackboneClassifier = options.includeBackboneClassifier ?? true;
+    this.backboneClassifierDraw = options.backboneClassifierDraw ?? 'shared';
+    if (this.backboneClassifierDraw !== 'shared' && this.backboneClassifierDraw !== 'independent') {
+      throw new Error(`backboneClassifierDraw must be 'shared' or 'independent', got '${String(this.backboneClassifierDraw)}'`);
+    }
     this.currentAggregator = options.aggregator ?? new CrossMax({ k: 3 });
     this.config = options.config ?? null;
     if (this.prior) this.registerModule('prior', this.prior);
@@ -166,13 +184,14 @@ export class SelfEnsemble extends Module {
 
   /**
    * Every member's logits, [N, members, classes], for images [N, 3, H, W] in [0, 1]. The prior runs inside (and
-   * draws new randomness at every call), so gradients flow from any member back to the pixels.
+   * draws new randomness at every call), so gradients flow from any member back to the pixels. With
+   * backboneClassifierDraw 'independent' the prior draws twice: the heads' draw first, then the backbone
+   * classifier's (the notebook's order).
    */
   memberLogits(images: Tensor): Tensor {
     this.checkImages(images);
     return tidy(() => {
-      let x = this.prior ? this.prior.forward(images) : images;
-      if (this.inputAdapter) x = this.inputAdapter.forward(x);
+      const x = this.backboneInput(images);
       const tapped = this.headFeatures.filter((f) => f !== INPUT_FEATURE);
       const { logits, features } = this.backbone.forwardWithFeatures(x, tapped);
       const members: Tensor[] = [];
@@ -183,9 +202,20 @@ export class SelfEnsemble extends Module {
         // Autograd keeps what backward needs; the activation itself can go now rather than at the scope's end.
         if (activation !== images) activation.dispose();
       });
-      if (this.includeBackboneClassifier) members.push(logits);
+      if (this.includeBackboneClassifier) members.push(this.secondDraw() ? this.backbone.forwardWithFeatures(this.backboneInput(images), []).logits : logits);
       return stack(members, 1);
     });
+  }
+
+  /** The prior's stack (a new draw), through the input adapter: what the backbone sees. */
+  private backboneInput(images: Tensor): Tensor {
+    const x = this.prior ? this.prior.forward(images) : images;
+    return this.inputAdapter ? this.inputAdapter.forward(x) : x;
+  }
+
+  /** A second draw changes something only where the prior draws at all. */
+  private secondDraw(): boolean {
+    return this.backboneClassifierDraw === 'independent' && this.prior !== null && this.prior.enabled && !this.prior.deterministic;
   }
 
   /** Aggregated logits [N, classes] (the current aggregator applied to memberLogits). */
@@ -282,6 +312,7 @@ export function buildSelfEnsemble(config: SelfEnsembleConfig, options: BuildOpti
   try {
     return new SelfEnsemble({
       backbone, prior, inputAdapter, inputSize: c.inputSize, heads: c.heads, includeBackboneClassifier: c.includeBackboneClassifier,
+      backboneClassifierDraw: c.backboneClassifierDraw,
       aggregator: aggregatorFromSpec(c.aggregator), generator: options.generator, config: c,
     });
   } catch (err) {

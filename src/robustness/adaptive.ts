@@ -24,6 +24,7 @@ import { PUBLISHED_TRANSFER_THEN_REFINE, type TransferThenRefineOptions } from '
 /** EOT draws of the adaptive suite's gradient attacks (the reviewer's 100; AutoAttack's 'rand' uses 20). */
 export const DEFAULT_ADAPTIVE_EOT = 100;
 
+/** One budget of the adaptive suite: iterations, EOT, the transfer attack's stages, Square's queries. */
 export interface AdaptiveBudget {
   /** APGD iterations of the surrogate, direct and per-head attacks. */
   steps: number;
@@ -33,7 +34,9 @@ export interface AdaptiveBudget {
   squareQueries: number;
 }
 
+/** The named budgets (ADAPTIVE_BUDGETS). */
 export type BudgetName = 'published' | 'cpu' | 'quick';
+/** Every BudgetName, in order. */
 export const BUDGET_NAMES: readonly BudgetName[] = Object.freeze(['published', 'cpu', 'quick']);
 
 /**
@@ -50,6 +53,7 @@ export const ADAPTIVE_BUDGETS: Readonly<Record<BudgetName, Readonly<AdaptiveBudg
   quick: Object.freeze({ steps: 10, eot: 2, transfer: { transferSteps: 10, transferEot: 2, refineSteps: 5, refineEot: 2 }, squareQueries: 100 }),
 });
 
+/** adaptiveSuite's options, with their defaults. */
 export interface AdaptiveSuiteOptions {
   /** The evaluation's norm (Square, implemented for Linf only, needs it). Default 'Linf'. */
   norm?: Norm;

@@ -16,13 +16,15 @@ import { type Norm, DEFAULT_EPS } from '../attacks/threat-model.js';
 import { describeAttack, type AttackEntry } from '../attacks/registry.js';
 import type { EvaluationCheckpoint } from './checkpoint.js';
 import {
-  ACCURACY_DEFINITIONS, HEADLINE_DEFINITION, accuracies, countTrue, formatAccuracy, reEvaluate, type AccuracyByDefinition, type AccuracyDefinition,
+  ACCURACY_DEFINITIONS, HEADLINE_DEFINITION, accuracies, countTrue, formatAccuracy, reEvaluate, robustUnderAllR, type AccuracyByDefinition,
+  type AccuracyDefinition,
 } from './definitions.js';
 import { attackInBatches } from './runner.js';
 import {
   blackBoxCheck, budgetCheck, epsSweepCheck, formatEps, resolveMaskingPlan, type EpsCurvePoint, type MaskingCheck, type MaskingOptions,
 } from './masking.js';
 
+/** What an evaluation reports as it goes (RobustnessOptions.onProgress). */
 export interface EvaluationProgress {
   phase: 'clean' | 'attack' | 're-evaluation' | 'masking';
   /** The attack running (attack and re-evaluation phases). */
@@ -35,6 +37,7 @@ export interface EvaluationProgress {
   images: number;
 }
 
+/** Options of evaluateRobustness, with their defaults. */
 export interface RobustnessOptions {
   /** The attacks, in order (adaptiveSuite(model), autoAttackSuite(...), or your own). */
   attacks: readonly AttackEntry[];
@@ -74,6 +77,7 @@ export interface RobustnessOptions {
   checkpoint?: EvaluationCheckpoint;
 }
 
+/** One attack's outcome in an evaluation: how many images it ran on and fooled, the accuracies after it, per image. */
 export interface AttackEvaluation {
   name: string;
   attack: string;
@@ -95,13 +99,17 @@ export interface AttackEvaluation {
   success: (boolean | null)[];
 }
 
+/** Per image of the evaluation, in input order. */
 export interface PerImageResults {
   labels: number[];
   /** Correct clean passes, of R. */
   cleanCorrect: number[];
   /** Predicted class of the first clean pass. */
   cleanPredicted: number[];
-  /** The attack whose adversarial image has the fewest correct re-evaluations (null: none below the clean image's). */
+  /**
+   * The attack whose adversarial image has the fewest correct re-evaluations; of two with as many, the first whose
+   * own final pass misclassified it (null: no attack below the clean image's count, nor level with it and fooled).
+   */
   worstAttack: (string | null)[];
   /** Correct re-evaluations of that image (of R). */
   worstCorrect: number[];
@@ -109,10 +117,13 @@ export interface PerImageResults {
   worstPredicted: number[];
   /** Evaluations (of R) in which the image is robust against every attack (the 'mean-over-R' numerator). */
   robustEvaluations: number[];
-  /** Robust under the headline definition. */
+  /** Robust under 'single-evaluation': the first clean pass and every attack's own final pass correct. */
+  robustSingleEvaluation: boolean[];
+  /** Robust under the headline definition ('all-R': every pass correct, the attacks' own final passes included). */
   robust: boolean[];
 }
 
+/** The gradient-masking checks (masking.ts) as an evaluation records them. */
 export interface MaskingResults {
   images: number;
   definition: AccuracyDefinition;
@@ -141,6 +152,7 @@ export interface RobustnessResults {
   seconds: { total: number; attacks: number; masking: number };
 }
 
+/** What evaluateRobustness returns: the JSON results and the adversarial images. */
 export interface RobustnessEvaluation {
   results: RobustnessResults;
   /** Per attack, [N, C, H, W]: its adversarial images where it ran, the clean images elsewhere (caller's scope). */
@@ -180,19 +192,23 @@ function evaluateRobustnessInCurrentMode(model: Classifier, images: Tensor, labe
   const started = Date.now();
   const all = Array.from({ length: n }, (_, i) => i);
 
-  const robustNow = () => robustIn.filter((flags) => flags.every(Boolean)).length;
+  const robustNow = () => robustIn.filter((flags, i) => robustUnderAllR(single[i]!, flags)).length;
   const report = (event: Omit<EvaluationProgress, 'images' | 'robust'> & { robust?: number }) => options.onProgress?.({ robust: robustNow(), ...event, images: n });
 
   // Per image and evaluation r: the clean image and every adversarial image so far classified correctly in pass r.
+  // Per image, `single`: the first clean pass and every attack's own final pass correct (AutoAttack's verdict).
+  // All-R needs both (definitions.ts): one misclassifying forward pass, whichever, makes the image non-robust.
   let robustIn: boolean[][] = [];
+  let single: boolean[] = [];
   report({ phase: 'clean', attack: null, step: 0, total: 0, robust: n });
   const clean = reEvaluate(model, images, labelValues, all, passes, batchSize, seed);
   robustIn = clean.correct.map((flags) => [...flags]);
-  const single = clean.correct.map((flags) => flags[0]!);
+  single = clean.correct.map((flags) => flags[0]!);
   const cleanAccuracy = accuracies(single, robustIn, passes);
   log(`clean accuracy: ${formatAccuracy(cleanAccuracy)}`);
   const worstCorrect = clean.correct.map(countTrue);
   const worstSource: (number | null)[] = all.map(() => null);
+  const worstFooled: boolean[] = all.map(() => false);
   const worstPredicted = [...clean.firstPrediction];
 
   const adversarial = new Map<string, Tensor>();
@@ -217,9 +233,11 @@ function evaluateRobustnessInCurrentMode(model: Classifier, images: Tensor, labe
         success[i] = ran.success[j]!;
         robustIn[i] = robustIn[i]!.map((v, r) => v && flags[r]!);
         if (ran.success[j]) single[i] = false;
-        if (correctReEvaluations[i]! < worstCorrect[i]!) {
+        const fewer = correctReEvaluations[i]! < worstCorrect[i]!;
+        if (fewer || (correctReEvaluations[i] === worstCorrect[i] && ran.success[j] && !worstFooled[i])) {
           worstCorrect[i] = correctReEvaluations[i]!;
           worstSource[i] = a;
+          worstFooled[i] = ran.success[j]!;
           worstPredicted[i] = re.firstPrediction[j]!;
         }
       });
@@ -291,7 +309,8 @@ function evaluateRobustnessInCurrentMode(model: Classifier, images: Tensor, labe
       worstCorrect,
       worstPredicted,
       robustEvaluations: robustIn.map(countTrue),
-      robust: robustIn.map((flags) => flags.every(Boolean)),
+      robustSingleEvaluation: [...single],
+      robust: robustIn.map((flags, i) => robustUnderAllR(single[i]!, flags)),
     },
     masking,
     settings: { seed, batchSize, independent, retryUntouched: retries },
@@ -304,6 +323,7 @@ function evaluateRobustnessInCurrentMode(model: Classifier, images: Tensor, labe
   }
 }
 
+/** runMaskingChecks' options: the masking plan plus the evaluation settings it runs with. */
 export interface MaskingRunOptions extends MaskingOptions {
   /** The evaluation's attacks (the defaults of mainAttack and blackBoxAttack come from them). Default none. */
   suite?: readonly AttackEntry[];

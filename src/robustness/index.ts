@@ -9,7 +9,7 @@ export {
 } from './adaptive.js';
 export { attackInBatches, batchesOf, type BatchRunResult, type BatchRunSettings } from './runner.js';
 export {
-  ACCURACY_DEFINITIONS, HEADLINE_DEFINITION, repeatedAccuracy, type AccuracyByDefinition, type AccuracyDefinition, type Passes,
+  ACCURACY_DEFINITIONS, HEADLINE_DEFINITION, repeatedAccuracy, robustUnderAllR, type AccuracyByDefinition, type AccuracyDefinition, type Passes,
 } from './definitions.js';
 export {
   evaluateRobustness, runMaskingChecks, type AttackEvaluation, type EvaluationProgress, type MaskingResults, type MaskingRunOptions,
