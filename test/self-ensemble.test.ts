@@ -20,9 +20,13 @@ import { pythonMissing, runPython } from './helpers/python.js';
 
 const torchMissing = pythonMissing('torch, torchvision');
 const PAPER_CLASSES = 100;
+// The parameter-shape comparison with torchvision runs at 10 classes: the flatten heads' sizes are features ×
+// classes either way, and at CIFAR-100's 100 the seven heads alone are 110 M numbers to allocate and initialise.
+const SIGNATURE_CLASSES = 10;
 
 // The notebook's ResNet-152 surgery and WrapModelForResNet152 (layer_operations, all_dims, BatchNormLinear heads on
-// layers_to_use), rebuilt with torchvision; the heads on the meta device, so their 200k-feature layers cost nothing.
+// layers_to_use), rebuilt with torchvision on the meta device (names, shapes, dtypes and counts are all that is
+// compared): no memory and no initialisation for ResNet-152's 60 M parameters or the heads' 200k-feature layers.
 // Also the notebook's prepare_input (minus the prior) on a fixed 12-channel stack.
 const referenceScript = String.raw`
 import json, sys, torch, torchvision
@@ -32,9 +36,20 @@ torch.set_num_threads(1)
 out_dir, classes = sys.argv[1], int(sys.argv[2])
 resolutions = [32, 16, 8, 4]
 
-model = torchvision.models.resnet152()
-model.conv1 = nn.Conv2d(len(resolutions) * 3, 64, kernel_size=7, stride=2, padding=3, bias=False)
-model.fc = nn.Linear(2048, classes)
+# torch 1.13 (Debian's) has no 'with torch.device("meta")' yet; a function mode that sends the factory functions
+# there does the same (as in wide-resnet.test.ts).
+class MetaDevice(torch.overrides.TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in (torch.empty, torch.zeros, torch.ones, torch.full, torch.tensor):
+            kwargs['device'] = 'meta'
+        return func(*args, **kwargs)
+
+with MetaDevice():
+    model = torchvision.models.resnet152()
+    model.conv1 = nn.Conv2d(len(resolutions) * 3, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    model.fc = nn.Linear(2048, classes)
+assert all(v.is_meta for v in model.state_dict().values())
 
 layer_operations = [
     nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool),
@@ -104,7 +119,7 @@ let paperModel: SelfEnsemble | null = null;
 before(() => {
   dir = mkdtempSync(join(tmpdir(), 'crossmax-self-ensemble-'));
   if (torchMissing) return;
-  runPython(referenceScript, { args: [dir, String(PAPER_CLASSES)] });
+  runPython(referenceScript, { args: [dir, String(SIGNATURE_CLASSES)] });
   reference = JSON.parse(readFileSync(join(dir, 'index.json'), 'utf8')) as Reference;
 });
 
@@ -113,9 +128,9 @@ after(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** The ResNet-152 'paper' model, built once (1.6 s, 170 M parameters). */
+/** The ResNet-152 'paper' model at SIGNATURE_CLASSES classes, built once (75 M parameters). */
 function paper(): SelfEnsemble {
-  paperModel ??= buildSelfEnsemble(presetConfig('paper', { numClasses: PAPER_CLASSES }));
+  paperModel ??= buildSelfEnsemble(presetConfig('paper', { numClasses: SIGNATURE_CLASSES }));
   return paperModel;
 }
 
@@ -182,6 +197,41 @@ test('memberLogits is [N, members, classes]: the heads on their activations in m
       assert.equal(maxAbsDiff(members.select(1, 4), logits), 0, 'the last member is the backbone classifier');
     });
   });
+});
+
+test("backboneClassifierDraw 'independent' (the notebook's quirk, the 'paper' preset's): the fc member sees a second prior draw; 'shared' one", () => {
+  // WrappedCombinedModel.forward: the heads from predict_from_several_layers(x), then model(prepare_input(x)), which
+  // runs the prior again. Replayed by hand from the same seed: draw 1 for the heads, draw 2 for the fc member.
+  const config = smallConfig({ prior: { preset: 'paper' } });
+  assert.equal(presetConfig('paper').backboneClassifierDraw, 'independent');
+  assert.equal(resolveSelfEnsembleConfig(presetConfig('cifar-small')).backboneClassifierDraw, 'shared');
+  assert.equal(resolveSelfEnsembleConfig(config).backboneClassifierDraw, 'shared', 'absent (model files before the field): one draw');
+  assert.throws(() => resolveSelfEnsembleConfig({ ...config, backboneClassifierDraw: 'twice' as never }), /backboneClassifierDraw must be 'shared' or 'independent', got "twice"/);
+  const x = rand([2, 3, 16, 16], { generator: new Generator(4) });
+  for (const draw of ['independent', 'shared'] as const) {
+    withModel({ ...config, backboneClassifierDraw: draw }, (model) => {
+      randomiseBatchNorm(model);
+      model.eval();
+      assert.equal(model.config!.backboneClassifierDraw, draw);
+      noGrad(() => {
+        manualSeed(8);
+        const members = model.memberLogits(x);
+        manualSeed(8);
+        const first = model.backbone.forwardWithFeatures(model.prior!.forward(x));
+        const second = model.backbone.forwardWithFeatures(model.prior!.forward(x), []).logits;
+        model.headFeatures.forEach((name, i) => {
+          assert.equal(maxAbsDiff(members.select(1, i), model.heads.at(i).forward(first.features.get(name)!)), 0, `${draw}: head ${name} on draw 1`);
+        });
+        const fc = members.select(1, 4);
+        if (draw === 'independent') {
+          assert.equal(maxAbsDiff(fc, second), 0, 'the fc member is the second draw');
+          assert.ok(maxAbsDiff(fc, first.logits) > 1e-3, 'and not the heads\' draw');
+        } else {
+          assert.equal(maxAbsDiff(fc, first.logits), 0, 'one draw for every member');
+        }
+      });
+    });
+  }
 });
 
 test('forward is the aggregator applied to memberLogits (same prior draw); forwardAll and withAggregator agree', () => {
@@ -471,7 +521,7 @@ test("'paper' preset: heads at the notebook's layer indices 20, 30, 35, 40, 45, 
   reference.allNames.forEach((name, i) => assert.equal(notebookLayerFeature(i), name, `index ${i}`));
 });
 
-test("'paper' preset: torchvision ResNet-152 with a 12-channel conv1, the notebook's head sizes, names and parameter count", (t) => {
+test("'paper' preset: torchvision ResNet-152 with a 12-channel conv1, the notebook's head sizes, names and parameter count (10 classes)", (t) => {
   if (!reference) return t.skip(torchMissing!);
   const model = paper();
   assert.equal(model.backbone.getParameter('conv1.weight').shape.join(), '64,12,7,7');
@@ -545,10 +595,12 @@ test('adaptPretrainedStem from a crossmax model: a --no-prior run\'s backbone, h
 });
 
 test('adaptPretrainedStem: ImageNet weights everywhere but a fresh conv1 for the views and a fresh fc', () => {
-  const config: SelfEnsembleConfig = { ...smallConfig(), backbone: { arch: 'resnet', depth: 18, stem: 'imagenet' }, inputSize: 32 };
+  // At 1/8 width: the surgery is the same at any width, and full-width ResNet-18s and a ResNet-34 cost seconds to build.
+  const config: SelfEnsembleConfig = { ...smallConfig(), backbone: { arch: 'resnet', depth: 18, stem: 'imagenet', widthMultiplier: 0.125 }, inputSize: 32 };
   withModel(config, (model) => {
     manualSeed(9);
-    const imagenet = new ResNet({ depth: 18 }); // stands in for torchvision's pretrained weights: 3 channels, 1000 classes
+    // Stands in for torchvision's pretrained weights: 3 channels, 1000 classes.
+    const imagenet = new ResNet({ depth: 18, widthMultiplier: 0.125 });
     const weights = imagenet.stateDict();
     const path = join(dir, 'imagenet.safetensors');
     saveSafetensors(path, weights);
@@ -556,13 +608,13 @@ test('adaptPretrainedStem: ImageNet weights everywhere but a fresh conv1 for the
     const backbone = model.backbone as ResNet;
     assert.equal(maxAbsDiff(backbone.getParameter('layer2.0.conv2.weight'), weights.get('layer2.0.conv2.weight')!), 0);
     assert.equal(maxAbsDiff(backbone.getBuffer('layer4.1.bn2.running_var'), weights.get('layer4.1.bn2.running_var')!), 0);
-    // nn.Conv2d(12, 64, 7) and nn.Linear(512, 5) defaults: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-    for (const [name, fanIn] of [['conv1.weight', 12 * 49], ['fc.weight', 512]] as const) {
+    // nn.Conv2d(12, 8, 7) and nn.Linear(64, 5) defaults: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    for (const [name, fanIn] of [['conv1.weight', 12 * 49], ['fc.weight', 64]] as const) {
       const bound = 1 / Math.sqrt(fanIn);
       const largest = backbone.getParameter(name).abs().max().item();
       assert.ok(largest <= bound && largest > 0.95 * bound, `${name}: largest |w| ${largest}, bound ${bound}`);
     }
-    const wrong = new ResNet({ depth: 34 }).stateDict();
+    const wrong = new ResNet({ depth: 34, widthMultiplier: 0.125 }).stateDict();
     const conv1Before = backbone.getParameter('conv1.weight').clone();
     assert.throws(() => adaptPretrainedStem(model, wrong), /do not fit this ResNet-18.*unexpected 'layer1\.2\.conv1\.weight'/);
     assert.equal(maxAbsDiff(conv1Before, backbone.getParameter('conv1.weight')), 0, 'a refused load changes nothing');
