@@ -7,7 +7,7 @@ import { Tensor, cat, tensor, tidy, rand, randn, Generator, zeros, scopeDepth, l
 import type { Classifier } from '../src/nn/classifier.js';
 import {
   APGD, APGDT, FAB, FABT, FGSM, PGD, Square, apgdCheckpoints, checkAdversarial, dlrLoss, marginLoss, perImageNorm,
-  projectionLinf, squareSchedule, threatModelProjector, targetedDlrLoss, type AttackResult, type RunnableAttack,
+  projectionLinf, squareSchedule, squareWindowSide, threatModelProjector, targetedDlrLoss, type AttackResult, type RunnableAttack,
 } from '../src/attacks/index.js';
 import { AutoAttack, autoAttackSuite } from '../src/robustness/index.js';
 
@@ -194,6 +194,23 @@ test("Square's p schedule is the reference's", () => {
     [0.8, 0.8, 0.4, 0.4, 0.2, 0.2, 0.1, 0.1, 0.05, 0.05, 0.025, 0.025, 0.0125, 0.0125, 0.00625, 0.00625, 0.003125, 0.003125, 0.0015625]);
   // Rescaled to 5000 queries, query i counts as 2i.
   assert.equal(p(26, true), 0.2);
+});
+
+test("Square's window side: the reference's rounding, at least 1, at most min(H, W) (images far from square)", () => {
+  assert.equal(squareWindowSide(0.8, 32, 32), 29); // round(√819.2) = round(28.6)
+  assert.equal(squareWindowSide(0.8 / 512, 32, 32), 1);
+  assert.equal(squareWindowSide(0.05, 28, 28), 6); // √39.2 = 6.26
+  assert.equal(squareWindowSide(0.8, 2, 64), 2); // √102.4 = 10.1 rows would not fit in 2
+  assert.equal(squareWindowSide(0.8, 64, 3), 3);
+  tidy(() => {
+    // On a 2×64 image every window fits, and the result lies inside the ball.
+    const weight = randn([3, 3 * 2 * 64], { generator: new Generator(5) });
+    const model: Classifier = { forward: (x) => x.flatten(1).matmul(weight.transpose(0, 1)) };
+    const images = rand([2, 3, 2, 64], { generator: new Generator(6) });
+    const labels = model.forward(images).argmax({ dim: 1 });
+    const result = new Square(model, { queries: 30, eps: 0.05, rescaleSchedule: false }).run(images, labels);
+    assertInThreatModel(images, result, 'Linf', 0.05, 'square on 2×64');
+  });
 });
 
 test('PGD, APGD (CE, DLR, targeted DLR) and FGSM reach the optimal Linf margin of a linear classifier', () => {
