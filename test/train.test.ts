@@ -12,7 +12,7 @@ import { Linear } from '../src/nn/layers.js';
 import { Module } from '../src/nn/module.js';
 import { MeanLogits } from '../src/ensemble/aggregators.js';
 import { CrossMax } from '../src/ensemble/crossmax.js';
-import { disposeAll, getNumThreads, liveTensorCount, manualSeed, tensor, tidy, type Tensor } from '../src/tensor/index.js';
+import { disposeAll, getNumThreads, isGradEnabled, keep, liveTensorCount, manualSeed, tensor, tidy, type Tensor } from '../src/tensor/index.js';
 import { saveSafetensors } from '../src/serialize/safetensors.js';
 import {
   adversarialBatch, CHECKPOINT_FILE, evaluate, memberLosses, readTrainingCheckpointHeader, resolveAdversarialOptions,
@@ -193,12 +193,39 @@ test('adversarial inputs stay within eps and [0, 1], raise the loss, and fractio
   assert.throws(() => resolveAdversarialOptions({ attack: 'pgd', fraction: 2 }), /fraction/);
 });
 
-test('adversarial training runs (FGSM on the whole batch, the notebook\'s setting)', async () => {
-  const outDir = tempDir();
-  const result = await train({ ...baseOptions(freshModel(), outDir), epochs: 2, adversarial: { attack: 'fgsm', objective: 'output' } });
-  assert.equal(result.summary.steps, 8);
-  assert.ok(result.metrics.every((r) => Number.isFinite(r.loss)));
-  rmSync(outDir, { recursive: true });
+test('adversarial training trains on the attacked batch (FGSM on the whole batch, the notebook\'s setting)', async () => {
+  // Every input of a training-loss pass (training mode, gradients on, the input itself not differentiated: the
+  // attack's passes run in eval mode on inputs that require grad) is recorded, then compared with the training set.
+  const trainedOn = async (adversarial: TrainOptions['adversarial']): Promise<{ nearest: number[]; steps: number }> => {
+    const model = freshModel();
+    const inputs: Tensor[] = [];
+    const memberLogits = model.memberLogits.bind(model);
+    model.memberLogits = (images: Tensor) => {
+      if (model.training && isGradEnabled() && !images.requiresGrad) inputs.push(keep(images.detach().clone()));
+      return memberLogits(images);
+    };
+    const outDir = tempDir();
+    try {
+      const result = await train({ ...baseOptions(model, outDir), epochs: 1, evalEvery: 0, adversarial });
+      assert.ok(result.metrics.every((r) => Number.isFinite(r.loss)));
+      // Per image trained on: the L∞ distance to the nearest training image.
+      const all = trainSet.batch(Array.from({ length: trainSet.length }, (_, i) => i));
+      const nearest = tidy(() => inputs.flatMap((batch) => batch.flatten(1).unsqueeze(1).sub(all.images.flatten(1).unsqueeze(0)).abs().amax({ dim: 2 }).amin({ dim: 1 }).toArray()));
+      all.dispose();
+      return { nearest, steps: result.summary.steps };
+    } finally {
+      disposeAll(inputs);
+      rmSync(outDir, { recursive: true });
+    }
+  };
+  const clean = await trainedOn(undefined);
+  assert.equal(clean.nearest.length, trainSet.length, 'one training pass per image (the spy sees them)');
+  assert.ok(clean.nearest.every((d) => d === 0), 'without the attack, the training images themselves');
+  const attacked = await trainedOn({ attack: 'fgsm', objective: 'output' });
+  assert.equal(attacked.steps, 4);
+  assert.equal(attacked.nearest.length, trainSet.length);
+  const eps = resolveAdversarialOptions({ attack: 'fgsm' }).eps;
+  assert.ok(attacked.nearest.every((d) => d > 0 && d <= eps + 1e-6), `every image trained on moved, within eps: ${attacked.nearest}`);
 });
 
 // ---- evaluation -------------------------------------------------------------------------------------------------
