@@ -43,8 +43,8 @@ export const ROBUST_HELP = `  --model FILE          a crossmax model file
   --steps N, --eot N    set the gradient attacks' iterations and EOT samples (--eot also raises AutoAttack
                         'rand''s 20)
   --queries N           set Square's queries (--attack square, and Square in the suites)
-  --re-evaluations R    a point of a stochastic model counts as robust only if all R re-evaluations of its
-                        adversarial image are correct (default 10)
+  --re-evaluations R    a point of a stochastic model counts as robust (all-R) only if all R re-evaluations of
+                        every adversarial image, and every attack's own final pass, are correct (default 10)
   --batch-size N        default 100
   --no-masking          skip the gradient-masking checks (eps sweep, black-box vs white-box, budget doubling)
   --report DIR          where robust.html and robust.json go (default report); while the evaluation runs,
