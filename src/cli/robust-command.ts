@@ -1,8 +1,8 @@
 // `crossmax eval --robust` and `crossmax attack`: robustness of a saved model on the first N test points
 // (RobustBench's protocol), with the worst case over attacks as the headline, the stochastic-model definitions
 // spelled out, gradient-masking checks, and report/robust.html with the adversarial images.
-import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { createHash, randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ATTACK_PRESETS, ATTACK_PRESET_NAMES, resizeAttackBudget, withEot, type AttackEntry } from '../attacks/index.js';
 import {
@@ -277,6 +277,9 @@ export async function runRobustnessShard(values: ParsedArgs['values'], spec: Sha
   }
 }
 
+/** The file by which rank 0 marks REPORT/robust-checkpoint as its own (see runRobustnessDistributed). */
+const RANK_0_MARK = 'rank-0-mark';
+
 /** What a rank sends rank 0: its part's record and its worst adversarial images (float32, base64). */
 interface RankPayload {
   record: ShardRecord;
@@ -295,8 +298,13 @@ export async function runRobustnessDistributed(values: ParsedArgs['values'], wor
   const range = shardRange(setup.n, setup.batchSize, { index: world.rank, count: world.worldSize });
   const flags = { resume: values.resume === true, overwrite: values.overwrite === true };
   let checkpoint = world.rank === 0 ? setup.openCheckpoint(flags) : undefined;
-  await world.allGatherObject(null);
+  // Rank 0 marks its folder, so that a rank can tell a shared folder (rank 0 removes it at the end, after the
+  // masking checks that still use it) from one of its own on another machine (removed by the rank itself).
+  const mark = world.rank === 0 && checkpoint ? randomUUID() : null;
+  if (mark) writeFileSync(join(checkpoint!.dir, RANK_0_MARK), mark);
+  const [rank0Mark] = await world.allGatherObject(mark);
   if (world.rank !== 0) checkpoint = setup.openCheckpoint({ resume: true, overwrite: false });
+  const ownFolder = world.rank !== 0 && checkpoint !== undefined && !(existsSync(join(checkpoint.dir, RANK_0_MARK)) && readFileSync(join(checkpoint.dir, RANK_0_MARK), 'utf8') === rank0Mark);
   const part = evaluatePart(setup, range, `rank ${world.rank} of ${world.worldSize}`, checkpoint, { masking: false });
   let payloads: RankPayload[];
   try {
@@ -308,7 +316,11 @@ export async function runRobustnessDistributed(values: ParsedArgs['values'], wor
   } finally {
     for (const t of [part.images, part.labels, part.adversarial]) t.dispose();
   }
-  if (world.rank !== 0) return null;
+  if (world.rank !== 0) {
+    if (ownFolder) checkpoint!.remove();
+    if (!defaults.model) setup.model.dispose();
+    return null;
+  }
   const { results, order } = mergeShardRecords(payloads.map((p) => p.record), payloads.map((_, r) => `rank ${r}`), { maskingFromParts: false });
   results.masking = maskingChecks(setup, checkpoint);
   results.seconds.masking = results.masking?.seconds ?? 0;
