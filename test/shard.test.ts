@@ -10,7 +10,7 @@ import { ROBUST_OPTIONS, robustEvalCommand, runRobustnessDistributed } from '../
 import { mergeCommand } from '../src/cli/merge-command.js';
 import { parseCommandArgs } from '../src/cli/args.js';
 import {
-  SHARD_JSON, evaluateRobustness, parseShardSpec, shardRange, type EvaluationWorld, type RobustnessResults,
+  EvaluationCheckpoint, SHARD_JSON, evaluateRobustness, parseShardSpec, shardRange, type EvaluationWorld, type RobustnessResults,
 } from '../src/robustness/index.js';
 import { Generator, noGrad, rand, tidy } from '../src/tensor/index.js';
 import { captureLog, tinyModelFile } from './helpers/self-ensemble.js';
@@ -58,6 +58,22 @@ test('a batch evaluated alone gets exactly the results it gets among the others 
     assert.ok(whole.perImage.cleanCorrect.some((c) => c > 0 && c < 3) || whole.attacks.some((a) => a.correctReEvaluations.some((c) => c !== null && c > 0 && c < 3)),
       'some image is right in some passes and wrong in others');
     assert.throws(() => evaluateRobustness(model, images, labels, { ...options, attacks: [...options.attacks], imageOffset: 1 }), /not a multiple of the batch size/);
+
+    // The checkpoint keys a batch by its images' indices in the whole evaluation: a part resumes from the batches
+    // a whole run stored (and the other way round), taking every one of its attack calls from the store.
+    const dir = mkdtempSync(join(tmpdir(), 'crossmax-shard-checkpoint-'));
+    try {
+      const identity = { model: 'noisy-linear' };
+      const store = EvaluationCheckpoint.open(dir, identity);
+      evaluateRobustness(model, images, labels, { ...options, attacks: [...options.attacks], checkpoint: store });
+      const resumed = EvaluationCheckpoint.open(dir, identity, { resume: true });
+      const again = evaluateRobustness(model, images.narrow(0, 2, 2), labels.narrow(0, 2, 2), { ...options, attacks: [...options.attacks], imageOffset: 2, checkpoint: resumed }).results;
+      assert.equal(resumed.stats.computed, 0, 'every attack call of the part was in the store');
+      assert.ok(resumed.stats.reused >= 2);
+      assert.deepEqual(again.perImage, part.perImage);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
