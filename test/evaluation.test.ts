@@ -193,7 +193,7 @@ const maskingSettings = {
   batchSize: 12,
   epsSweep: [EPS, 0.1, 0.3, 1],
   sweepAttacks: [{ name: 'pgd', attack: 'pgd', options: { steps: 10, randomStart: false } }] as AttackEntry[],
-  mainAttack: { name: 'pgd', attack: 'pgd', options: { steps: 10 } } as AttackEntry,
+  mainAttack: { name: 'pgd', attack: 'pgd', options: { steps: 10, randomStart: false } } as AttackEntry,
   blackBoxAttack: { name: 'square', attack: 'square', options: { queries: 200 } } as AttackEntry,
 };
 

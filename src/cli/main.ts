@@ -10,6 +10,7 @@ import { parseCommandArgs } from './args.js';
 import { GENERATE_USAGE, generateCommand } from './generate-command.js';
 import { GALLERY_USAGE, galleryCommand } from './gallery-command.js';
 import { TRANSFER_USAGE, transferCommand } from './transfer-command.js';
+import { MERGE_USAGE, mergeCommand } from './merge-command.js';
 
 interface Command {
   summary: string;
@@ -37,6 +38,11 @@ const commands: Record<string, Command> = {
     summary: 'run one attack or suite on a model file, save the adversarial images, write report/robust.html',
     usage: ATTACK_USAGE,
     run: (args) => attackCommand(args, (a) => parseCommandArgs(a, ROBUST_OPTIONS)),
+  },
+  merge: {
+    summary: 'combine the shards of a robust evaluation (eval --robust / attack with --shard I/N) into one report',
+    usage: MERGE_USAGE,
+    run: mergeCommand,
   },
   generate: {
     summary: 'optimise images to be each class of a model, through the multi-resolution parametrisation (or pixels)',

@@ -17,7 +17,7 @@
 // The evaluation (evaluation.ts), the masking checks (masking.ts), transfer tables and generation's judges use them.
 import { type Device, type Tensor, manualSeed, noGrad, tensor, tidy } from '../tensor/index.js';
 import type { Classifier } from '../nn/classifier.js';
-import { batchesOf } from './runner.js';
+import { alignedBatchesOf, batchesOf, seedStream, type BatchLayout } from './runner.js';
 
 /** The three definitions of robust accuracy for a stochastic model (see the file header). */
 export type AccuracyDefinition = 'single-evaluation' | 'mean-over-R' | 'all-R';
@@ -48,23 +48,35 @@ export function countTrue(flags: readonly boolean[]): number {
   return flags.reduce((a, f) => a + (f ? 1 : 0), 0);
 }
 
-/** R forward passes over the rows `indices` of `images`, libtorch's generator seeded once first. */
-export function reEvaluate(model: Classifier, images: Tensor, labels: readonly number[], indices: readonly number[], passes: number, batchSize: number, seed: number): Passes {
+/**
+ * R forward passes over the rows `indices` of `images`. Layout 'packed' (default): libtorch's generator seeded
+ * once with `seed`, then pass after pass over consecutive batches of the rows. Layout 'aligned' (the robustness
+ * evaluation's, see runner.ts): the rows grouped by their batch b on the evaluation's grid, the generator seeded
+ * with seedStream(seed, b) before each group's R passes, so a row's passes do not depend on which other batches
+ * are evaluated (a shard, a rank's part).
+ */
+export function reEvaluate(model: Classifier, images: Tensor, labels: readonly number[], indices: readonly number[], passes: number, batchSize: number, seed: number, layout: BatchLayout = 'packed'): Passes {
   const correct = indices.map(() => [] as boolean[]);
   const firstPrediction = indices.map(() => -1);
-  manualSeed(seed);
-  for (let r = 0; r < passes; r++) {
-    let offset = 0;
-    for (const batch of batchesOf(indices, batchSize)) {
-      const predicted = noGrad(() => tidy(() => {
-        const index = tensor(batch, { dtype: 'int64', device: images.device as Device });
-        return model.forward(images.indexSelect(0, index)).argmax({ dim: 1 }).toArray();
-      }));
-      predicted.forEach((p, j) => {
-        correct[offset + j]!.push(p === labels[batch[j]!]);
-        if (r === 0) firstPrediction[offset + j] = p;
-      });
-      offset += batch.length;
+  const position = new Map(indices.map((row, j) => [row, j]));
+  const classify = (batch: readonly number[], r: number) => {
+    const predicted = noGrad(() => tidy(() => {
+      const index = tensor([...batch], { dtype: 'int64', device: images.device as Device });
+      return model.forward(images.indexSelect(0, index)).argmax({ dim: 1 }).toArray();
+    }));
+    predicted.forEach((p, j) => {
+      const at = position.get(batch[j]!)!;
+      correct[at]!.push(p === labels[batch[j]!]);
+      if (r === 0) firstPrediction[at] = p;
+    });
+  };
+  if (layout === 'packed') {
+    manualSeed(seed);
+    for (let r = 0; r < passes; r++) for (const batch of batchesOf(indices, batchSize)) classify(batch, r);
+  } else {
+    for (const { batch, rows } of alignedBatchesOf(indices, batchSize, layout.aligned.imageOffset)) {
+      manualSeed(seedStream(seed, batch));
+      for (let r = 0; r < passes; r++) classify(rows, r);
     }
   }
   return { correct, firstPrediction };

@@ -19,7 +19,7 @@ import {
   ACCURACY_DEFINITIONS, HEADLINE_DEFINITION, accuracies, countTrue, formatAccuracy, reEvaluate, robustUnderAllR, type AccuracyByDefinition,
   type AccuracyDefinition,
 } from './definitions.js';
-import { attackInBatches } from './runner.js';
+import { attackInBatches, checkImageOffset, seedStream, type BatchLayout } from './runner.js';
 import {
   blackBoxCheck, budgetCheck, epsSweepCheck, formatEps, resolveMaskingPlan, type EpsCurvePoint, type MaskingCheck, type MaskingOptions,
 } from './masking.js';
@@ -45,8 +45,18 @@ export interface RobustnessOptions {
   norm?: Norm;
   /** Default 8/255. */
   eps?: number;
-  /** Seeds the re-evaluations, and the attacks that have no seed of their own. Default 0. */
+  /**
+   * Seeds the re-evaluations, and the attacks that have no seed of their own. Every batch of every attack call and
+   * of every R passes draws from its own stream, derived from (seed, what runs, the batch's place on the grid of
+   * batchSize images; see runner.ts). Default 0.
+   */
   seed?: number;
+  /**
+   * The index of `images`' first row among the images of a larger evaluation that this call is a part of (a
+   * shard, a rank's part): rows are batched and seeded by their place in that evaluation, so the part's per-image
+   * results are the ones the whole evaluation gives its images. A multiple of batchSize. Default 0.
+   */
+  imageOffset?: number;
   /** R: forward passes per adversarial image, each with fresh randomness. Default 10. */
   reEvaluations?: number;
   /** Images per attack call and per forward pass. Default 100. */
@@ -97,6 +107,18 @@ export interface AttackEvaluation {
   correctReEvaluations: (number | null)[];
   /** Per image: its own final pass misclassified the image, null where it did not run. */
   success: (boolean | null)[];
+  /** Per image, what robustAccuracyAfter is computed from (so that parts of an evaluation can be merged exactly). */
+  perImageAfter: PerImageRobustness;
+  /** Per image, what robustAccuracy is computed from; null where that is. */
+  perImageAlone: PerImageRobustness | null;
+}
+
+/** Per image, the inputs of an accuracy under every definition (definitions.ts `accuracies`). */
+export interface PerImageRobustness {
+  /** Robust under the single evaluation. */
+  single: boolean[];
+  /** Evaluations (of R) in which the image is robust. */
+  robustEvaluations: number[];
 }
 
 /** Per image of the evaluation, in input order. */
@@ -182,6 +204,9 @@ function evaluateRobustnessInCurrentMode(model: Classifier, images: Tensor, labe
   if (!Number.isInteger(retries) || retries < 0) throw new RangeError(`retryUntouched must be a non-negative integer, got ${retries}`);
   if (!Number.isInteger(passes) || passes < 1) throw new RangeError(`reEvaluations must be a positive integer, got ${passes}`);
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${batchSize}`);
+  const imageOffset = options.imageOffset ?? 0;
+  checkImageOffset(imageOffset, batchSize);
+  const layout: BatchLayout = { aligned: { imageOffset } };
   if (!Array.isArray(options.attacks) || options.attacks.length === 0) throw new RangeError('evaluateRobustness needs at least one attack');
   const entries = options.attacks;
   const duplicate = entries.find((e, i) => entries.findIndex((f) => f.name === e.name) !== i);
@@ -201,7 +226,7 @@ function evaluateRobustnessInCurrentMode(model: Classifier, images: Tensor, labe
   let robustIn: boolean[][] = [];
   let single: boolean[] = [];
   report({ phase: 'clean', attack: null, step: 0, total: 0, robust: n });
-  const clean = reEvaluate(model, images, labelValues, all, passes, batchSize, seed);
+  const clean = reEvaluate(model, images, labelValues, all, passes, batchSize, seedStream(seed, 'clean'), layout);
   robustIn = clean.correct.map((flags) => [...flags]);
   single = clean.correct.map((flags) => flags[0]!);
   const cleanAccuracy = accuracies(single, robustIn, passes);
@@ -219,12 +244,12 @@ function evaluateRobustnessInCurrentMode(model: Classifier, images: Tensor, labe
       const attackStarted = Date.now();
       const pool = all.filter((i) => (independent || a === 0 ? worstCorrectClean(i) : robustIn[i]!.some(Boolean) || single[i]));
       const ran = attackInBatches(model, images, labels, entry, pool, {
-        norm, eps, seed, batchSize, retries, checkpoint: options.checkpoint,
+        norm, eps, seed, batchSize, retries, checkpoint: options.checkpoint, layout,
         onProgress: ({ step, total }) => report({ phase: 'attack', attack: entry.name, step, total }),
       });
       adversarial.set(entry.name, ran.adversarial);
       report({ phase: 're-evaluation', attack: entry.name, step: 0, total: 0 });
-      const re = reEvaluate(model, ran.adversarial, labelValues, pool, passes, batchSize, seed + 1 + a);
+      const re = reEvaluate(model, ran.adversarial, labelValues, pool, passes, batchSize, seedStream(seed, 're-evaluation', entry.name), layout);
       const correctReEvaluations: (number | null)[] = all.map(() => null);
       const success: (boolean | null)[] = all.map(() => null);
       pool.forEach((i, j) => {
@@ -242,17 +267,21 @@ function evaluateRobustnessInCurrentMode(model: Classifier, images: Tensor, labe
         }
       });
       const robustAccuracyAfter = accuracies(single, robustIn, passes);
+      const perImageAfter = { single: [...single], robustEvaluations: robustIn.map(countTrue) };
       let robustAccuracy: AccuracyByDefinition | null = null;
+      let perImageAlone: PerImageRobustness | null = null;
       if (independent || a === 0) {
         // This attack alone: the worst of the clean image and its adversarial image, pass by pass.
         const position = new Map(pool.map((i, j) => [i, j]));
         const alone = all.map((i) => clean.correct[i]!.map((c, r) => c && position.has(i) && re.correct[position.get(i)!]![r]!));
-        robustAccuracy = accuracies(all.map((i) => clean.correct[i]![0]! && success[i] === false), alone, passes);
+        const aloneSingle = all.map((i) => clean.correct[i]![0]! && success[i] === false);
+        robustAccuracy = accuracies(aloneSingle, alone, passes);
+        perImageAlone = { single: aloneSingle, robustEvaluations: alone.map(countTrue) };
       }
       const seconds = (Date.now() - attackStarted) / 1000;
       attacks.push({
         ...describeAttack(entry, { norm, eps, seed }), attackedImages: pool.length, retriedImages: ran.retried, fooledImages: countTrue(ran.success),
-        robustAccuracyAfter, robustAccuracy, seconds, correctReEvaluations, success,
+        robustAccuracyAfter, robustAccuracy, seconds, correctReEvaluations, success, perImageAfter, perImageAlone,
       });
       log(`robust accuracy after ${entry.name}: ${formatAccuracy(robustAccuracyAfter)} (${seconds.toFixed(1)} s)`);
     }

@@ -7,13 +7,20 @@ export {
 export {
   ADAPTIVE_BUDGETS, BUDGET_NAMES, DEFAULT_ADAPTIVE_EOT, adaptiveSuite, type AdaptiveBudget, type AdaptiveSuiteOptions, type BudgetName,
 } from './adaptive.js';
-export { attackInBatches, batchesOf, type BatchRunResult, type BatchRunSettings } from './runner.js';
+export {
+  alignedBatchesOf, attackInBatches, batchesOf, checkImageOffset, seedStream, type BatchLayout, type BatchRunResult, type BatchRunSettings,
+} from './runner.js';
+export {
+  SHARD_FORMAT, SHARD_JSON, SHARD_TENSORS, parseShardSpec, readShardFolder, shardRange, writeShardFolder, type EvaluationWorld, type ImageRange,
+  type ShardRecord, type ShardSpec, type ShardTensors,
+} from './shard.js';
+export { differences, mergeShardRecords, type MergeOptions } from './merge.js';
 export {
   ACCURACY_DEFINITIONS, HEADLINE_DEFINITION, repeatedAccuracy, robustUnderAllR, type AccuracyByDefinition, type AccuracyDefinition, type Passes,
 } from './definitions.js';
 export {
   evaluateRobustness, runMaskingChecks, type AttackEvaluation, type EvaluationProgress, type MaskingResults, type MaskingRunOptions,
-  type PerImageResults, type RobustnessEvaluation, type RobustnessOptions, type RobustnessResults,
+  type PerImageResults, type PerImageRobustness, type RobustnessEvaluation, type RobustnessOptions, type RobustnessResults,
 } from './evaluation.js';
 export {
   DEFAULT_SWEEP_ATTACK, blackBoxCheck, budgetCheck, epsSweepCheck, formatEps, resolveMaskingPlan, type EpsCurvePoint,

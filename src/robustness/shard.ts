@@ -1,0 +1,129 @@
+// A robust evaluation in parts. The first N images are cut on the grid of batches the evaluation runs on (runner.ts,
+// layout 'aligned'), and a part is a contiguous run of whole batches: attacked with the seed streams of its
+// batches, its per-image results are the ones the whole evaluation gives those images. A part is written as a
+// shard (`--shard I/N`, merged later by merge.ts) or gathered over a process group (ranks of one launch).
+// The gradient-masking checks run once, by the part that holds image 0, on the first images (as in one process).
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type Device, type Tensor } from '../tensor/index.js';
+import { loadSafetensors, saveSafetensors } from '../serialize/safetensors.js';
+import { writeJsonAtomic } from '../util/json.js';
+import type { RobustnessResults } from './evaluation.js';
+
+/** The format tag of a shard's JSON file. */
+export const SHARD_FORMAT = 'crossmax-robustness-shard-v1';
+/** File names in a shard's folder. */
+export const SHARD_JSON = 'robust-shard.json';
+/** The shard's clean images, worst adversarial images and labels. */
+export const SHARD_TENSORS = 'robust-shard.safetensors';
+
+/** Part `index` (from 0) of `count`. */
+export interface ShardSpec {
+  index: number;
+  count: number;
+}
+
+/** Images [start, end) of the first `images`. */
+export interface ImageRange {
+  start: number;
+  end: number;
+}
+
+/**
+ * The three things a process group must offer an evaluation split over ranks (src/distributed's ProcessGroup
+ * has them): its rank, the world size, and an all-gather of JSON-able values (every rank receives every rank's
+ * value, in rank order).
+ */
+export interface EvaluationWorld {
+  rank: number;
+  worldSize: number;
+  allGatherObject<T>(value: T): Promise<T[]>;
+}
+
+/** `I/N` as `--shard` takes it: shard I (0 … N−1) of N. */
+export function parseShardSpec(text: string): ShardSpec {
+  const match = /^(\d+)\/(\d+)$/.exec(text.trim());
+  if (!match) throw new RangeError(`--shard ${text}: give I/N, shard I (0 to N-1) of N, e.g. 0/4`);
+  const index = Number(match[1]);
+  const count = Number(match[2]);
+  if (count < 1 || index >= count) throw new RangeError(`--shard ${text}: I must be 0 to N-1 (shards are numbered from 0) and N at least 1`);
+  return { index, count };
+}
+
+/**
+ * The images of part `shard.index` of `shard.count` of an evaluation of the first `images` images in batches of
+ * `batchSize`: whole batches, as even a share as they allow. More parts than batches are refused (a part with no
+ * images has nothing to evaluate).
+ */
+export function shardRange(images: number, batchSize: number, shard: ShardSpec): ImageRange {
+  if (!Number.isInteger(images) || images < 1) throw new RangeError(`an evaluation needs at least one image, got ${images}`);
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batch size must be a positive integer, got ${batchSize}`);
+  const batches = Math.ceil(images / batchSize);
+  if (shard.count > batches) {
+    throw new RangeError(`${shard.count} parts of ${images} images in ${batches} batches of ${batchSize}: at most ${batches} parts (a part is whole batches); use fewer parts or a smaller --batch-size`);
+  }
+  const first = Math.floor((shard.index * batches) / shard.count);
+  const last = Math.floor(((shard.index + 1) * batches) / shard.count);
+  return { start: first * batchSize, end: Math.min(last * batchSize, images) };
+}
+
+/** One part of an evaluation: what merge.ts needs to combine it with the others and to refuse a mismatch. */
+export interface ShardRecord {
+  format: typeof SHARD_FORMAT;
+  /** What the numbers depend on besides the settings: the model file's SHA-256, the aggregator, the data, the device. */
+  identity: Record<string, string>;
+  /** Every setting that changes a number: suite or attack, budget, steps, EOT, eps, seed, R, batch size, masking, the attacks as run. */
+  settings: Record<string, unknown>;
+  /** This part's images among the first `images`, and how it was made ('shard I/N' or 'rank r of w'). */
+  range: ImageRange & { images: number; part: string };
+  /** Class names by label, for the merged report. */
+  classNames: string[];
+  /** The evaluation of this part's images (masking: the checks, in the part holding image 0 only). */
+  results: RobustnessResults;
+}
+
+/** A part's tensors: clean images, the worst adversarial image per image, labels. */
+export interface ShardTensors {
+  clean: Tensor;
+  adversarial: Tensor;
+  labels: Tensor;
+}
+
+/** Writes a shard into `dir` (JSON and tensors, each atomically). */
+export function writeShardFolder(dir: string, record: ShardRecord, tensors: ShardTensors): { json: string; tensors: string } {
+  mkdirSync(dir, { recursive: true });
+  const tensorsPath = join(dir, SHARD_TENSORS);
+  saveSafetensors(tensorsPath, { clean: tensors.clean.contiguous(), adversarial: tensors.adversarial.contiguous(), labels: tensors.labels.contiguous() }, { format: SHARD_FORMAT });
+  // The JSON last: a folder with a JSON file has its tensors.
+  const json = join(dir, SHARD_JSON);
+  writeJsonAtomic(json, record);
+  return { json, tensors: tensorsPath };
+}
+
+/** Reads the shard in `dir`; an unreadable, foreign or inconsistent folder is an error naming it. */
+export function readShardFolder(dir: string, device: Device = 'cpu'): { record: ShardRecord; tensors: ShardTensors } {
+  const jsonPath = join(dir, SHARD_JSON);
+  if (!existsSync(jsonPath)) throw new Error(`${dir} holds no shard (no ${SHARD_JSON}): give the --report folders of \`--shard I/N\` runs`);
+  let record: ShardRecord;
+  try {
+    record = JSON.parse(readFileSync(jsonPath, 'utf8')) as ShardRecord;
+  } catch (err) {
+    throw new Error(`${jsonPath} is not valid JSON (${(err as Error).message})`);
+  }
+  if (record?.format !== SHARD_FORMAT) throw new Error(`${jsonPath} is not a crossmax shard (format '${String(record?.format)}', expected '${SHARD_FORMAT}')`);
+  let file: ReturnType<typeof loadSafetensors>;
+  try {
+    file = loadSafetensors(join(dir, SHARD_TENSORS), { device });
+  } catch (err) {
+    throw new Error(`${dir}: the shard's images are unreadable (${(err as Error).message})`);
+  }
+  const clean = file.tensors.get('clean');
+  const adversarial = file.tensors.get('adversarial');
+  const labels = file.tensors.get('labels');
+  const count = record.range.end - record.range.start;
+  if (!clean || !adversarial || !labels || clean.shape[0] !== count || adversarial.shape[0] !== count || labels.shape[0] !== count) {
+    for (const t of file.tensors.values()) t.dispose();
+    throw new Error(`${dir}: ${SHARD_TENSORS} does not hold the ${count} images of ${SHARD_JSON} (clean, adversarial, labels)`);
+  }
+  return { record, tensors: { clean, adversarial, labels } };
+}

@@ -1,0 +1,165 @@
+// A robust evaluation in parts equals the evaluation in one process, bit for bit: two `--shard` runs merged, the
+// ranks of a launch (an in-process fake of the process group), and one batch evaluated without the others (the
+// seed streams). Merge refuses shards of another model or budget, and missing or overlapping shards.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ROBUST_OPTIONS, robustEvalCommand, runRobustnessDistributed } from '../src/cli/robust-command.js';
+import { mergeCommand } from '../src/cli/merge-command.js';
+import { parseCommandArgs } from '../src/cli/args.js';
+import {
+  EvaluationCheckpoint, SHARD_JSON, evaluateRobustness, parseShardSpec, shardRange, type EvaluationWorld, type RobustnessResults,
+} from '../src/robustness/index.js';
+import { Generator, noGrad, rand, tidy } from '../src/tensor/index.js';
+import { captureLog, tinyModelFile } from './helpers/self-ensemble.js';
+import { tinyImageFolder } from './helpers/image-folder.js';
+import { NoisyLinear } from './helpers/linear.js';
+
+const robust = (args: string[]) => captureLog(() => robustEvalCommand(parseCommandArgs(args, ROBUST_OPTIONS).values));
+const merge = (args: string[]) => captureLog(() => mergeCommand(args));
+const read = (path: string) => JSON.parse(readFileSync(path, 'utf8')) as RobustnessResults;
+
+/** The results without their timings (the one thing a merge may not reproduce). */
+function withoutTimings(results: RobustnessResults): unknown {
+  return { ...results, seconds: null, attacks: results.attacks.map((a) => ({ ...a, seconds: null })), masking: results.masking && { ...results.masking, seconds: null } };
+}
+
+test('--shard I/N and shardRange: whole batches, every image once, bad specs refused', () => {
+  assert.deepEqual(parseShardSpec('1/4'), { index: 1, count: 4 });
+  assert.throws(() => parseShardSpec('4/4'), /0 to N-1/);
+  assert.throws(() => parseShardSpec('a/b'), /give I\/N/);
+  const ranges = [0, 1, 2].map((index) => shardRange(10, 3, { index, count: 3 }));
+  assert.deepEqual(ranges, [{ start: 0, end: 3 }, { start: 3, end: 6 }, { start: 6, end: 10 }]);
+  assert.throws(() => shardRange(4, 2, { index: 0, count: 3 }), /at most 2 parts/);
+});
+
+test('a batch evaluated alone gets exactly the results it gets among the others (seed streams by global batch)', () => {
+  tidy(() => {
+    const model = new NoisyLinear(8, 0.5);
+    const images = rand([6, 3, 4, 4], { generator: new Generator(5) });
+    const labels = noGrad(() => tidy(() => new NoisyLinear(8, 0).forward(images).argmax({ dim: 1 })));
+    const options = {
+      attacks: [{ name: 'pgd', attack: 'pgd', options: { steps: 3, eot: 2 } }, { name: 'fgsm', attack: 'fgsm', options: {} }] as const,
+      eps: 0.05, reEvaluations: 3, batchSize: 2, masking: false as const, seed: 7,
+    };
+    const whole = evaluateRobustness(model, images, labels, { ...options, attacks: [...options.attacks] }).results;
+    const part = evaluateRobustness(model, images.narrow(0, 2, 2), labels.narrow(0, 2, 2), { ...options, attacks: [...options.attacks], imageOffset: 2 }).results;
+    const slice = <T>(values: readonly T[]) => values.slice(2, 4);
+    for (const key of Object.keys(whole.perImage) as (keyof RobustnessResults['perImage'])[]) {
+      assert.deepEqual(part.perImage[key], slice(whole.perImage[key] as unknown[]), `perImage.${key}`);
+    }
+    whole.attacks.forEach((a, i) => {
+      assert.deepEqual(part.attacks[i]!.correctReEvaluations, slice(a.correctReEvaluations), `${a.name} re-evaluations`);
+      assert.deepEqual(part.attacks[i]!.success, slice(a.success), `${a.name} success`);
+    });
+    // Not vacuous: the noisy model's passes disagree somewhere, so the draws matter.
+    assert.ok(whole.perImage.cleanCorrect.some((c) => c > 0 && c < 3) || whole.attacks.some((a) => a.correctReEvaluations.some((c) => c !== null && c > 0 && c < 3)),
+      'some image is right in some passes and wrong in others');
+    assert.throws(() => evaluateRobustness(model, images, labels, { ...options, attacks: [...options.attacks], imageOffset: 1 }), /not a multiple of the batch size/);
+
+    // The checkpoint keys a batch by its images' indices in the whole evaluation: a part resumes from the batches
+    // a whole run stored (and the other way round), taking every one of its attack calls from the store.
+    const dir = mkdtempSync(join(tmpdir(), 'crossmax-shard-checkpoint-'));
+    try {
+      const identity = { model: 'noisy-linear' };
+      const store = EvaluationCheckpoint.open(dir, identity);
+      evaluateRobustness(model, images, labels, { ...options, attacks: [...options.attacks], checkpoint: store });
+      const resumed = EvaluationCheckpoint.open(dir, identity, { resume: true });
+      const again = evaluateRobustness(model, images.narrow(0, 2, 2), labels.narrow(0, 2, 2), { ...options, attacks: [...options.attacks], imageOffset: 2, checkpoint: resumed }).results;
+      assert.equal(resumed.stats.computed, 0, 'every attack call of the part was in the store');
+      assert.ok(resumed.stats.reused >= 2);
+      assert.deepEqual(again.perImage, part.perImage);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+test('two --shard runs merged equal the single-process evaluation bit for bit; merge refuses other models, budgets, missing and overlapping shards', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'crossmax-shard-'));
+  try {
+    const model = tinyModelFile(dir);
+    const data = tinyImageFolder(join(dir, 'data'), { perClass: 1 });
+    const common = ['--model', model, '--data', data, '--suite', 'autoattack-rand', '--budget', 'quick', '--steps', '2', '--n', '6',
+      '--batch-size', '2', '--re-evaluations', '3', '--no-masking', '--json'];
+    const single = join(dir, 'single');
+    assert.equal((await robust([...common, '--report', single])).code, 0);
+    const shards = [join(dir, 'shard0'), join(dir, 'shard1')];
+    for (const [i, folder] of shards.entries()) assert.equal((await robust([...common, '--shard', `${i}/2`, '--report', folder])).code, 0);
+    assert.ok(!existsSync(join(shards[0]!, 'robust.json')) && existsSync(join(shards[0]!, SHARD_JSON)), 'a shard writes its part, not a report');
+    const merged = join(dir, 'merged');
+    // Given in any order.
+    assert.equal((await merge([shards[1]!, shards[0]!, '--report', merged, '--json'])).code, 0);
+    const expected = read(join(single, 'robust.json'));
+    const got = read(join(merged, 'robust.json'));
+    assert.deepEqual(withoutTimings(got), withoutTimings(expected));
+    assert.equal(got.images, 6);
+    assert.ok(existsSync(join(merged, 'robust.html')) && existsSync(join(merged, 'adversarial.safetensors')));
+
+    // Another model: the shard of 1/2 claims another file's SHA-256; another budget; then missing and overlapping.
+    const tampered = (name: string, edit: (record: Record<string, any>) => void) => {
+      const folder = join(dir, name);
+      cpSync(shards[1]!, folder, { recursive: true });
+      const record = JSON.parse(readFileSync(join(folder, SHARD_JSON), 'utf8'));
+      edit(record);
+      writeFileSync(join(folder, SHARD_JSON), JSON.stringify(record));
+      return folder;
+    };
+    const otherModel = tampered('other-model', (r) => { r.identity.model = '0'.repeat(64); });
+    await assert.rejects(merge([shards[0]!, otherModel]), /not a part of the same evaluation.*identity\.model/);
+    const otherBudget = tampered('other-budget', (r) => { r.settings.budget = 'cpu'; });
+    await assert.rejects(merge([shards[0]!, otherBudget]), /settings\.budget: "quick" vs "cpu"/);
+    await assert.rejects(merge([shards[1]!]), /no shard holds images 0–1 of 6: a shard is missing/);
+    await assert.rejects(merge([shards[0]!]), /no shard holds images 2–5 of 6/);
+    await assert.rejects(merge([shards[0]!, shards[1]!, shards[0]!]), /overlaps/);
+    await assert.rejects(merge([join(dir, 'data')]), /holds no shard/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** N ranks in one process: allGatherObject resolves once every rank has given its value. */
+function fakeWorlds(size: number): EvaluationWorld[] {
+  let round: { values: unknown[]; arrived: number; resolve: (() => void)[] } | null = null;
+  return Array.from({ length: size }, (_, rank) => ({
+    rank, worldSize: size,
+    allGatherObject<T>(value: T): Promise<T[]> {
+      round ??= { values: [], arrived: 0, resolve: [] };
+      const current = round;
+      current.values[rank] = structuredClone(value);
+      current.arrived++;
+      const done = new Promise<T[]>((resolve) => current.resolve.push(() => resolve(current.values as T[])));
+      if (current.arrived === size) {
+        round = null;
+        for (const r of current.resolve) r();
+      }
+      return done;
+    },
+  }));
+}
+
+test('an evaluation split over two ranks (fake process group): rank 0 writes the single-process report, bit for bit', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'crossmax-ranks-'));
+  try {
+    const model = tinyModelFile(dir);
+    const data = tinyImageFolder(join(dir, 'data'), { perClass: 1 });
+    const common = ['--model', model, '--data', data, '--attack', 'pgd', '--steps', '2', '--n', '4', '--batch-size', '2', '--re-evaluations', '2',
+      '--budget', 'quick', '--json'];
+    const single = join(dir, 'single');
+    // With the masking checks: rank 0 runs them after the gather, on the first images, as one process does.
+    assert.equal((await robust([...common, '--report', single])).code, 0);
+    const report = join(dir, 'ranks');
+    const values = parseCommandArgs([...common, '--report', report], ROBUST_OPTIONS).values;
+    const runs = await Promise.all(fakeWorlds(2).map((world) => runRobustnessDistributed(values, world)));
+    assert.equal(runs[1], null, 'only rank 0 reports');
+    runs[0]!.model.dispose();
+    const expected = read(join(single, 'robust.json'));
+    assert.ok(expected.masking !== null);
+    assert.deepEqual(withoutTimings(read(join(report, 'robust.json'))), withoutTimings(expected));
+    assert.ok(!existsSync(join(report, 'robust-checkpoint')), 'the shared checkpoint is removed at the end');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
