@@ -19,6 +19,7 @@ import {
   ACCURACY_DEFINITIONS, HEADLINE_DEFINITION, accuracies, countTrue, formatAccuracy, reEvaluate, type AccuracyByDefinition, type AccuracyDefinition,
 } from './definitions.js';
 import { attackInBatches } from './runner.js';
+import { robustnessIntervals, type RobustnessIntervals } from './intervals.js';
 import {
   blackBoxCheck, budgetCheck, epsSweepCheck, formatEps, resolveMaskingPlan, type EpsCurvePoint, type MaskingCheck, type MaskingOptions,
 } from './masking.js';
@@ -93,6 +94,10 @@ export interface AttackEvaluation {
   correctReEvaluations: (number | null)[];
   /** Per image: its own final pass misclassified the image, null where it did not run. */
   success: (boolean | null)[];
+  /** Per image: evaluations (of R) robust against the clean image and every attack up to this one (mean over R's numerator after it). */
+  robustEvaluationsAfter: number[];
+  /** Per image: the same for this attack alone; null where robustAccuracy is. */
+  robustEvaluationsAlone: number[] | null;
 }
 
 export interface PerImageResults {
@@ -111,6 +116,8 @@ export interface PerImageResults {
   robustEvaluations: number[];
   /** Robust under the headline definition. */
   robust: boolean[];
+  /** Robust under the single-evaluation definition (what a paired comparison of two results files reads). */
+  robustSingle: boolean[];
 }
 
 export interface MaskingResults {
@@ -135,6 +142,8 @@ export interface RobustnessResults {
   cleanAccuracy: AccuracyByDefinition;
   attacks: AttackEvaluation[];
   worstCase: AccuracyByDefinition;
+  /** 95% intervals of every accuracy above, with its number of images (intervals.ts). */
+  intervals: RobustnessIntervals;
   perImage: PerImageResults;
   masking: MaskingResults | null;
   settings: { seed: number; batchSize: number; independent: boolean; retryUntouched: number };
@@ -225,16 +234,19 @@ function evaluateRobustnessInCurrentMode(model: Classifier, images: Tensor, labe
       });
       const robustAccuracyAfter = accuracies(single, robustIn, passes);
       let robustAccuracy: AccuracyByDefinition | null = null;
+      let robustEvaluationsAlone: number[] | null = null;
       if (independent || a === 0) {
         // This attack alone: the worst of the clean image and its adversarial image, pass by pass.
         const position = new Map(pool.map((i, j) => [i, j]));
         const alone = all.map((i) => clean.correct[i]!.map((c, r) => c && position.has(i) && re.correct[position.get(i)!]![r]!));
         robustAccuracy = accuracies(all.map((i) => clean.correct[i]![0]! && success[i] === false), alone, passes);
+        robustEvaluationsAlone = alone.map(countTrue);
       }
       const seconds = (Date.now() - attackStarted) / 1000;
       attacks.push({
         ...describeAttack(entry, { norm, eps, seed }), attackedImages: pool.length, retriedImages: ran.retried, fooledImages: countTrue(ran.success),
         robustAccuracyAfter, robustAccuracy, seconds, correctReEvaluations, success,
+        robustEvaluationsAfter: robustIn.map(countTrue), robustEvaluationsAlone,
       });
       log(`robust accuracy after ${entry.name}: ${formatAccuracy(robustAccuracyAfter)} (${seconds.toFixed(1)} s)`);
     }
@@ -273,7 +285,7 @@ function evaluateRobustnessInCurrentMode(model: Classifier, images: Tensor, labe
   trackInScope(worstAdversarial);
   const worstCase = accuracies(single, robustIn, passes);
   log(`robust accuracy (worst case over ${entries.length} attacks): ${formatAccuracy(worstCase)}`);
-  const results: RobustnessResults = {
+  const measured: Omit<RobustnessResults, 'intervals'> = {
     format: 'crossmax-robustness-v1',
     model: options.modelName ?? 'model',
     dataSource: options.dataSource ?? 'unspecified',
@@ -292,11 +304,13 @@ function evaluateRobustnessInCurrentMode(model: Classifier, images: Tensor, labe
       worstPredicted,
       robustEvaluations: robustIn.map(countTrue),
       robust: robustIn.map((flags) => flags.every(Boolean)),
+      robustSingle: [...single],
     },
     masking,
     settings: { seed, batchSize, independent, retryUntouched: retries },
     seconds: { total: (Date.now() - started) / 1000, attacks: attacksSeconds, masking: masking?.seconds ?? 0 },
   };
+  const results: RobustnessResults = { ...measured, intervals: robustnessIntervals(measured) };
   return { results, adversarial, worstAdversarial };
 
   function worstCorrectClean(i: number): boolean {
