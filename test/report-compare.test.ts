@@ -117,8 +117,8 @@ test('report tables show an estimate as "value [low, high]", right-aligned, the 
     columns: [{ key: 'name' }, { key: 'acc', percent: true, best: 'max' }],
     rows: [{ name: 'a', acc: proportionEstimate(77, 100) }, { name: 'b', acc: proportionEstimate(15, 100) }, { name: 'c', acc: 0.5 }],
   }).toHtml();
-  assert.match(html, /<td class="num best">77\.0% \[67\.8, 84\.2\]<\/td>/);
-  assert.match(html, /<td class="num">15\.0% \[9\.3, 23\.3\]<\/td>/);
+  assert.match(html, /<td class="num best">77\.0% \[67\.8,\u00a084\.2\]<\/td>/);
+  assert.match(html, /<td class="num">15\.0% \[9\.3,\u00a023\.3\]<\/td>/);
   assert.match(html, /<td class="num">50\.0%<\/td>/);
 });
 
@@ -136,7 +136,7 @@ test('the CLI end to end: robust.json of CrossMax and of --aggregator mean-logit
     assert.match(first.printed, /headline: \d+\.\d% \[\d+\.\d, \d+\.\d\] \(n = 10\)/);
     const page = readFileSync(join(dir, 'a', 'robust.html'), 'utf8');
     assert.match(page, /Robust accuracy: \d+\.\d% \[\d+\.\d, \d+\.\d\] \(n = 10\)/);
-    assert.match(page, /all-R \[95% interval\]/);
+    assert.match(page, /accuracy \[95% interval\] over n = 10 images/);
     const json = JSON.parse(readFileSync(join(dir, 'a', 'robust.json'), 'utf8')) as RobustnessResults;
     assert.equal(json.intervals.headline!.n, 10);
     assert.deepEqual(formatRobustnessText(json), formatRobustnessText(JSON.parse(JSON.stringify(json))));

@@ -311,7 +311,8 @@ function numberOf(value: unknown): unknown {
 
 function formatCell(column: TableColumn, value: unknown, row: Record<string, unknown>): string {
   if (column.format) return column.format(value, row);
-  if (isAccuracyEstimate(value)) return formatEstimate(value, { decimals: column.decimals ?? 1, showN: false });
+  // A narrow column breaks the cell between the value and its interval, never inside the brackets.
+  if (isAccuracyEstimate(value)) return formatEstimate(value, { decimals: column.decimals ?? 1, showN: false }).replace(', ', ',\u00a0');
   if (typeof value !== 'number') return formatValue(value);
   if (column.percent) return Number.isFinite(value) ? `${(value * 100).toFixed(column.decimals ?? 1)}%` : String(value);
   return formatNumber(value, column.decimals);
@@ -349,7 +350,6 @@ thead th { border-bottom: 2px solid #aeb6be; white-space: nowrap; }
 table.data tbody tr:nth-child(even) { background: var(--soft); }
 table.key-values th { font-weight: 600; color: var(--muted); white-space: nowrap; }
 td.num, th.num { text-align: right; }
-td.num { white-space: nowrap; }
 td.best { font-weight: 700; background: #e3f0fa; }
 figure { margin: 12px 0 20px; }
 figure.image img { max-width: 100%; height: auto; display: block; }

@@ -64,15 +64,15 @@ export function writeRobustReport(evaluation: RobustnessEvaluation, images: Tens
   // An estimate where there is one, else the bare accuracy.
   const cells = (accuracy: AccuracyByDefinition, estimates: EstimateByDefinition | null | undefined) =>
     Object.fromEntries(DEFINITION_ORDER.map((d) => [d, estimates?.[d] ?? accuracy[d]]));
-  const definitionColumns = (best?: 'min') => DEFINITION_ORDER.map((d) => ({ key: d, label: `${d} [95% interval]`, percent: true, ...(best ? { best } : {}) }));
+  const definitionColumns = (best?: 'min') => DEFINITION_ORDER.map((d) => ({ key: d, label: d, percent: true, ...(best ? { best } : {}) }));
   report.table({
-    caption: `Robust accuracy after each attack (worst case over it and every row above it), under each definition; n = ${results.images} images`,
+    caption: `Robust accuracy after each attack (worst case over it and every row above it), under each definition: accuracy [95% interval] over n = ${results.images} images`,
     columns: [
       { key: 'row', label: 'after' },
       ...definitionColumns(),
-      { key: 'attacked', label: 'images attacked' },
+      { key: 'attacked', label: 'attacked' },
       { key: 'fooled', label: 'fooled (own pass)' },
-      { key: 'retried', label: 'attacked again' },
+      { key: 'retried', label: 'retried' },
       { key: 'seconds', decimals: 1 },
     ],
     rows: [
@@ -87,7 +87,7 @@ export function writeRobustReport(evaluation: RobustnessEvaluation, images: Tens
   const alone = results.attacks.filter((a) => a.robustAccuracy !== null);
   if (alone.length > 0) {
     report.table({
-      caption: `Each attack alone (worst of the clean image and its adversarial image), where it ran on every point; n = ${results.images} images`,
+      caption: `Each attack alone (worst of the clean image and its adversarial image), where it ran on every point: accuracy [95% interval] over n = ${results.images} images`,
       columns: [{ key: 'row', label: 'attack' }, ...definitionColumns('min')],
       rows: alone.map((a) => ({
         row: a.name, ...cells(a.robustAccuracy as AccuracyByDefinition, intervals.attacks.find((i) => i.name === a.name)?.robustAccuracy),

@@ -133,10 +133,12 @@ export function writeTrainingReport(dir: string, input: TrainingReportInput): Tr
   report.heading('Confusion matrix (rows: true class, columns: predicted)');
   report.table({
     columns: [{ key: 'class', label: 'true \\ predicted' }, ...classes.map((c, j) => ({ key: `p${j}`, label: c })),
-      { key: 'acc', label: 'class accuracy [95% interval]', percent: true }, { key: 'n', label: 'images' }],
+      { key: 'acc', label: 'accuracy [95%]', percent: true }],
+    // Each class's accuracy is over its own images (its row's sum), with its Wilson interval.
+    caption: 'Class accuracy: over the class\'s images (the row\'s sum), with its Wilson 95% interval',
     rows: ev.confusion.map((row, i) => {
       const n = row.reduce((a, b) => a + b, 0);
-      return { class: classes[i], ...Object.fromEntries(row.map((v, j) => [`p${j}`, v])), acc: n > 0 ? proportionEstimate(row[i]!, n) : null, n };
+      return { class: classes[i], ...Object.fromEntries(row.map((v, j) => [`p${j}`, v])), acc: n > 0 ? proportionEstimate(row[i]!, n) : null };
     }),
   });
   input.extend?.(report);

@@ -260,7 +260,7 @@ export function formatEstimate(e: AccuracyEstimate, options: FormatOptions = {})
 export function formatDifference(d: Pick<PairedDifference, 'difference' | 'low' | 'high' | 'n'> & { mcnemarP?: number }, options: FormatOptions = {}): string {
   const decimals = options.decimals ?? 1;
   const pts = (v: number) => { const s = (100 * v).toFixed(decimals); return /^-0\.?0*$/.test(s) ? s.slice(1) : s; };
-  const p = d.mcnemarP === undefined ? '' : `, McNemar p = ${formatP(d.mcnemarP)}`;
+  const p = d.mcnemarP === undefined ? '' : `, McNemar p ${formatP(d.mcnemarP).startsWith('<') ? '' : '= '}${formatP(d.mcnemarP)}`;
   return `${d.difference >= 0 ? '+' : ''}${pts(d.difference)} points [${pts(d.low)}, ${pts(d.high)}]${p}${options.showN ?? true ? ` (n = ${d.n})` : ''}`;
 }
 
