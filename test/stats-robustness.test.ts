@@ -8,7 +8,8 @@ import { Linear, NoisyLinear } from './helpers/linear.js';
 import type { Classifier } from '../src/nn/classifier.js';
 import type { AttackEntry } from '../src/attacks/index.js';
 import { evaluateRobustness, robustnessIntervals, type EstimateByDefinition, type RobustnessResults } from '../src/robustness/index.js';
-import { bootstrapMeanInterval, wilsonInterval, type AccuracyEstimate } from '../src/util/statistics.js';
+import { bootstrapMeanInterval, proportionEstimate, wilsonInterval, type AccuracyEstimate } from '../src/util/statistics.js';
+import { judgeImages } from '../src/generate/index.js';
 import type { AccuracyByDefinition } from '../src/robustness/definitions.js';
 
 function problem(model: Classifier, n: number, seed: number): { images: Tensor; labels: Tensor } {
@@ -110,4 +111,19 @@ test('the bootstrap settings are recorded and change the interval only through t
   assert.equal(a.value, b.value);
   assert.ok(Math.abs(a.low - b.low) < 0.03 && Math.abs(a.high - b.high) < 0.03, `${a.low}–${a.high} vs ${b.low}–${b.high}`);
   assert.match(results.intervals.methods['mean-over-R'], /10000 resamples, seed 0/);
+});
+
+test('generation judges carry their images and intervals: Wilson for every pass, the bootstrap for the share of passes', () => {
+  tidy(() => {
+    const { images, labels } = problem(new Linear(3), 30, 9);
+    const intended = labels.toArray().map(Number);
+    const judged = judgeImages(new NoisyLinear(3, 0.8), images, intended, ['a', 'b', 'c', 'd'], 5);
+    const k = judged.correctPasses!.filter((c) => c === 5).length;
+    assert.equal(judged.passes, 5);
+    assert.deepEqual(judged.intervals!.allPasses, proportionEstimate(k, 30));
+    assert.equal(judged.allPasses, k / 30);
+    assert.ok(Math.abs(judged.intervals!.agreement.value - judged.agreement) < 1e-12);
+    assert.equal(judged.intervals!.agreement.n, 30);
+    assert.ok(judged.intervals!.agreement.low < judged.agreement && judged.agreement < judged.intervals!.agreement.high);
+  });
 });

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { compareResults, formatComparison } from '../report/index.js';
 import { UsageError, parseCommandArgs } from './args.js';
 
+/** `crossmax compare --help`. */
 export const COMPARE_USAGE = `crossmax compare A.json B.json [--json]
 
 Compares two results on the same images, image by image: two robust.json files (e.g. CrossMax and

@@ -12,6 +12,7 @@ import { toJson } from '../util/json.js';
 import { encodePng, type RasterImage } from './png.js';
 import { formatEstimate, type AccuracyEstimate } from '../util/statistics.js';
 
+/** A report's title, subtitle, footer date and asset folder. */
 export interface HtmlReportOptions {
   title: string;
   subtitle?: string;
@@ -31,6 +32,7 @@ export interface HtmlReportOptions {
  */
 export type ImageSource = string | Tensor | RasterImage | Uint8Array;
 
+/** How HtmlReport.image shows one image. */
 export interface ImageOptions {
   caption?: string;
   /** Alternative text. Default: the caption. */
@@ -43,6 +45,7 @@ export interface ImageOptions {
   scale?: number;
 }
 
+/** One image of a gallery with its caption and frame. */
 export interface GalleryItem {
   image: ImageSource;
   /** Several lines are kept ("true: cat" / "pred: dog 0.93"). */
@@ -51,6 +54,7 @@ export interface GalleryItem {
   highlight?: 'correct' | 'wrong';
 }
 
+/** How HtmlReport.gallery lays its images out. */
 export interface GalleryOptions {
   caption?: string;
   /** Displayed width of each image in CSS pixels. Default 96 (a 32×32 image at 3×). */
@@ -66,6 +70,7 @@ export interface GalleryOptions {
   columns?: number;
 }
 
+/** One column of HtmlReport.table: which property, its header and how its cells are written. */
 export interface TableColumn {
   /** Property of each row shown in this column. */
   key: string;
@@ -85,12 +90,14 @@ export interface TableColumn {
   best?: 'max' | 'min';
 }
 
+/** A table of records for HtmlReport.table. */
 export interface DataTable {
   columns: readonly (TableColumn | string)[];
   rows: readonly Record<string, unknown>[];
   caption?: string;
 }
 
+/** A self-contained one-page HTML report, built section by section and written by save(). */
 export class HtmlReport {
   readonly title: string;
   readonly subtitle: string | undefined;

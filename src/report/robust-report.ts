@@ -15,6 +15,7 @@ import { autoAmplification, perturbationToImage } from './png.js';
 import { formatEstimate } from '../util/statistics.js';
 import { robustnessIntervals, type EstimateByDefinition } from '../robustness/intervals.js';
 
+/** Where and how writeRobustReport writes robust.html and robust.json. */
 export interface RobustReportOptions {
   /** Folder of the page, its images and the JSON file. Default 'report'. */
   dir?: string;

@@ -9,6 +9,7 @@ import { HtmlReport } from './html.js';
 import { writeJsonAtomic } from '../util/json.js';
 import { formatDifference, formatEstimate, pairedDifference, proportionEstimate, type AccuracyEstimate, type PairedDifference } from '../util/statistics.js';
 
+/** What a training report shows. */
 export interface TrainingReportInput {
   title: string;
   /** Facts shown at the top (model, data copy, machine, timings...). */
@@ -23,6 +24,7 @@ export interface TrainingReportInput {
   extend?: (report: HtmlReport) => void;
 }
 
+/** The files writeTrainingReport writes. */
 export interface TrainingReportFiles {
   html: string;
   curvesPng: string;
@@ -73,6 +75,7 @@ export function trainingCurves(metrics: readonly MetricRecord[], memberNames: re
   return { loss, accuracy };
 }
 
+/** Writes index.html (curves, accuracies with their intervals, samples, confusion matrix), the curves and results.json into `dir`. */
 export function writeTrainingReport(dir: string, input: TrainingReportInput): TrainingReportFiles {
   const { evaluation: ev, testSet } = input;
   const classes = testSet.classes;

@@ -46,6 +46,7 @@ export interface IntervalInput {
   perImage: { cleanCorrect: readonly number[]; robustEvaluations: readonly number[] };
 }
 
+/** The bootstrap's settings for robustnessIntervals. */
 export interface IntervalOptions {
   /** Bootstrap resamples for mean over R. Default DEFAULT_BOOTSTRAP_RESAMPLES (10,000). */
   resamples?: number;

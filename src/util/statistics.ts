@@ -91,6 +91,7 @@ export function seededUniform(seed: number): () => number {
   };
 }
 
+/** Settings of the percentile bootstrap. */
 export interface BootstrapOptions {
   /** Resamples drawn. Default DEFAULT_BOOTSTRAP_RESAMPLES (10,000). */
   resamples?: number;
@@ -242,6 +243,7 @@ export function pairedBootstrapDifference(a: readonly number[], b: readonly numb
   return bootstrapMeanEstimate(a.map((x, i) => x - b[i]!), options);
 }
 
+/** How formatEstimate and formatDifference write their numbers. */
 export interface FormatOptions {
   /** Digits after the decimal point of the percentages. Default 1. */
   decimals?: number;
