@@ -7,7 +7,7 @@ import { Generator, noGrad, rand, tidy, type Tensor } from '../src/tensor/index.
 import { Linear, NoisyLinear } from './helpers/linear.js';
 import type { Classifier } from '../src/nn/classifier.js';
 import type { AttackEntry } from '../src/attacks/index.js';
-import { evaluateRobustness, robustnessIntervals, type EstimateByDefinition, type RobustnessResults } from '../src/robustness/index.js';
+import { evaluateRobustness, robustnessIntervals, transferMatrix, type EstimateByDefinition, type RobustnessResults } from '../src/robustness/index.js';
 import { bootstrapMeanInterval, proportionEstimate, wilsonInterval, type AccuracyEstimate } from '../src/util/statistics.js';
 import { judgeImages } from '../src/generate/index.js';
 import type { AccuracyByDefinition } from '../src/robustness/definitions.js';
@@ -125,5 +125,21 @@ test('generation judges carry their images and intervals: Wilson for every pass,
     assert.ok(Math.abs(judged.intervals!.agreement.value - judged.agreement) < 1e-12);
     assert.equal(judged.intervals!.agreement.n, 30);
     assert.ok(judged.intervals!.agreement.low < judged.agreement && judged.agreement < judged.intervals!.agreement.high);
+  });
+});
+
+test('transfer tables carry each target\'s per-image passes and 95% intervals, on clean and crafted images', () => {
+  tidy(() => {
+    const { images, labels } = problem(new Linear(3), 30, 5);
+    const matrix = transferMatrix([{ name: 'src', model: new Linear(3) }], [{ name: 'noisy', model: new NoisyLinear(3, 0.8) }], images, labels, { steps: 3, passes: 4, eps: 0.05 });
+    for (const judged of [matrix.clean[0]!, matrix.rows[0]!.transferred[0]!]) {
+      assert.equal(judged.correctPasses.length, 30);
+      const allR = judged.correctPasses.filter((k) => k === 4).length;
+      assert.equal(judged.accuracy['all-R'], allR / 30);
+      assert.deepEqual(judged.intervals['all-R'], proportionEstimate(allR, 30));
+      assert.deepEqual(judged.intervals['mean-over-R']!.low, bootstrapMeanInterval(judged.correctPasses.map((k) => k / 4)).low);
+      assert.equal(judged.intervals['single-evaluation']!.n, 30);
+    }
+    for (const r of matrix.rows) r.adversarial.dispose();
   });
 });

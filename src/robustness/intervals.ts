@@ -54,6 +54,20 @@ export interface IntervalOptions {
   seed?: number;
 }
 
+/**
+ * An accuracy under each definition over `correctPasses.length` images with its intervals: Wilson for single
+ * evaluation and all-R (from the counts behind the stated values), the seeded bootstrap over the per-image
+ * fractions correctPasses / passes for mean over R. How transfer tables get theirs.
+ */
+export function estimatesOfPasses(accuracy: AccuracyByDefinition, correctPasses: readonly number[], passes: number, what = 'accuracy', options: IntervalOptions = {}): EstimateByDefinition {
+  const n = correctPasses.length;
+  return {
+    'single-evaluation': proportionEstimate(successesOf(accuracy['single-evaluation'], n), n),
+    'all-R': proportionEstimate(successesOf(accuracy['all-R'], n), n),
+    'mean-over-R': meanOverR(accuracy['mean-over-R'], correctPasses, passes, n, what, { resamples: options.resamples ?? DEFAULT_BOOTSTRAP_RESAMPLES, seed: options.seed ?? 0 }),
+  };
+}
+
 /** Intervals for the clean accuracy, each attack's accuracies, the worst case and the headline of `results`. */
 export function robustnessIntervals(results: IntervalInput, options: IntervalOptions = {}): RobustnessIntervals {
   const resamples = options.resamples ?? DEFAULT_BOOTSTRAP_RESAMPLES;
