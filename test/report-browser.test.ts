@@ -9,8 +9,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Generator, rand, setNumThreads, tidy } from '../src/tensor/index.js';
-import { HtmlReport, writeGenerateReport } from '../src/report/index.js';
+import { HtmlReport, writeGenerateReport, writeRobustReport, writeTrainingReport } from '../src/report/index.js';
 import type { GeneratedImages } from '../src/generate/index.js';
+import { CIFAR10_CLASSES, InMemoryImageDataset } from '../src/data/index.js';
+import type { EvaluationResult } from '../src/train/index.js';
+import { evaluateRobustness } from '../src/robustness/index.js';
+import { proportionEstimate } from '../src/util/statistics.js';
+import { Linear, NoisyLinear } from './helpers/linear.js';
 
 setNumThreads(1);
 
@@ -89,6 +94,52 @@ test('pages written into one folder show their own images in Chromium, and no ta
       const probe = probePage(page);
       assert.ok(probe.images.length > 0, page);
       for (const image of probe.images) assert.ok(image.loaded, `${page}: ${image.src} did not load`);
+      for (const table of probe.tables) assert.ok(table.width <= table.box, `${page}: table '${table.caption}' is ${table.width} px wide in a ${table.box} px page`);
+      assert.ok(probe.scroll <= probe.page, `${page}: the page scrolls sideways (${probe.scroll} px in ${probe.page} px)`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** A clean evaluation of 10,000 CIFAR-10 images as the demo makes it: 6 aggregators, 9 members, 4-digit confusion counts. */
+function tenThousandImages(): EvaluationResult {
+  const aggregators = ['crossmax', 'mean-logits', 'mean-probabilities', 'median', 'crossmax-median', 'single'].map((name, i) => ({ name, correct: 4700 + 37 * i }));
+  const members = [3820, 3950, 4410, 4720, 4890, 4920, 4950, 4940, 4780];
+  const confusion = Array.from({ length: 10 }, (_, i) => Array.from({ length: 10 }, (_, j) => (i === j ? 473 : 59 - (j % 3))));
+  const bits = (k: number) => '1'.repeat(k) + '0'.repeat(10000 - k);
+  return {
+    dataset: 'cifar10/test', count: 10000, accuracy: 0.4733, correct: 4733, memberAccuracies: members.map((k) => k / 10000),
+    aggregators: aggregators.map((a) => ({ ...a, accuracy: a.correct / 10000 })), confusion,
+    perClassAccuracy: confusion.map((row, i) => row[i]! / row.reduce((x, y) => x + y, 0)), samples: [{ index: 0, predicted: 3, label: 3, memberVotes: [3, 3, 5] }],
+    outputSource: 'shared-pass',
+    intervals: { output: proportionEstimate(4733, 10000), members: members.map((k) => proportionEstimate(k, 10000)), aggregators: aggregators.map((a) => proportionEstimate(a.correct, 10000)) },
+    perImageCorrect: { output: bits(4733), aggregators: aggregators.map((a) => bits(a.correct)) }, seconds: 1,
+  };
+}
+
+test('the reports with 95% intervals in every accuracy cell still fit the page in Chromium', { skip: chromiumMissing ?? false }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'crossmax-browser-'));
+  try {
+    const testSet = new InMemoryImageDataset({
+      name: 'cifar10/test', classes: [...CIFAR10_CLASSES], images: new Uint8Array(3 * 32 * 32).fill(128), labels: new Uint8Array([3]), height: 32, width: 32, source: 'test',
+    });
+    const training = writeTrainingReport(dir, {
+      title: 'crossmax demo', facts: { model: 'tiny' }, metrics: [], evaluation: tenThousandImages(),
+      memberNames: ['layer1.0', 'layer1.1', 'layer2.0', 'layer2.1', 'layer3.0', 'layer3.1', 'layer4.0', 'layer4.1', 'fc'], testSet,
+    }).html;
+    const robust = tidy(() => {
+      const images = rand([40, 3, 4, 4], { generator: new Generator(4) });
+      const labels = new Linear(3).forward(images).argmax({ dim: 1 });
+      const attacks = ['aa-rand/apgd-ce', 'aa-rand/apgd-dlr', 'transfer-mean-logits', 'soft-crossmax', 'square'].map((name) => ({ name, attack: 'fgsm' as const, options: {} }));
+      const evaluation = evaluateRobustness(new NoisyLinear(3, 0.6), images, labels, { attacks, eps: 0.03, reEvaluations: 4, masking: false, independent: true });
+      return writeRobustReport(evaluation, images, { dir }).html;
+    });
+    if (process.env.CROSSMAX_KEEP_REPORTS) spawnSync('cp', ['-r', dir, process.env.CROSSMAX_KEEP_REPORTS]);
+    for (const page of [training, robust]) {
+      const html = readFileSync(page, 'utf8');
+      assert.match(html, /\d+\.\d% \[\d+\.\d, \d+\.\d\]/, `${page}: no interval shown`);
+      const probe = probePage(page);
       for (const table of probe.tables) assert.ok(table.width <= table.box, `${page}: table '${table.caption}' is ${table.width} px wide in a ${table.box} px page`);
       assert.ok(probe.scroll <= probe.page, `${page}: the page scrolls sideways (${probe.scroll} px in ${probe.page} px)`);
     }

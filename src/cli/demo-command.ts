@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import { numberFlag, parseCommandArgs } from './args.js';
 import { TRAIN_OPTIONS, formatEvaluation, runTraining } from './train-command.js';
 import { formatRobustness, runRobustness } from './robust-command.js';
-import type { RobustnessResults } from '../robustness/index.js';
+import type { EstimateByDefinition, RobustnessResults } from '../robustness/index.js';
 import { crossmaxSource, generateImages, intendedClasses, judgeImages } from '../generate/index.js';
 import { writeGenerateReport } from '../report/generate-report.js';
 import { tidy } from '../tensor/index.js';
@@ -59,11 +59,13 @@ export async function demoCommand(args: string[]): Promise<number> {
           'demo (its numbers over-state robustness; `crossmax eval --robust` runs the published budgets). A point counts ' +
           `as robust only if all ${robust!.reEvaluations} re-evaluations of the randomised model are correct.`);
         report.table({
+          // Each cell an accuracy with its 95% interval over the images (robustness/intervals.ts).
+          caption: `n = ${robust!.images} images; brackets: 95% intervals`,
           columns: [{ key: 'attack' }, { key: 'allR', label: 'all-R', percent: true }, { key: 'meanR', label: 'mean over R', percent: true },
             { key: 'single', label: 'single evaluation', percent: true }],
           rows: [
-            { attack: 'clean', allR: robust!.cleanAccuracy['all-R'], meanR: robust!.cleanAccuracy['mean-over-R'], single: robust!.cleanAccuracy['single-evaluation'] },
-            ...robust!.attacks.map((a) => ({ attack: `after ${a.name}`, allR: a.robustAccuracyAfter['all-R'], meanR: a.robustAccuracyAfter['mean-over-R'], single: a.robustAccuracyAfter['single-evaluation'] })),
+            { attack: 'clean', ...demoCells(robust!.intervals.cleanAccuracy) },
+            ...robust!.attacks.map((a, k) => ({ attack: `after ${a.name}`, ...demoCells(robust!.intervals.attacks[k]!.robustAccuracyAfter) })),
           ],
         });
         report.paragraph('Adversarial images, perturbations and the masking checks: robust.html in this folder.');
@@ -77,4 +79,8 @@ export async function demoCommand(args: string[]): Promise<number> {
   console.log(`report: ${run.reportPath}`);
   run.model.dispose();
   return 0;
+}
+
+function demoCells(e: EstimateByDefinition): Record<string, unknown> {
+  return { allR: e['all-R'], meanR: e['mean-over-R'], single: e['single-evaluation'] };
 }

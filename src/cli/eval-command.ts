@@ -11,7 +11,10 @@ import { ROBUST_HELP, ROBUST_OPTIONS, robustEvalCommand } from './robust-command
 
 export const EVAL_USAGE = `crossmax eval --model FILE [options]
 
-Clean accuracy of every member (head) and every aggregator of a crossmax model, with the confusion matrix.
+Clean accuracy of every member (head) and every aggregator of a crossmax model, with the confusion matrix. Each
+accuracy comes with its Wilson 95% interval over the images, and each aggregator with its paired difference from
+the model's output on the same images (Newcombe's interval, McNemar's exact test); the JSON keeps every image's
+verdict, so that two evaluations can be compared image by image (crossmax compare A.json B.json).
   --model FILE        a crossmax model file (model.safetensors from crossmax train)
   --data SPEC         ${DATA_HELP}
   --limit N           the first N test images (RobustBench's protocol takes the first N); default all
@@ -27,6 +30,8 @@ Robust accuracy on the first N test points (RobustBench's protocol, L-inf eps 8/
 AutoAttack 'rand' and the adaptive attacks for this defence (transfer from the mean-logit twin then refinement,
 surrogate gradients through mean logits and soft CrossMax, per-head attacks, Square), each point of a stochastic
 model counted robust only if all R re-evaluations are correct; gradient-masking checks; report/robust.html.
+Every accuracy carries its 95% interval over the N images (Wilson; a seeded bootstrap for mean over R), and
+robust.json keeps the per-image results that crossmax compare pairs.
   --suite NAME          worst-case (default) | adaptive | autoattack-rand | autoattack-standard | pgd
 ${ROBUST_HELP}`;
 

@@ -11,6 +11,7 @@ import { GENERATE_USAGE, generateCommand } from './generate-command.js';
 import { GALLERY_USAGE, galleryCommand } from './gallery-command.js';
 import { TRANSFER_USAGE, transferCommand } from './transfer-command.js';
 import { MERGE_USAGE, mergeCommand } from './merge-command.js';
+import { COMPARE_USAGE, compareCommand } from './compare-command.js';
 
 interface Command {
   summary: string;
@@ -58,6 +59,11 @@ const commands: Record<string, Command> = {
     summary: 'craft adversarial images on source models and measure target models on them (a transfer table)',
     usage: TRANSFER_USAGE,
     run: transferCommand,
+  },
+  compare: {
+    summary: 'compare two results files on the same images, image by image (paired difference, McNemar\'s test)',
+    usage: COMPARE_USAGE,
+    run: compareCommand,
   },
   predict: {
     summary: 'classify images or folders with a model file, with every head\'s vote',

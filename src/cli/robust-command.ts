@@ -15,7 +15,7 @@ import {
 } from '../robustness/shard.js';
 import { mergeShardRecords } from '../robustness/merge.js';
 import { AGGREGATOR_NAMES, loadModel, type SelfEnsemble } from '../ensemble/index.js';
-import { saveImageGrid, writeRobustReport } from '../report/index.js';
+import { formatRobustnessText, saveImageGrid, writeRobustReport } from '../report/index.js';
 import { saveSafetensors } from '../serialize/safetensors.js';
 import { ProgressBar } from '../util/progress.js';
 import { cat, tensor, tidy, type Device, type Tensor } from '../tensor/index.js';
@@ -342,20 +342,9 @@ export async function runRobustnessDistributed(values: ParsedArgs['values'], wor
   return { evaluation, reportHtml: files.html, reportJson: files.json, model: setup.model, images, labels };
 }
 
+/** The results as text for the terminal, each accuracy with its 95% interval (formatRobustnessText). */
 export function formatRobustness(r: RobustnessEvaluation['results']): string {
-  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-  const lines = [
-    `robust accuracy on ${r.images} images (${r.dataSource}), ${r.norm} eps ${r.eps.toFixed(5)}, R = ${r.reEvaluations}:`,
-    `  ${'attack'.padEnd(26)} ${'all-R'.padStart(8)} ${'mean-R'.padStart(8)} ${'single'.padStart(8)}   (accuracy after the attack, cumulative)`,
-    `  ${'clean'.padEnd(26)} ${pct(r.cleanAccuracy['all-R']).padStart(8)} ${pct(r.cleanAccuracy['mean-over-R']).padStart(8)} ${pct(r.cleanAccuracy['single-evaluation']).padStart(8)}`,
-    ...r.attacks.map((a) => `  ${a.name.padEnd(26)} ${pct(a.robustAccuracyAfter['all-R']).padStart(8)} ${pct(a.robustAccuracyAfter['mean-over-R']).padStart(8)} ${pct(a.robustAccuracyAfter['single-evaluation']).padStart(8)}`),
-    `  ${'worst case over attacks'.padEnd(26)} ${pct(r.worstCase['all-R']).padStart(8)} ${pct(r.worstCase['mean-over-R']).padStart(8)} ${pct(r.worstCase['single-evaluation']).padStart(8)}`,
-    `headline: ${pct(r.headline.value)} (${r.headline.definition}: ${r.definitions[r.headline.definition]})`,
-  ];
-  if (r.masking) {
-    for (const check of r.masking.checks) lines.push(`masking check ${check.passed ? 'passed' : 'FAILED'}: ${check.name}: ${check.details}`);
-  }
-  return lines.join('\n');
+  return formatRobustnessText(r);
 }
 
 /** How `eval --robust` and `attack` reach a process group when launched by torchrun / srun (src/distributed). */

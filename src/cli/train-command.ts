@@ -9,7 +9,7 @@ import {
 } from '../ensemble/index.js';
 import { adaptPretrainedStem } from '../nn/resnet-surgery.js';
 import { train, evaluate, type TrainOptions, type MetricRecord, type EvaluationResult } from '../train/index.js';
-import { writeTrainingReport, type HtmlReport } from '../report/index.js';
+import { formatEvaluationText, writeTrainingReport, type HtmlReport } from '../report/index.js';
 import type { ImageClassificationDataset } from '../data/index.js';
 import { getNumThreads, manualSeed } from '../tensor/index.js';
 import { DATA_HELP, loadData } from './datasets.js';
@@ -297,16 +297,10 @@ export function withModelFlags(config: SelfEnsembleConfig, values: ParsedArgs['v
   return out;
 }
 
+/** Every aggregator's and member's clean accuracy with its 95% interval, as text (formatEvaluationText). */
 export function formatEvaluation(ev: EvaluationResult, memberNames: readonly string[]): string {
-  const rows: [string, string][] = [
-    ...ev.aggregators.map((a): [string, string] => [a.name, pct(a.accuracy)]),
-    ...ev.memberAccuracies.map((a, i): [string, string] => [`member ${memberNames[i] ?? i}`, pct(a)]),
-  ];
-  const width = Math.max(...rows.map(([k]) => k.length));
-  return [`clean accuracy on ${ev.count} images of ${ev.dataset}:`, ...rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`)].join('\n');
+  return formatEvaluationText(ev, memberNames);
 }
-
-const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 
 export async function trainCommand(args: string[]): Promise<number> {
   const { values } = parseCommandArgs(args, TRAIN_OPTIONS);

@@ -5,7 +5,8 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { SurrogateClassifier } from '../attacks/index.js';
-import { sourceSets, transferMatrix, type TransferMatrix } from '../robustness/index.js';
+import { sourceSets, transferMatrix, type EstimateByDefinition, type TransferMatrix } from '../robustness/index.js';
+import { formatEstimate, type AccuracyEstimate } from '../util/statistics.js';
 import { MeanLogits } from '../ensemble/aggregators.js';
 import type { SelfEnsemble } from '../ensemble/index.js';
 import { loadModelFile, modelLabel } from './model-files.js';
@@ -105,7 +106,7 @@ export async function transferCommand(args: string[]): Promise<number> {
       clean: matrix.clean,
       rows: matrix.rows.map((r) => ({
         sources: r.sources, sourceFooled: r.sourceFooled.filter(Boolean).length / n,
-        transferred: r.transferred.map((t) => ({ target: t.target, accuracy: t.accuracy })),
+        transferred: r.transferred.map((t) => ({ target: t.target, accuracy: t.accuracy, intervals: t.intervals, correctPasses: t.correctPasses })),
       })),
     };
     mkdirSync(dir, { recursive: true });
@@ -115,13 +116,13 @@ export async function transferCommand(args: string[]): Promise<number> {
     if (values.json) {
       console.log(JSON.stringify(summary, null, 2));
     } else {
-      const pct = (v: number) => `${(100 * v).toFixed(1)}%`.padStart(7);
+      const pct = (e: AccuracyEstimate | null) => (e ? formatEstimate(e, { showN: false }) : '—').padStart(19);
       const names = targets.map((t) => t.name);
-      console.log(`accuracy of each target (all-R, R = ${passes}) on the first ${n} test images, eps ${(eps * 255).toFixed(1)}/255, PGD-${steps}${eot > 1 ? ` EOT ${eot}` : ''}:`);
+      console.log(`accuracy of each target (all-R [95% interval], R = ${passes}) on the first ${n} test images, eps ${(eps * 255).toFixed(1)}/255, PGD-${steps}${eot > 1 ? ` EOT ${eot}` : ''}:`);
       console.log(`  ${'crafted on'.padEnd(32)} ${names.map((t) => t.padStart(Math.max(7, t.length))).join(' ')}`);
-      console.log(`  ${'(clean)'.padEnd(32)} ${matrix.clean.map((c, i) => pct(c.accuracy['all-R']).padStart(Math.max(7, names[i]!.length))).join(' ')}`);
+      console.log(`  ${'(clean)'.padEnd(32)} ${matrix.clean.map((c, i) => pct(c.intervals['all-R']).padStart(Math.max(19, names[i]!.length))).join(' ')}`);
       for (const r of matrix.rows) {
-        console.log(`  ${r.sources.join(' + ').padEnd(32)} ${r.transferred.map((t, i) => pct(t.accuracy['all-R']).padStart(Math.max(7, names[i]!.length))).join(' ')}`);
+        console.log(`  ${r.sources.join(' + ').padEnd(32)} ${r.transferred.map((t, i) => pct(t.intervals['all-R']).padStart(Math.max(19, names[i]!.length))).join(' ')}`);
       }
       console.log(`report: ${html}\njson:   ${join(dir, 'transfer.json')}`);
     }
@@ -160,15 +161,17 @@ function writeTransferReport(dir: string, matrix: TransferMatrix, images: Tensor
   }, { title: 'Run' });
   const targets = matrix.clean.map((c) => c.target);
   report.heading('Target accuracy');
-  report.paragraph('All-R accuracy of each target (correct on every forward pass) on the clean images and on the images crafted on each source set; the mean over passes in parentheses. The source column is the share of images that fool the sources themselves (one pass).');
-  const cell = (a: { 'all-R': number; 'mean-over-R': number }) => `${(100 * a['all-R']).toFixed(1)}% (${(100 * a['mean-over-R']).toFixed(1)}%)`;
+  report.paragraph('All-R accuracy of each target (correct on every forward pass) on the clean images and on the images crafted on each source set; the mean over passes in parentheses. The source column is the share of images that fool the sources themselves (one pass). '
+    + `Brackets: 95% intervals over the ${summary.n} images (Wilson; a seeded bootstrap for the mean over passes).`);
+  const interval = (e: AccuracyEstimate | null) => (e ? ` [${(100 * e.low).toFixed(1)}, ${(100 * e.high).toFixed(1)}]` : '');
+  const cell = (i: EstimateByDefinition) => `${(100 * i['all-R']!.value).toFixed(1)}%${interval(i['all-R'])} (${(100 * i['mean-over-R']!.value).toFixed(1)}%${interval(i['mean-over-R'])})`;
   report.table({
     columns: [{ key: 'set', label: 'crafted on' }, { key: 'fooled', label: 'fools the sources', percent: true }, ...targets.map((t) => ({ key: `t:${t}`, label: t }))],
     rows: [
-      { set: '(clean images)', fooled: null, ...Object.fromEntries(matrix.clean.map((c) => [`t:${c.target}`, cell(c.accuracy)])) },
+      { set: '(clean images)', fooled: null, ...Object.fromEntries(matrix.clean.map((c) => [`t:${c.target}`, cell(c.intervals)])) },
       ...matrix.rows.map((r) => ({
         set: r.sources.join(' + '), fooled: r.sourceFooled.filter(Boolean).length / r.sourceFooled.length,
-        ...Object.fromEntries(r.transferred.map((t) => [`t:${t.target}`, cell(t.accuracy)])),
+        ...Object.fromEntries(r.transferred.map((t) => [`t:${t.target}`, cell(t.intervals)])),
       })),
     ],
   });

@@ -3,6 +3,7 @@
 import { repeatedAccuracy } from '../robustness/definitions.js';
 import type { Classifier } from '../nn/classifier.js';
 import type { Tensor } from '../tensor/index.js';
+import { bootstrapMeanEstimate, proportionEstimate, type AccuracyEstimate } from '../util/statistics.js';
 
 /** How one model classifies the generated images: the share of passes that give each image its intended class. */
 export interface Judgement {
@@ -14,6 +15,11 @@ export interface Judgement {
   allPasses: number;
   /** Per intended class, over its images and the passes. */
   perClass: Record<string, number>;
+  /** 95% intervals over the images (Wilson for allPasses, the seeded bootstrap for agreement), each with its number of images. */
+  intervals?: { agreement: AccuracyEstimate; allPasses: AccuracyEstimate };
+  /** Per image: passes (of `passes`) that gave it its intended class. */
+  correctPasses?: number[];
+  passes?: number;
 }
 
 /** R passes of `model` over the images; agreement with the intended classes (repeatedAccuracy's protocol, seeded). */
@@ -24,5 +30,10 @@ export function judgeImages(model: Classifier, images: Tensor, intended: readonl
     const rows = intended.map((_, i) => i).filter((i) => intended[i] === c);
     perClass[classNames[c]!] = rows.reduce((a, i) => a + correct[i]!.filter(Boolean).length / passes, 0) / rows.length;
   }
-  return { agreement: accuracy['mean-over-R'], allPasses: accuracy['all-R'], perClass };
+  const correctPasses = correct.map((flags) => flags.filter(Boolean).length);
+  const intervals = intended.length === 0 ? undefined : {
+    agreement: bootstrapMeanEstimate(correctPasses.map((k) => k / passes)),
+    allPasses: proportionEstimate(correctPasses.filter((k) => k === passes).length, intended.length),
+  };
+  return { agreement: accuracy['mean-over-R'], allPasses: accuracy['all-R'], perClass, intervals, correctPasses, passes };
 }

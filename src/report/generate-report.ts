@@ -20,10 +20,15 @@ export function writeGenerateReport(dir: string, run: GeneratedImages, facts: Re
   report.keyValues({ ...facts, time: `${run.seconds.toFixed(0)} s` }, { title: 'Run' });
   if (judgements.length > 0) {
     report.heading('Do other models see the class?');
-    report.paragraph('Share of forward passes in which each model gives a generated image its intended class (the generating model first; the others were trained independently and never used in generation).');
+    const images = run.targetOfImage.length;
+    report.paragraph('Share of forward passes in which each model gives a generated image its intended class (the generating model first; the others were trained independently and never used in generation). '
+      + `Brackets: 95% intervals over the ${images} images (a seeded bootstrap for the share of passes, Wilson for every pass).`);
     report.table({
-      columns: [{ key: 'judge' }, { key: 'agreement', percent: true, best: 'max' }, { key: 'allPasses', label: 'every pass', percent: true }],
-      rows: judgements.map((j) => ({ judge: j.judge, agreement: j.agreement, allPasses: j.allPasses })),
+      columns: [
+        { key: 'judge' }, { key: 'agreement', label: `agreement, n = ${images}`, percent: true, best: 'max' },
+        { key: 'allPasses', label: `every pass, n = ${images}`, percent: true },
+      ],
+      rows: judgements.map((j) => ({ judge: j.judge, agreement: j.intervals?.agreement ?? j.agreement, allPasses: j.intervals?.allPasses ?? j.allPasses })),
     });
     // One row per target and one column per judge: targets are many (100 classes, long prompts) and judges few, so
     // targets as columns made the table wider than the page.

@@ -10,7 +10,9 @@ import { lineChartSvg, type LineChartSpec } from './chart.js';
 import { escapeXml } from './escape.js';
 import { toJson } from '../util/json.js';
 import { encodePng, type RasterImage } from './png.js';
+import { formatEstimate, type AccuracyEstimate } from '../util/statistics.js';
 
+/** A report's title, subtitle, footer date and asset folder. */
 export interface HtmlReportOptions {
   title: string;
   subtitle?: string;
@@ -30,6 +32,7 @@ export interface HtmlReportOptions {
  */
 export type ImageSource = string | Tensor | RasterImage | Uint8Array;
 
+/** How HtmlReport.image shows one image. */
 export interface ImageOptions {
   caption?: string;
   /** Alternative text. Default: the caption. */
@@ -42,6 +45,7 @@ export interface ImageOptions {
   scale?: number;
 }
 
+/** One image of a gallery with its caption and frame. */
 export interface GalleryItem {
   image: ImageSource;
   /** Several lines are kept ("true: cat" / "pred: dog 0.93"). */
@@ -50,6 +54,7 @@ export interface GalleryItem {
   highlight?: 'correct' | 'wrong';
 }
 
+/** How HtmlReport.gallery lays its images out. */
 export interface GalleryOptions {
   caption?: string;
   /** Displayed width of each image in CSS pixels. Default 96 (a 32×32 image at 3×). */
@@ -65,12 +70,17 @@ export interface GalleryOptions {
   columns?: number;
 }
 
+/** One column of HtmlReport.table: which property, its header and how its cells are written. */
 export interface TableColumn {
   /** Property of each row shown in this column. */
   key: string;
   /** Header text. Default: the key. */
   label?: string;
-  /** Numbers in [0, 1] shown as percentages (0.723 → "72.3%"). Default false. */
+  /**
+   * Numbers in [0, 1] shown as percentages (0.723 → "72.3%"). Default false. Cells holding an AccuracyEstimate
+   * (util/statistics.ts) are always shown as a percentage with its 95% interval ("72.3% [63.1, 80.0]"); the number
+   * of images goes in the header or caption once, not in every cell.
+   */
   percent?: boolean;
   /** Digits after the decimal point for numbers. Default: 1 for percentages, else 5 significant digits. */
   decimals?: number;
@@ -80,12 +90,14 @@ export interface TableColumn {
   best?: 'max' | 'min';
 }
 
+/** A table of records for HtmlReport.table. */
 export interface DataTable {
   columns: readonly (TableColumn | string)[];
   rows: readonly Record<string, unknown>[];
   caption?: string;
 }
 
+/** A self-contained one-page HTML report, built section by section and written by save(). */
 export class HtmlReport {
   readonly title: string;
   readonly subtitle: string | undefined;
@@ -129,13 +141,13 @@ export class HtmlReport {
   /** A table of records (one row per model, attack or ε), numbers aligned and optionally the best marked. */
   table(table: DataTable): this {
     const columns = table.columns.map((c): TableColumn => (typeof c === 'string' ? { key: c } : c));
-    const numeric = columns.map((c) => table.rows.some((r) => typeof r[c.key] === 'number') && table.rows.every((r) => r[c.key] === undefined || r[c.key] === null || typeof r[c.key] === 'number'));
+    const numeric = columns.map((c) => table.rows.some((r) => isNumeric(r[c.key])) && table.rows.every((r) => r[c.key] === undefined || r[c.key] === null || isNumeric(r[c.key])));
     const best = columns.map((c) => bestValue(c, table.rows));
     const head = columns.map((c, j) => `<th scope="col"${numeric[j] ? ' class="num"' : ''}>${escapeXml(c.label ?? c.key)}</th>`).join('');
     const body = table.rows.map((row) => {
       const cells = columns.map((c, j) => {
         const value = row[c.key];
-        const classes = [numeric[j] ? 'num' : '', best[j] !== undefined && value === best[j] ? 'best' : ''].filter(Boolean).join(' ');
+        const classes = [numeric[j] ? 'num' : '', best[j] !== undefined && numberOf(value) === best[j] ? 'best' : ''].filter(Boolean).join(' ');
         return `<td${classes ? ` class="${classes}"` : ''}>${escapeXml(formatCell(c, value, row))}</td>`;
       });
       return `<tr>${cells.join('')}</tr>`;
@@ -289,8 +301,25 @@ function formatNumber(value: number, decimals?: number): string {
   return String(Number(value.toPrecision(5)));
 }
 
+/** An accuracy with its interval, as util/statistics.ts makes them. */
+export function isAccuracyEstimate(value: unknown): value is AccuracyEstimate {
+  const v = value as AccuracyEstimate | null;
+  return typeof v === 'object' && v !== null && typeof v.value === 'number' && typeof v.low === 'number' && typeof v.high === 'number' && typeof v.n === 'number';
+}
+
+function isNumeric(value: unknown): boolean {
+  return typeof value === 'number' || isAccuracyEstimate(value);
+}
+
+/** A cell's number: the value itself, or an estimate's point value. */
+function numberOf(value: unknown): unknown {
+  return isAccuracyEstimate(value) ? value.value : value;
+}
+
 function formatCell(column: TableColumn, value: unknown, row: Record<string, unknown>): string {
   if (column.format) return column.format(value, row);
+  // A narrow column breaks the cell between the value and its interval, never inside the brackets.
+  if (isAccuracyEstimate(value)) return formatEstimate(value, { decimals: column.decimals ?? 1, showN: false }).replace(', ', ',\u00a0');
   if (typeof value !== 'number') return formatValue(value);
   if (column.percent) return Number.isFinite(value) ? `${(value * 100).toFixed(column.decimals ?? 1)}%` : String(value);
   return formatNumber(value, column.decimals);
@@ -299,7 +328,7 @@ function formatCell(column: TableColumn, value: unknown, row: Record<string, unk
 /** The best finite number of a column, or undefined when it has fewer than two to compare. */
 function bestValue(column: TableColumn, rows: readonly Record<string, unknown>[]): number | undefined {
   if (!column.best) return undefined;
-  const values = rows.map((r) => r[column.key]).filter((v): v is number => typeof v === 'number' && Number.isFinite(v));
+  const values = rows.map((r) => numberOf(r[column.key])).filter((v): v is number => typeof v === 'number' && Number.isFinite(v));
   if (values.length < 2) return undefined;
   return column.best === 'max' ? Math.max(...values) : Math.min(...values);
 }

@@ -14,3 +14,4 @@ export { escapeXml } from './escape.js';
 export * from './training-report.js';
 export * from './robust-report.js';
 export * from './generate-report.js';
+export * from './compare.js';

@@ -12,7 +12,10 @@ import type { ChartSeries } from './chart.js';
 import { HtmlReport, type GalleryItem } from './html.js';
 import { writeJsonAtomic } from '../util/json.js';
 import { autoAmplification, perturbationToImage } from './png.js';
+import { formatEstimate } from '../util/statistics.js';
+import { robustnessIntervals, type EstimateByDefinition } from '../robustness/intervals.js';
 
+/** Where and how writeRobustReport writes robust.html and robust.json. */
 export interface RobustReportOptions {
   /** Folder of the page, its images and the JSON file. Default 'report'. */
   dir?: string;
@@ -48,36 +51,48 @@ export function writeRobustReport(evaluation: RobustnessEvaluation, images: Tens
   });
   const className = (c: number) => options.classNames?.[c] ?? String(c);
 
+  // Results made before intervals were kept in them get theirs here, from their per-image counts.
+  const intervals = results.intervals ?? robustnessIntervals(results);
+  const headline = results.headline.definition;
+  const shown = (e: EstimateByDefinition, value: number, d = headline) => (e[d] ? formatEstimate(e[d]!) : `${percent(value)} (n = ${results.images}; no interval)`);
   report.heading('Summary');
-  report.paragraph(`Robust accuracy: ${percent(results.headline.value)} (definition ${results.headline.definition}; ${results.headline.scope}). `
-    + `Clean accuracy: ${percent(results.cleanAccuracy[results.headline.definition])} (${results.headline.definition}).`);
+  report.paragraph(`Robust accuracy: ${shown(intervals.worstCase, results.headline.value)} (definition ${headline}; ${results.headline.scope}). `
+    + `Clean accuracy: ${shown(intervals.cleanAccuracy, results.cleanAccuracy[headline])} (${headline}). `
+    + `Brackets: 95% intervals over the ${results.images} images (${intervals.methods['all-R']} for all-R and single evaluation; ${intervals.methods['mean-over-R']} for mean over R).`);
   const failed = results.masking?.checks.filter((c) => !c.passed) ?? [];
   report.warnings(failed.map((c) => `${c.name}: ${c.details}`), { title: 'Signs of gradient masking: the numbers below may over-state robustness' });
   if (!results.masking) report.paragraph('No gradient-masking checks were run with this evaluation.');
+  // An estimate where there is one, else the bare accuracy.
+  const cells = (accuracy: AccuracyByDefinition, estimates: EstimateByDefinition | null | undefined) =>
+    Object.fromEntries(DEFINITION_ORDER.map((d) => [d, estimates?.[d] ?? accuracy[d]]));
+  const definitionColumns = (best?: 'min') => DEFINITION_ORDER.map((d) => ({ key: d, label: d, percent: true, ...(best ? { best } : {}) }));
   report.table({
-    caption: 'Robust accuracy after each attack (worst case over it and every row above it), under each definition',
+    caption: `Robust accuracy after each attack (worst case over it and every row above it), under each definition: accuracy [95% interval] over n = ${results.images} images`,
     columns: [
       { key: 'row', label: 'after' },
-      ...DEFINITION_ORDER.map((d) => ({ key: d, percent: true })),
-      { key: 'attacked', label: 'images attacked' },
+      ...definitionColumns(),
+      { key: 'attacked', label: 'attacked' },
       { key: 'fooled', label: 'fooled (own pass)' },
-      { key: 'retried', label: 'attacked again' },
+      { key: 'retried', label: 'retried' },
       { key: 'seconds', decimals: 1 },
     ],
     rows: [
-      { row: 'clean', ...results.cleanAccuracy },
-      ...results.attacks.map((a) => ({
-        row: a.name, ...a.robustAccuracyAfter, attacked: a.attackedImages, fooled: a.fooledImages, retried: a.retriedImages, seconds: a.seconds,
+      { row: 'clean', ...cells(results.cleanAccuracy, intervals.cleanAccuracy) },
+      ...results.attacks.map((a, k) => ({
+        row: a.name, ...cells(a.robustAccuracyAfter, intervals.attacks[k]?.robustAccuracyAfter), attacked: a.attackedImages, fooled: a.fooledImages,
+        retried: a.retriedImages, seconds: a.seconds,
       })),
-      { row: 'worst case', ...results.worstCase, seconds: results.seconds.attacks },
+      { row: 'worst case', ...cells(results.worstCase, intervals.worstCase), seconds: results.seconds.attacks },
     ],
   });
   const alone = results.attacks.filter((a) => a.robustAccuracy !== null);
   if (alone.length > 0) {
     report.table({
-      caption: 'Each attack alone (worst of the clean image and its adversarial image), where it ran on every point',
-      columns: [{ key: 'row', label: 'attack' }, ...DEFINITION_ORDER.map((d) => ({ key: d, percent: true, best: 'min' as const }))],
-      rows: alone.map((a) => ({ row: a.name, ...(a.robustAccuracy as AccuracyByDefinition) })),
+      caption: `Each attack alone (worst of the clean image and its adversarial image), where it ran on every point: accuracy [95% interval] over n = ${results.images} images`,
+      columns: [{ key: 'row', label: 'attack' }, ...definitionColumns('min')],
+      rows: alone.map((a) => ({
+        row: a.name, ...cells(a.robustAccuracy as AccuracyByDefinition, intervals.attacks.find((i) => i.name === a.name)?.robustAccuracy),
+      })),
     });
   }
   report.keyValues(Object.fromEntries(DEFINITION_ORDER.map((d) => [d, results.definitions[d]])), { title: 'Definitions' });
@@ -170,4 +185,29 @@ function addGallery(report: HtmlReport, evaluation: RobustnessEvaluation, images
 
 function percent(v: number): string {
   return `${(100 * v).toFixed(2)}%`;
+}
+
+/**
+ * The results as plain text for a terminal: every row's accuracy under each definition with its 95% interval,
+ * the headline with its number of images, and the masking checks.
+ */
+export function formatRobustnessText(r: RobustnessResults): string {
+  const intervals = r.intervals ?? robustnessIntervals(r);
+  const cell = (accuracy: AccuracyByDefinition, estimates: EstimateByDefinition | null | undefined, d: AccuracyDefinition) =>
+    (estimates?.[d] ? formatEstimate(estimates[d]!, { showN: false }) : `${(100 * accuracy[d]).toFixed(1)}%`).padStart(19);
+  const row = (name: string, accuracy: AccuracyByDefinition, estimates: EstimateByDefinition | null | undefined) =>
+    `  ${name.padEnd(26)} ${DEFINITION_ORDER.map((d) => cell(accuracy, estimates, d)).join(' ')}`;
+  const headline = intervals.headline ? formatEstimate(intervals.headline) : `${(100 * r.headline.value).toFixed(1)}% (n = ${r.images})`;
+  const lines = [
+    `robust accuracy on ${r.images} images (${r.dataSource}), ${r.norm} eps ${r.eps.toFixed(5)}, R = ${r.reEvaluations}; [95% intervals over the images]:`,
+    `  ${'attack'.padEnd(26)} ${DEFINITION_ORDER.map((d) => (d === 'mean-over-R' ? 'mean-R' : d === 'single-evaluation' ? 'single' : d).padStart(19)).join(' ')}   (accuracy after the attack, cumulative)`,
+    row('clean', r.cleanAccuracy, intervals.cleanAccuracy),
+    ...r.attacks.map((a, k) => row(a.name, a.robustAccuracyAfter, intervals.attacks[k]?.robustAccuracyAfter)),
+    row('worst case over attacks', r.worstCase, intervals.worstCase),
+    `headline: ${headline} (${r.headline.definition}: ${r.definitions[r.headline.definition]})`,
+  ];
+  if (r.masking) {
+    for (const check of r.masking.checks) lines.push(`masking check ${check.passed ? 'passed' : 'FAILED'}: ${check.name}: ${check.details}`);
+  }
+  return lines.join('\n');
 }

@@ -7,7 +7,9 @@ import type { EvaluationResult, MetricRecord } from '../train/index.js';
 import { saveChart, type LineChartSpec } from './chart.js';
 import { HtmlReport } from './html.js';
 import { writeJsonAtomic } from '../util/json.js';
+import { formatDifference, formatEstimate, pairedDifference, proportionEstimate, type AccuracyEstimate, type PairedDifference } from '../util/statistics.js';
 
+/** What a training report shows. */
 export interface TrainingReportInput {
   title: string;
   /** Facts shown at the top (model, data copy, machine, timings...). */
@@ -22,11 +24,30 @@ export interface TrainingReportInput {
   extend?: (report: HtmlReport) => void;
 }
 
+/** The files writeTrainingReport writes. */
 export interface TrainingReportFiles {
   html: string;
   curvesPng: string;
   curvesSvg: string;
   resultsJson: string;
+}
+
+/** The model output's accuracy with its Wilson interval (computed here for results made before evaluate kept it). */
+export function outputEstimate(ev: EvaluationResult): AccuracyEstimate {
+  return ev.intervals?.output ?? proportionEstimate(ev.correct, ev.count);
+}
+
+/**
+ * Each extra aggregator minus the model's output on the same images (paired, from the per-image verdicts), in the
+ * order of ev.aggregators; null where the verdicts were not kept.
+ */
+export function aggregatorDifferences(ev: EvaluationResult): (PairedDifference | null)[] {
+  const verdicts = (bits: string | undefined) => (bits === undefined || bits.length !== ev.count ? null : [...bits].map((c) => c === '1'));
+  const output = verdicts(ev.perImageCorrect?.output);
+  return ev.aggregators.map((_, i) => {
+    const own = verdicts(ev.perImageCorrect?.aggregators[i]);
+    return output && own && ev.count > 0 ? pairedDifference(own, output) : null;
+  });
 }
 
 /** Training curves: loss per logged step and test accuracy per epoch (output and members). */
@@ -54,6 +75,7 @@ export function trainingCurves(metrics: readonly MetricRecord[], memberNames: re
   return { loss, accuracy };
 }
 
+/** Writes index.html (curves, accuracies with their intervals, samples, confusion matrix), the curves and results.json into `dir`. */
 export function writeTrainingReport(dir: string, input: TrainingReportInput): TrainingReportFiles {
   const { evaluation: ev, testSet } = input;
   const classes = testSet.classes;
@@ -70,12 +92,24 @@ export function writeTrainingReport(dir: string, input: TrainingReportInput): Tr
   report.heading('Accuracy of every member and every aggregator');
   report.paragraph('Clean accuracy on the same forward pass: each member (a head on an intermediate layer, and the ' +
     'backbone\'s own classifier) alone, and the ensemble aggregated in several ways. CrossMax is the paper\'s ' +
-    'aggregation; the others are ablations.');
+    `aggregation; the others are ablations. Model output: ${formatEstimate(outputEstimate(ev))}. Brackets: Wilson 95% intervals ` +
+    `over the ${ev.count} images; the last column is each aggregator minus the model's output on the same images, ` +
+    'with Newcombe\'s paired 95% interval and McNemar\'s exact test.');
+  const versusOutput = aggregatorDifferences(ev);
   report.table({
-    columns: [{ key: 'name', label: 'member / aggregator' }, { key: 'kind' }, { key: 'accuracy', percent: true, best: 'max' }],
+    columns: [
+      { key: 'name', label: 'member / aggregator' }, { key: 'kind' },
+      { key: 'accuracy', label: `accuracy [95% interval], n = ${ev.count}`, percent: true, best: 'max' },
+      { key: 'paired', label: 'minus the output (paired)' },
+    ],
     rows: [
-      ...ev.aggregators.map((a) => ({ name: a.name, kind: 'aggregator', accuracy: a.accuracy })),
-      ...ev.memberAccuracies.map((acc, i) => ({ name: input.memberNames[i] ?? `member ${i}`, kind: 'member', accuracy: acc })),
+      ...ev.aggregators.map((a, i) => ({
+        name: a.name, kind: 'aggregator', accuracy: ev.intervals?.aggregators[i] ?? proportionEstimate(a.correct, ev.count),
+        paired: versusOutput[i] ? formatDifference(versusOutput[i]!, { showN: false }) : null,
+      })),
+      ...ev.memberAccuracies.map((acc, i) => ({
+        name: input.memberNames[i] ?? `member ${i}`, kind: 'member', accuracy: ev.intervals?.members[i] ?? acc, paired: null,
+      })),
     ],
   });
 
@@ -102,10 +136,13 @@ export function writeTrainingReport(dir: string, input: TrainingReportInput): Tr
   report.heading('Confusion matrix (rows: true class, columns: predicted)');
   report.table({
     columns: [{ key: 'class', label: 'true \\ predicted' }, ...classes.map((c, j) => ({ key: `p${j}`, label: c })),
-      { key: 'acc', label: 'class accuracy', percent: true }],
-    rows: ev.confusion.map((row, i) => ({
-      class: classes[i], ...Object.fromEntries(row.map((v, j) => [`p${j}`, v])), acc: ev.perClassAccuracy[i],
-    })),
+      { key: 'acc', label: 'accuracy [95%]', percent: true }],
+    // Each class's accuracy is over its own images (its row's sum), with its Wilson interval.
+    caption: 'Class accuracy: over the class\'s images (the row\'s sum), with its Wilson 95% interval',
+    rows: ev.confusion.map((row, i) => {
+      const n = row.reduce((a, b) => a + b, 0);
+      return { class: classes[i], ...Object.fromEntries(row.map((v, j) => [`p${j}`, v])), acc: n > 0 ? proportionEstimate(row[i]!, n) : null };
+    }),
   });
   input.extend?.(report);
 
@@ -116,4 +153,26 @@ export function writeTrainingReport(dir: string, input: TrainingReportInput): Tr
     memberNames: input.memberNames, metrics: input.metrics,
   });
   return { html, curvesPng, curvesSvg, resultsJson };
+}
+
+/**
+ * Clean accuracy of every aggregator and member as plain text: each with its Wilson 95% interval, and each
+ * aggregator's paired difference from the model's output with McNemar's test.
+ */
+export function formatEvaluationText(ev: EvaluationResult, memberNames: readonly string[]): string {
+  const differences = aggregatorDifferences(ev);
+  const estimate = (e: AccuracyEstimate | number) => (typeof e === 'number' ? `${(100 * e).toFixed(2)}%` : formatEstimate(e, { decimals: 2, showN: false }));
+  const rows: [string, string, string][] = [
+    ...ev.aggregators.map((a, i): [string, string, string] => [
+      a.name, estimate(ev.intervals?.aggregators[i] ?? proportionEstimate(a.correct, ev.count)),
+      differences[i] ? `${formatDifference(differences[i]!, { showN: false })} vs output` : '',
+    ]),
+    ...ev.memberAccuracies.map((a, i): [string, string, string] => [`member ${memberNames[i] ?? i}`, estimate(ev.intervals?.members[i] ?? a), '']),
+  ];
+  const width = Math.max(0, ...rows.map(([k]) => k.length));
+  const valueWidth = Math.max(0, ...rows.map(([, v]) => v.length));
+  return [
+    `clean accuracy on ${ev.count} images of ${ev.dataset} [95% intervals]; output ${formatEstimate(outputEstimate(ev), { decimals: 2 })}:`,
+    ...rows.map(([k, v, d]) => `  ${k.padEnd(width)}  ${v.padEnd(valueWidth)}  ${d}`.trimEnd()),
+  ].join('\n');
 }

@@ -20,6 +20,7 @@ import {
   type AccuracyDefinition,
 } from './definitions.js';
 import { attackInBatches, checkImageOffset, seedStream, type BatchLayout } from './runner.js';
+import { robustnessIntervals, type RobustnessIntervals } from './intervals.js';
 import {
   blackBoxCheck, budgetCheck, epsSweepCheck, formatEps, resolveMaskingPlan, type EpsCurvePoint, type MaskingCheck, type MaskingOptions,
 } from './masking.js';
@@ -168,6 +169,8 @@ export interface RobustnessResults {
   cleanAccuracy: AccuracyByDefinition;
   attacks: AttackEvaluation[];
   worstCase: AccuracyByDefinition;
+  /** 95% intervals of every accuracy above, with its number of images (intervals.ts). */
+  intervals: RobustnessIntervals;
   perImage: PerImageResults;
   masking: MaskingResults | null;
   settings: { seed: number; batchSize: number; independent: boolean; retryUntouched: number };
@@ -320,7 +323,7 @@ function evaluateRobustnessInCurrentMode(model: Classifier, images: Tensor, labe
   trackInScope(worstAdversarial);
   const worstCase = accuracies(single, robustIn, passes);
   log(`robust accuracy (worst case over ${entries.length} attacks): ${formatAccuracy(worstCase)}`);
-  const results: RobustnessResults = {
+  const measured: Omit<RobustnessResults, 'intervals'> = {
     format: 'crossmax-robustness-v1',
     model: options.modelName ?? 'model',
     dataSource: options.dataSource ?? 'unspecified',
@@ -345,6 +348,7 @@ function evaluateRobustnessInCurrentMode(model: Classifier, images: Tensor, labe
     settings: { seed, batchSize, independent, retryUntouched: retries },
     seconds: { total: (Date.now() - started) / 1000, attacks: attacksSeconds, masking: masking?.seconds ?? 0 },
   };
+  const results: RobustnessResults = { ...measured, intervals: robustnessIntervals(measured) };
   return { results, adversarial, worstAdversarial };
 
   function worstCorrectClean(i: number): boolean {

@@ -26,5 +26,6 @@ export {
   DEFAULT_SWEEP_ATTACK, blackBoxCheck, budgetCheck, epsSweepCheck, formatEps, resolveMaskingPlan, type EpsCurvePoint,
   type MaskingCheck, type MaskingOptions, type MaskingPlan,
 } from './masking.js';
+export { estimatesOfPasses, robustnessIntervals, type EstimateByDefinition, type IntervalInput, type IntervalOptions, type RobustnessIntervals } from './intervals.js';
 export { EvaluationCheckpoint, type BatchOutcome, type EvaluationCheckpointOptions } from './checkpoint.js';
 export { LogitEnsemble, sourceSets, transferMatrix, type NamedClassifier, type TransferMatrix, type TransferOptions, type TransferRow } from './transfer-matrix.js';

@@ -6,6 +6,7 @@
 import { HEADLINE_DEFINITION, accuracies, type AccuracyByDefinition } from './definitions.js';
 import type { AttackEvaluation, PerImageResults, PerImageRobustness, RobustnessResults } from './evaluation.js';
 import { SHARD_FORMAT, type ShardRecord } from './shard.js';
+import { robustnessIntervals } from './intervals.js';
 
 /** Where `a` and `b` differ, as paths ('settings.budget: "quick" vs "cpu"'); at most `limit`. */
 export function differences(a: unknown, b: unknown, path = '', limit = 5): string[] {
@@ -94,7 +95,8 @@ export function mergeShardRecords(
   const concat = <K extends keyof PerImageResults>(key: K) => parts.flatMap((p) => p.perImage[key] as unknown[]) as PerImageResults[K];
   const perImage: PerImageResults = {
     labels: concat('labels'), cleanCorrect: concat('cleanCorrect'), cleanPredicted: concat('cleanPredicted'), worstAttack: concat('worstAttack'),
-    worstCorrect: concat('worstCorrect'), worstPredicted: concat('worstPredicted'), robustEvaluations: concat('robustEvaluations'), robust: concat('robust'),
+    worstCorrect: concat('worstCorrect'), worstPredicted: concat('worstPredicted'), robustEvaluations: concat('robustEvaluations'), robustSingleEvaluation: concat('robustSingleEvaluation'),
+    robust: concat('robust'),
   };
   const cleanAccuracy = fromPerImage({ single: perImage.cleanPredicted.map((p, i) => p === perImage.labels[i]), robustEvaluations: perImage.cleanCorrect }, passes);
   const attacks: AttackEvaluation[] = first.attacks.map((attack, a) => {
@@ -117,7 +119,7 @@ export function mergeShardRecords(
   const last = attacks[attacks.length - 1]!;
   const worstCase = fromPerImage({ single: last.perImageAfter.single, robustEvaluations: perImage.robustEvaluations }, passes);
   const holder = parts[0]!;
-  const results: RobustnessResults = {
+  const measured: Omit<RobustnessResults, 'intervals'> = {
     format: first.format,
     model: first.model,
     dataSource: first.dataSource,
@@ -136,6 +138,7 @@ export function mergeShardRecords(
       masking: holder.seconds.masking,
     },
   };
+  const results: RobustnessResults = { ...measured, intervals: robustnessIntervals(measured) };
   return { results, order };
 }
 

@@ -16,6 +16,7 @@ import { type Norm, DEFAULT_EPS } from '../attacks/threat-model.js';
 import type { AttackEntry } from '../attacks/registry.js';
 import { attackInBatches } from './runner.js';
 import { repeatedAccuracy, type AccuracyByDefinition } from './definitions.js';
+import { estimatesOfPasses, type EstimateByDefinition } from './intervals.js';
 
 /** Several classifiers as one: the mean of their logits (each must return [N, classes] for the same classes). */
 export class LogitEnsemble implements Classifier {
@@ -73,13 +74,13 @@ export interface TransferRow {
   adversarial: Tensor;
   /** Per image: the source ensemble misclassifies its crafted image (one pass). */
   sourceFooled: boolean[];
-  /** Per target: accuracy on the crafted images. */
-  transferred: { target: string; accuracy: AccuracyByDefinition; firstPrediction: number[] }[];
+  /** Per target: accuracy on the crafted images, with its 95% intervals (intervals.ts) and per-image correct passes. */
+  transferred: { target: string; accuracy: AccuracyByDefinition; intervals: EstimateByDefinition; correctPasses: number[]; firstPrediction: number[] }[];
 }
 
 export interface TransferMatrix {
-  /** Per target: accuracy on the clean images. */
-  clean: { target: string; accuracy: AccuracyByDefinition }[];
+  /** Per target: accuracy on the clean images, with its 95% intervals and per-image correct passes. */
+  clean: { target: string; accuracy: AccuracyByDefinition; intervals: EstimateByDefinition; correctPasses: number[] }[];
   rows: TransferRow[];
 }
 
@@ -117,11 +118,15 @@ function transferMatrixInCurrentMode(sources: readonly NamedClassifier[], target
   const seed = options.seed ?? 0;
   const n = images.shape[0]!;
   const y = labels.toArray().map(Number);
-  const judge = (model: Classifier, x: Tensor): { accuracy: AccuracyByDefinition; firstPrediction: number[] } => {
-    const { accuracy, firstPrediction } = repeatedAccuracy(model, x, y, passes, { batchSize, seed });
-    return { accuracy, firstPrediction };
+  const judge = (model: Classifier, x: Tensor) => {
+    const { accuracy, firstPrediction, correct } = repeatedAccuracy(model, x, y, passes, { batchSize, seed });
+    const correctPasses = correct.map((flags) => flags.filter(Boolean).length);
+    return { accuracy, intervals: estimatesOfPasses(accuracy, correctPasses, passes), correctPasses, firstPrediction };
   };
-  const clean = targets.map((t) => ({ target: t.name, accuracy: judge(t.model, images).accuracy }));
+  const clean = targets.map((t) => {
+    const { accuracy, intervals, correctPasses } = judge(t.model, images);
+    return { target: t.name, accuracy, intervals, correctPasses };
+  });
   const rows: TransferRow[] = [];
   try {
     for (const set of sourceSets(sources.map((s) => s.name), options.craft)) {

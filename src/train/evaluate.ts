@@ -8,6 +8,7 @@ import type { Module } from '../nn/module.js';
 import { inferenceMode, tidy, type Device, type Tensor } from '../tensor/index.js';
 import { ProgressBar, type ProgressOptions } from '../util/progress.js';
 import { withEvalMode } from '../nn/module.js';
+import { proportionEstimate, type AccuracyEstimate } from '../util/statistics.js';
 
 /**
  * What training and evaluation need from a model. A plain classifier has forward() only; a self-ensemble also
@@ -78,6 +79,13 @@ export interface EvaluationResult {
    * different noise for it), or 'forward' (a single-output model).
    */
   outputSource: 'shared-pass' | 'separate-pass' | 'forward';
+  /** 95% Wilson intervals over the images of the accuracies above, each with its number of images. */
+  intervals: { output: AccuracyEstimate; members: AccuracyEstimate[]; aggregators: AccuracyEstimate[] };
+  /**
+   * Per image, in dataset order, one character each ('1' right, '0' wrong): the output's and each extra
+   * aggregator's verdicts, kept so that two results on the same images can be compared pair by pair (McNemar).
+   */
+  perImageCorrect: { output: string; aggregators: string[] };
   seconds: number;
 }
 
@@ -102,6 +110,8 @@ export function evaluate(model: TrainableModel, dataset: ImageClassificationData
   let memberCorrect: number[] = [];
   const aggregatorCorrect = new Array<number>(extra.length).fill(0);
   let correct = 0;
+  const outputVerdicts: string[] = [];
+  const aggregatorVerdicts = extra.map(() => [] as string[]);
   const samples: SamplePrediction[] = [];
   const started = performance.now();
   const bar = options.progress
@@ -123,8 +133,9 @@ export function evaluate(model: TrainableModel, dataset: ImageClassificationData
           const predicted = output[i]!;
           confusion[label]![predicted]!++;
           if (predicted === label) correct++;
+          outputVerdicts.push(predicted === label ? '1' : '0');
           for (let j = 0; j < m; j++) if (members![i * m + j] === label) memberCorrect[j]!++;
-          extras.forEach((p, a) => { if (p[i] === label) aggregatorCorrect[a]!++; });
+          extras.forEach((p, a) => { if (p[i] === label) aggregatorCorrect[a]!++; aggregatorVerdicts[a]!.push(p[i] === label ? '1' : '0'); });
           if (start + i < sampleCount) {
             samples.push({ index: start + i, predicted, label, memberVotes: members ? members.slice(i * m, (i + 1) * m) : [] });
           }
@@ -153,6 +164,12 @@ export function evaluate(model: TrainableModel, dataset: ImageClassificationData
     perClassAccuracy,
     samples,
     outputSource,
+    intervals: {
+      output: proportionEstimate(correct, count),
+      members: memberCorrect.map((k) => proportionEstimate(k, count)),
+      aggregators: aggregatorCorrect.map((k) => proportionEstimate(k, count)),
+    },
+    perImageCorrect: { output: outputVerdicts.join(''), aggregators: aggregatorVerdicts.map((v) => v.join('')) },
     seconds: (performance.now() - started) / 1000,
   };
 }
