@@ -20,7 +20,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { buildInfo, getNumThreads, manualSeed, noGrad, setNumThreads, tidy, type Tensor } from '../../src/tensor/index.js';
+import type { Classifier } from '../../src/nn/classifier.js';
+import { buildInfo, getNumThreads, isGradEnabled, manualSeed, noGrad, setNumThreads, tidy, type Tensor } from '../../src/tensor/index.js';
 import { loadSafetensors, saveSafetensors } from '../../src/serialize/safetensors.js';
 import { loadModel, type SelfEnsemble } from '../../src/ensemble/index.js';
 import { loadDefaultCifar10 } from '../../src/data/index.js';
@@ -75,6 +76,8 @@ interface SideResult {
   side: string;
   attacks: { name: string; attacked: number; fooled: number; seconds: number }[];
   robust: number;
+  /** Images through a forward + backward pass during the attacks: the work, counted, which machine load cannot skew. */
+  gradientPasses: number;
 }
 
 /** The metadata torch_side.py rebuilds the model from; refuses a model python/crossmax_ref cannot rebuild. */
@@ -112,12 +115,21 @@ function runPyTorch(dir: string, model: SelfEnsemble, images: Tensor, labels: Te
   const child = spawnSync(args.python!, [script, join(dir, 'request.json')], { stdio: ['ignore', 'inherit', 'inherit'] });
   if (child.error) throw new Error(`could not start ${args.python}: ${child.error.message}`);
   if (child.status !== 0) throw new Error(`the PyTorch side exited with status ${child.status} (is python3-torch installed? run \`bash scripts/setup.sh --tests\`)`);
-  const out = JSON.parse(readFileSync(request.out, 'utf8')) as { attacks: SideResult['attacks']; robust: boolean[]; version: string };
+  const out = JSON.parse(readFileSync(request.out, 'utf8')) as { attacks: SideResult['attacks']; robust: boolean[]; version: string; gradient_passes: number };
   const logits = loadSafetensors(request.out_logits).tensors.get('logits')!;
-  return { result: { side: `PyTorch ${out.version}`, attacks: out.attacks, robust: out.robust.filter(Boolean).length }, logits };
+  return { result: { side: `PyTorch ${out.version}`, attacks: out.attacks, robust: out.robust.filter(Boolean).length, gradientPasses: out.gradient_passes }, logits };
 }
 
 function runCrossmax(protocol: Protocol, model: SelfEnsemble, images: Tensor, labels: Tensor): SideResult {
+  // Counts the images of every gradient-enabled forward pass (each is followed by its backward pass in the attacks).
+  let gradientPasses = 0;
+  // loadModel returns the model in eval mode, so the wrapper (not a Module) loses nothing to withEvalMode.
+  const counted: Classifier = { forward: (x) => { if (isGradEnabled()) gradientPasses += x.shape[0]!; return model.forward(x); } };
+  const result = runCrossmaxProtocol(protocol, counted, images, labels);
+  return { ...result, gradientPasses };
+}
+
+function runCrossmaxProtocol(protocol: Protocol, model: Classifier, images: Tensor, labels: Tensor): Omit<SideResult, 'gradientPasses'> {
   const suite = autoAttackSuite('rand').map((e) => resizeAttackBudget(e, budget));
   manualSeed(seed);
   if (protocol === 'autoattack') {
@@ -176,6 +188,7 @@ async function main(): Promise<void> {
       return {
         side: r.side, attacked: r.attacks.map((a) => `${a.name} ${a.attacked}`).join(', '),
         seconds: r.attacks.reduce((s, a) => s + a.seconds, 0), secondsPerPoint: perPoint(r), speedup: reference / perPoint(r),
+        gradientPassesPerPoint: r.gradientPasses / Math.max(r.attacks.reduce((s, a) => s + a.attacked, 0), 1),
         robustAccuracy: r.robust / count, interval: [lo, hi], n: count,
       };
     });
@@ -186,10 +199,11 @@ async function main(): Promise<void> {
       console.log(`\nAutoAttack rand on ${args.model}, first ${count} CIFAR-10 test images, L-inf 8/255, ${budget.steps} iterations, EOT ${budget.eot}, ` +
         `${threads} threads, libtorch ${info.torchVersion}; rebuild check: largest logit difference ${rebuildError.toExponential(1)}`);
       console.log('speed-up: the PyTorch side\'s seconds per attacked point over this row\'s\n');
-      console.log('| side | points attacked | attack s | s / attacked point | speed-up | robust accuracy [95% Wilson] (n) |');
-      console.log('|---|---|---:|---:|---:|---|');
+      console.log('gradient passes: images through forward + backward per attacked point (the work done, which machine load cannot skew)\n');
+      console.log('| side | points attacked | attack s | s / attacked point | speed-up | gradient passes / point | robust accuracy [95% Wilson] (n) |');
+      console.log('|---|---|---:|---:|---:|---:|---|');
       for (const r of table) {
-        console.log(`| ${r.side} | ${r.attacked} | ${r.seconds.toFixed(1)} | ${r.secondsPerPoint.toFixed(3)} | ${r.speedup.toFixed(2)}x | ` +
+        console.log(`| ${r.side} | ${r.attacked} | ${r.seconds.toFixed(1)} | ${r.secondsPerPoint.toFixed(3)} | ${r.speedup.toFixed(2)}x | ${r.gradientPassesPerPoint.toFixed(1)} | ` +
           `${(100 * r.robustAccuracy).toFixed(1)}% [${(100 * r.interval[0]!).toFixed(1)}, ${(100 * r.interval[1]!).toFixed(1)}] (${r.n}) |`);
       }
     }

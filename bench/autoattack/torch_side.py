@@ -39,8 +39,12 @@ def dlr_loss(logits, y):
     return -(logits[u, y] - z[:, -2] * label_is_top - z[:, -1] * (1.0 - label_is_top)) / (z[:, -1] - z[:, -3] + 1e-12)
 
 
+gradient_passes = [0]  # images through a forward + backward pass, over the whole run (a count machine load cannot skew)
+
+
 def loss_and_gradient(model, x, y, criterion, eot):
     """The input gradient of the summed per-example loss averaged over `eot` passes, with the last pass's loss and logits."""
+    gradient_passes[0] += eot * x.shape[0]
     x = x.detach().requires_grad_(True)
     grad = torch.zeros_like(x)
     for _ in range(eot):
@@ -138,6 +142,7 @@ def main():
     with torch.no_grad():
         robust = torch.cat([model(x[i:i + batch]).argmax(1) == y[i:i + batch] for i in range(0, len(x), batch)])
     attacks = []
+    gradient_passes[0] = 0
     for name, criterion in (("apgd-ce", lambda z, t: F.cross_entropy(z, t, reduction="none")), ("apgd-dlr", dlr_loss)):
         started = time.perf_counter()
         pool = robust.nonzero().flatten()
@@ -151,7 +156,7 @@ def main():
             fooled += int(wrong.sum())
         attacks.append({"name": name, "attacked": int(pool.numel()), "fooled": fooled, "seconds": time.perf_counter() - started})
     safetensors_lite.save(req["out_logits"], {"logits": deterministic_logits})
-    out = {"attacks": attacks, "robust": robust.tolist(), "threads": torch.get_num_threads(), "version": torch.__version__}
+    out = {"attacks": attacks, "robust": robust.tolist(), "gradient_passes": gradient_passes[0], "threads": torch.get_num_threads(), "version": torch.__version__}
     with open(req["out"], "w") as f:
         json.dump(out, f)
 
