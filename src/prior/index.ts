@@ -1,2 +1,3 @@
 export * from './multi-resolution-prior.js';
 export { rollPerImage } from './roll.js';
+export { bicubicResize, bicubicResizeWeights } from './bicubic.js';

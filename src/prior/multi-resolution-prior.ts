@@ -29,6 +29,7 @@ import { Module } from '../nn/module.js';
 import { interpolate, type InterpolationMode } from '../nn/functional.js';
 import { cat, noGrad, ones, rand, randint, randn, tidy, zeros, type Device, type DType, type Generator, type Tensor } from '../tensor/index.js';
 import { rollPerImage } from './roll.js';
+import { bicubicResize } from './bicubic.js';
 
 export type PriorPreset = 'paper' | 'corrected';
 export type PriorNoiseKind = 'uniform' | 'gaussian';
@@ -246,11 +247,17 @@ export class MultiResolutionPrior extends Module {
       x = rollPerImage(x, d.rowShift ?? none(), d.colShift ?? none());
     }
     if (d.color) x = blendTowardGrey(x, perImage(d.color, n));
-    x = interpolate(x, { size: [d.size[0], d.size[1]], mode: this.config.downsample, antialias: this.config.antialias });
+    x = this.resize(x, d.size, this.config.downsample, this.config.antialias);
     if (d.downNoise) x = x.add(d.downNoise);
-    x = interpolate(x, { size: [h, w], mode: this.config.upsample });
+    x = this.resize(x, [h, w], this.config.upsample, false);
     if (d.upNoise) x = x.add(d.upNoise);
     return this.config.clip ? x.clamp(0, 1) : x;
+  }
+
+  /** interpolate(), with bicubic resizing (no antialiasing, float32/64) as matrix products: see bicubic.ts for why. */
+  private resize(x: Tensor, size: readonly [number, number], mode: InterpolationMode, antialias: boolean): Tensor {
+    if (mode === 'bicubic' && !antialias && (x.dtype === 'float32' || x.dtype === 'float64')) return bicubicResize(x, size);
+    return interpolate(x, { size: [size[0], size[1]], mode, antialias });
   }
 }
 
