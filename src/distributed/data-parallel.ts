@@ -61,6 +61,14 @@ export class DistributedDataParallel {
   }
 
   /**
+   * Copies rank 0's buffers (BatchNorm's running statistics) to every rank, as PyTorch's DDP does before each
+   * forward (broadcast_buffers=True): each rank's statistics come from its own slice, rank 0's are kept.
+   */
+  async broadcastBuffers(): Promise<void> {
+    for (const [, t] of this.module.namedBuffers()) await this.group.broadcast(t, { root: 0 });
+  }
+
+  /**
    * Replaces every parameter's gradient by its average over ranks (weighted by `share`), in buckets of at most
    * `bucketMegabytes`. A parameter without a gradient on this rank takes part with zeros, so every rank issues
    * the same collectives.
