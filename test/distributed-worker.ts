@@ -1,7 +1,7 @@
 // One rank of the distributed tests (test/distributed.test.ts starts two with the torchrun or Slurm variables).
 // Mode (argv[2]):
 //   steps N OUT   N data-parallel SGD steps of a small MLP on fixed data; rank 0 writes its parameters to OUT
-//   die           rank 1 exits in the middle of the second step; rank 0 must fail naming it
+//   die R         rank R exits in the middle of the second step; the other must fail naming it
 //   mismatch      the ranks pass different model configurations to the consistency check
 import { writeFileSync } from 'node:fs';
 import { DistributedDataParallel, initProcessGroup, shardOfBatch, checkConsistency } from '../src/distributed/index.js';
@@ -34,7 +34,7 @@ async function main(): Promise<void> {
       optimizer.zeroGrad();
       const loss = crossEntropy(model.forward(xs), ys);
       loss.backward();
-      if (mode === 'die' && step === 1 && group.rank === 1) process.exit(3);
+      if (mode === 'die' && step === 1 && group.rank === Number(arg)) process.exit(3);
       await ddp.allReduceGradients({ share: rows.length / x.shape[0]! });
       optimizer.step();
       for (const t of [x, y, xs, ys, loss]) t.dispose();

@@ -113,13 +113,16 @@ test('ranks started with Slurm variables (3 ranks, uneven slices) equal the sing
   assertClose(JSON.parse(readFileSync(out, 'utf8')) as Record<string, number[]>, singleProcess(2));
 });
 
-test('a rank that dies mid-epoch: the other fails naming it, within the timeout', { skip }, async () => {
-  const [rank0, rank1] = await runRanks(['die']);
-  assert.equal(rank1!.code, 3);
-  assert.notEqual(rank0!.code, 0);
-  assert.match(rank0!.stderr, /lost rank 1\b/);
-  assert.ok(rank0!.ms < 40_000, `rank 0 took ${rank0!.ms} ms to notice`);
-});
+for (const dead of [1, 0]) {
+  test(`rank ${dead} dies mid-epoch${dead === 0 ? ' (it hosts the store)' : ''}: the other fails naming it, within the timeout`, { skip }, async () => {
+    const results = await runRanks(['die', String(dead)]);
+    const survivor = results[1 - dead]!;
+    assert.equal(results[dead]!.code, 3);
+    assert.equal(survivor.code, 1, survivor.stderr);
+    assert.match(survivor.stderr, new RegExp(`lost rank ${dead}\\b`));
+    assert.ok(survivor.ms < 40_000, `the survivor took ${survivor.ms} ms to notice`);
+  });
+}
 
 test('ranks with different model configurations are refused, naming the difference', { skip }, async () => {
   const results = await runRanks(['mismatch']);
