@@ -6,6 +6,7 @@ import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { UsageError } from './args.js';
 
+/** `crossmax launch --help`. */
 export const LAUNCH_USAGE = `crossmax launch --nproc N [--master-port P] -- <command> [args...]
 
 Starts N processes of <command> on this machine with the torchrun variables (RANK, WORLD_SIZE, LOCAL_RANK,
