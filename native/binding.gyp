@@ -10,7 +10,8 @@
         "src/dispatch.cc",
         "src/autograd.cc",
         "src/runtime.cc",
-        "src/cpu_allocator.cc"
+        "src/cpu_allocator.cc",
+        "src/distributed.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -16,6 +16,7 @@ const LAYERS = [
   ['tensor'],
   ['serialize'],
   ['nn', 'optim', 'data'],
+  ['distributed'],
   ['prior', 'models'],
   ['ensemble'],
   ['train', 'attacks'],

@@ -72,16 +72,54 @@ function ownLibtorch(torchDir) {
   return fs.existsSync(path.join(torchDir, 'include', 'torch')) && fs.existsSync(lib) && !fs.realpathSync(lib).startsWith('/usr/lib/');
 }
 
+/**
+ * c10d's optional backends for this libtorch (native/src/distributed.cc compiles each only when found):
+ * Gloo needs gloo's headers (ProcessGroupGloo.hpp includes them): Debian's libgloo-dev puts them in /usr/include
+ * (and libgloo.so beside them), PyTorch wheels ship none, so a wheel's libtorch gets Gloo only when
+ * CROSSMAX_GLOO_INCLUDE names a gloo include directory of the same gloo revision. NCCL needs a CUDA libtorch whose
+ * include/ has ProcessGroupNCCL.hpp, plus nccl.h and CUDA's runtime headers, which a wheel installs as the nvidia-*
+ * packages next to torch/ (site-packages/nvidia/<name>/include) and a CUDA toolkit in /usr/local/cuda/include.
+ */
+function distributedPaths(p) {
+  const out = { gloo: false, glooInclude: [], glooLibs: [], nccl: false, ncclInclude: [] };
+  const glooDir = process.env.CROSSMAX_GLOO_INCLUDE || (root ? path.join(root, 'include') : '/usr/include');
+  if (fs.existsSync(path.join(glooDir, 'gloo', 'config.h'))) {
+    out.gloo = true;
+    if (glooDir !== '/usr/include' && !p.include.includes(glooDir)) out.glooInclude.push(glooDir);
+    // Debian's libtorch links gloo dynamically; a wheel's libtorch_cpu carries its own copy.
+    if (!root && fs.existsSync('/usr/lib/x86_64-linux-gnu/libgloo.so')) out.glooLibs.push('-lgloo');
+    else if (!root) {
+      const lib = ['/usr/lib/aarch64-linux-gnu/libgloo.so', '/usr/lib/libgloo.so'].find((f) => fs.existsSync(f));
+      if (lib) out.glooLibs.push('-lgloo');
+    }
+  }
+  if (p.cuda && fs.existsSync(path.join(root, 'include', 'torch', 'csrc', 'distributed', 'c10d', 'ProcessGroupNCCL.hpp'))) {
+    const nvidia = path.join(root, '..', 'nvidia');
+    const candidates = [path.join(root, 'include'), '/usr/local/cuda/include', '/usr/include'];
+    if (fs.existsSync(nvidia)) {
+      for (const name of fs.readdirSync(nvidia)) candidates.push(path.join(nvidia, name, 'include'));
+    }
+    const has = (file) => candidates.some((dir) => fs.existsSync(path.join(dir, file)));
+    if (has('nccl.h') && has('cuda_runtime_api.h')) {
+      out.nccl = true;
+      out.ncclInclude = candidates.filter((dir) => dir !== '/usr/include' && dir !== path.join(root, 'include') && fs.existsSync(dir));
+    }
+  }
+  return out;
+}
+
 module.exports = { ownLibtorch };
 
 if (require.main === module) {
   const p = root ? customPaths() : debianPaths();
+  const dist = distributedPaths(p);
   const libs = ['-ltorch', '-ltorch_cpu', '-lc10'];
   if (p.cuda) libs.push('-ltorch_cuda', '-lc10_cuda');
+  libs.push(...dist.glooLibs);
 
   switch (what) {
     case 'include':
-      console.log(p.include.join(' '));
+      console.log(p.include.concat(dist.glooInclude, dist.ncclInclude).join(' '));
       break;
     case 'libs':
       console.log((p.libDir ? [`-L${p.libDir}`] : []).concat(libs).join(' '));
@@ -91,7 +129,8 @@ if (require.main === module) {
       console.log(['-Wl,--no-as-needed'].concat(p.libDir ? [`-Wl,-rpath,${p.libDir}`] : []).join(' '));
       break;
     case 'defines':
-      console.log([p.abi !== null ? `_GLIBCXX_USE_CXX11_ABI=${p.abi}` : '', p.cuda ? 'CROSSMAX_WITH_CUDA=1' : '']
+      console.log([p.abi !== null ? `_GLIBCXX_USE_CXX11_ABI=${p.abi}` : '', p.cuda ? 'CROSSMAX_WITH_CUDA=1' : '',
+        dist.gloo ? 'USE_C10D_GLOO CROSSMAX_WITH_GLOO=1' : '', dist.nccl ? 'USE_C10D_NCCL USE_CUDA CROSSMAX_WITH_NCCL=1' : '']
         .filter(Boolean).join(' '));
       break;
     case 'cxxflags':
@@ -100,7 +139,10 @@ if (require.main === module) {
     case 'major':
       console.log(torchMajorVersion(p.include));
       break;
+    case 'backends':
+      console.log(['gloo', 'nccl'].filter((b) => dist[b]).join(' ') || 'none');
+      break;
     default:
-      throw new Error(`usage: libtorch-paths.cjs include|libs|ldflags|defines|cxxflags|major`);
+      throw new Error(`usage: libtorch-paths.cjs include|libs|ldflags|defines|cxxflags|major|backends`);
   }
 }

@@ -30,7 +30,8 @@ if [ "$addon_only" = 0 ]; then
 missing=()
 need_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed' || missing+=("$1"); }
 if command -v dpkg-query >/dev/null; then
-  if [ -z "${LIBTORCH:-}" ]; then need_pkg libtorch-dev; fi
+  # libgloo-dev: gloo's headers, which c10d's ProcessGroupGloo.hpp includes (distributed training on CPU).
+  if [ -z "${LIBTORCH:-}" ]; then need_pkg libtorch-dev; need_pkg libgloo-dev; fi
   # Debian's libtorch multiplies matrices through the system libblas.so.3; the reference BLAS is ~30x slower.
   need_pkg libopenblas0-pthread
   need_pkg g++
@@ -58,7 +59,8 @@ fi  # addon_only
 # -- native addon: rebuilt when its sources or the chosen libtorch change --------------------------------------
 addon=native/build/Release/crossmax_native.node
 stamp=native/build/libtorch.stamp
-want="LIBTORCH=${LIBTORCH:-debian} $(node scripts/libtorch-paths.cjs include)"
+# The defines name the c10d backends found (Gloo, NCCL): installing libgloo-dev later rebuilds the addon with Gloo.
+want="LIBTORCH=${LIBTORCH:-debian} $(node scripts/libtorch-paths.cjs include) $(node scripts/libtorch-paths.cjs defines)"
 if [ ! -f "$addon" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] \
    || [ -n "$(find native/src native/binding.gyp scripts/libtorch-paths.cjs -newer "$addon" 2>/dev/null | head -1)" ]; then
   say "building the native addon (about a minute)"

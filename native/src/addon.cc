@@ -6,6 +6,7 @@ static Napi::Object InitCrossmax(Napi::Env env, Napi::Object exports) {
   crossmax::InitAutograd(env, exports);
   crossmax::InitRuntime(env, exports);
   crossmax::InitCpuAllocator(env, exports);
+  crossmax::InitDistributed(env, exports);
   return exports;
 }
 

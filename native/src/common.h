@@ -77,6 +77,7 @@ void InitDispatch(Napi::Env env, Napi::Object exports);
 void InitAutograd(Napi::Env env, Napi::Object exports);
 void InitRuntime(Napi::Env env, Napi::Object exports);
 void InitCpuAllocator(Napi::Env env, Napi::Object exports);
+void InitDistributed(Napi::Env env, Napi::Object exports);
 
 // Converts a libtorch result (tensor, list, tuple, number, none) to a JS value.
 Napi::Value FromIValue(Napi::Env env, const c10::IValue& value);

@@ -5,6 +5,7 @@ import { DEMO_USAGE, demoCommand } from './demo-command.js';
 import { EVAL_USAGE, evalCommand } from './eval-command.js';
 import { PREDICT_USAGE, predictCommand } from './predict-command.js';
 import { TRAIN_USAGE, trainCommand } from './train-command.js';
+import { LAUNCH_USAGE, launchCommand } from './launch-command.js';
 import { ATTACK_USAGE, ROBUST_OPTIONS, attackCommand } from './robust-command.js';
 import { parseCommandArgs } from './args.js';
 import { GENERATE_USAGE, generateCommand } from './generate-command.js';
@@ -69,6 +70,11 @@ const commands: Record<string, Command> = {
     summary: 'classify images or folders with a model file, with every head\'s vote',
     usage: PREDICT_USAGE,
     run: predictCommand,
+  },
+  launch: {
+    summary: 'start N local ranks of a command with the torchrun variables (distributed training on one machine)',
+    usage: LAUNCH_USAGE,
+    run: launchCommand,
   },
   info: {
     summary: 'libtorch version, build options, BLAS, threads, devices and measured matmul speed; with --model, a model file\'s configuration',

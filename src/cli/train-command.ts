@@ -12,6 +12,7 @@ import { train, evaluate, type TrainOptions, type MetricRecord, type EvaluationR
 import { formatEvaluationText, writeTrainingReport, type HtmlReport } from '../report/index.js';
 import type { ImageClassificationDataset } from '../data/index.js';
 import { getNumThreads, manualSeed } from '../tensor/index.js';
+import { initProcessGroup, worldFromEnvironment, type ProcessGroup } from '../distributed/index.js';
 import { DATA_HELP, loadData } from './datasets.js';
 import {
   DEVICE_HELP, UsageError, choiceFlag, deviceFlag, listFlag, numberFlag, parseCommandArgs, stringFlag, threadsFlag, type ParsedArgs,
@@ -21,6 +22,7 @@ export const TRAIN_OPTIONS = {
   config: { type: 'string' },
   preset: { type: 'string' },
   'model-config': { type: 'string' },
+  'dist-timeout': { type: 'string' },
   resolutions: { type: 'string' },
   noise: { type: 'string' },
   k: { type: 'string' },
@@ -91,6 +93,9 @@ Trains a multi-resolution self-ensemble (the paper's method) and evaluates it.
   --seed N               default 0
   --resume               continue a killed run from <out>/checkpoint.safetensors, bit for bit
   --overwrite            start afresh although <out> holds a checkpoint
+  --dist-timeout S       launched distributed (crossmax launch, torchrun, srun): seconds a rank waits for the
+                         others before failing, naming the lost rank (default 300). The ranks train on slices of
+                         each --batch-size batch (global), rank 0 writes everything; --resume on every rank.
   --train-limit N        train on the first N training images only
   --eval-limit N         evaluate on the first N test images only (default all)
   --device DEV           ${DEVICE_HELP}
@@ -125,7 +130,13 @@ export interface TrainingDefaults {
 
 export async function runTraining(values: ParsedArgs['values'], defaults: TrainingDefaults = {}): Promise<TrainingRun> {
   threadsFlag(values);
-  const device = deviceFlag(values);
+  // Launched distributed (crossmax launch, torchrun, srun, PyTorchJob): join the process group first, so that a
+  // rank that cannot reach the others fails before loading data. Each rank takes its own GPU: cuda:LOCAL_RANK.
+  const world = worldFromEnvironment();
+  let device = deviceFlag(values);
+  if (world && device === 'cuda') device = `cuda:${world.localRank}`;
+  const timeoutSeconds = numberFlag(values, 'dist-timeout', { min: 1 }) ?? 300;
+  const group: ProcessGroup | undefined = world ? await initProcessGroup({ world, device, timeoutMs: timeoutSeconds * 1000 }) : undefined;
   const modelConfigPath = stringFlag(values, 'model-config');
   if (modelConfigPath !== undefined && values.preset !== undefined) throw new UsageError('give --preset or --model-config, not both');
   const preset = choiceFlag(values, 'preset', PRESET_NAMES) ?? defaults.preset ?? 'cifar-small';
@@ -198,13 +209,21 @@ export async function runTraining(values: ParsedArgs['values'], defaults: Traini
     evalLimit: Math.min(evalLimit ?? 2000, testSet.length),
     resume: values.resume === true,
     overwrite: values.overwrite === true,
+    distributed: group,
   };
   if (!options.resume && !options.overwrite && existsSync(join(outDir, 'checkpoint.safetensors'))) {
     throw new UsageError(`${outDir} holds a training checkpoint: --resume to continue it, --overwrite to start afresh, or --out elsewhere`);
   }
   const started = performance.now();
-  const result = await train(options);
+  let result;
+  try {
+    result = await train(options);
+  } finally {
+    group?.destroy();
+  }
   const seconds = (performance.now() - started) / 1000;
+  // Rank 0 alone evaluates and writes the report (the model it saved is the one every rank holds).
+  if (group && group.rank !== 0) throw new SecondaryRankDone(group.rank);
 
   process.stderr.write(`evaluating on ${evalLimit ?? testSet.length} test images (every member and aggregator)\n`);
   const evaluation = evaluate(model, testSet, {
@@ -302,9 +321,22 @@ export function formatEvaluation(ev: EvaluationResult, memberNames: readonly str
   return formatEvaluationText(ev, memberNames);
 }
 
+/** Thrown by runTraining on ranks other than 0 once training is done: they have nothing more to write. */
+export class SecondaryRankDone extends Error {
+  constructor(readonly rank: number) {
+    super(`rank ${rank} finished training; rank 0 evaluates and writes the report`);
+  }
+}
+
 export async function trainCommand(args: string[]): Promise<number> {
   const { values } = parseCommandArgs(args, TRAIN_OPTIONS);
-  const run = await runTraining(values);
+  let run: TrainingRun;
+  try {
+    run = await runTraining(values);
+  } catch (err) {
+    if (err instanceof SecondaryRankDone) return 0;
+    throw err;
+  }
   if (values.json) {
     console.log(JSON.stringify({ model: run.modelPath, report: run.reportPath, evaluation: run.evaluation, facts: run.facts }, null, 2));
   } else {

@@ -39,8 +39,9 @@ import { makeOptimizer, makeSchedule, type AnyOptimizer, type OptimizerSpec, typ
 import type { JsonValue } from '../optim/optimizer.js';
 import type { LRSchedule } from '../optim/schedules.js';
 import { saveSafetensors } from '../serialize/safetensors.js';
-import { defaultGeneratorState, disposeAll, Generator, manualSeed, setDefaultGeneratorState, type Tensor, tidy, zeros } from '../tensor/index.js';
+import { defaultGeneratorState, disposeAll, Generator, manualSeed, setDefaultGeneratorState, tensor, type Tensor, tidy, zeros } from '../tensor/index.js';
 import { checkNonNegativeInteger, checkPositiveInteger } from '../util/checks.js';
+import { DistributedDataParallel, shardOfBatch, type ProcessGroup } from '../distributed/index.js';
 import { JsonLinesWriter, writeJsonAtomic } from '../util/json.js';
 import { ProgressBar, type ProgressOptions } from '../util/progress.js';
 import {
@@ -165,6 +166,15 @@ export interface TrainOptions {
    * TrainingInterrupted (false). Default true.
    */
   exitOnSignal?: boolean;
+  /**
+   * Data-parallel training over this process group (src/distributed): every rank loads the same global batch of
+   * `batchSize` and trains on its contiguous slice, gradients are averaged (so W ranks take the single-process step
+   * on the whole batch), rank 0's weights and buffers are broadcast at the start and its buffers before every step
+   * (as PyTorch's DDP does), ranks whose options or data differ are refused naming the difference, and only
+   * rank 0 writes checkpoints, metrics, the model and the summary and shows progress (global img/s).
+   * Default: none (one process).
+   */
+  distributed?: ProcessGroup;
   /** A progress bar on stderr (true, or its options), plain lines when stderr is not a terminal. Default true. */
   progress?: boolean | ProgressOptions;
   /**
@@ -256,6 +266,10 @@ class TrainingRun {
   private metrics: MetricRecord[] = [];
   /** metrics.jsonl, opened by start(). */
   private metricsLog: JsonLinesWriter | null = null;
+  /** Data-parallel wrapper when options.distributed is given. */
+  private ddp: DistributedDataParallel | null = null;
+  /** Whether this process writes files and shows progress: rank 0, or the only process. */
+  private readonly writes: boolean;
   private epochSums = emptySums();
   private windowSums = emptySums();
   private resumedAtSteps: number[] = [];
@@ -291,7 +305,8 @@ class TrainingRun {
     this.fingerprint = this.makeFingerprint();
     this.checkpointPath = join(options.outDir, CHECKPOINT_FILE);
     this.metricsPath = join(options.outDir, METRICS_FILE);
-    const progress = options.progress ?? true;
+    this.writes = (options.distributed?.rank ?? 0) === 0;
+    const progress = this.writes ? options.progress ?? true : false;
     this.progressOptions = progress === false ? null : progress === true ? {} : progress;
     // Builds the optimiser and schedule once on a stand-in parameter, so that a bad spec fails before any work.
     const probe = zeros([1], { requiresGrad: true });
@@ -366,6 +381,11 @@ class TrainingRun {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
     try {
+      if (this.o.distributed) {
+        this.ddp = new DistributedDataParallel(this.model as unknown as Module, this.o.distributed);
+        // Before start(): a resumed run then loads the same checkpoint on every rank over rank 0's weights.
+        await this.ddp.synchronize({ options: this.fingerprint, trainImages: this.o.trainSet.length });
+      }
       let position = this.start();
       for (; position.phase < this.phases.length && !position.completed; position = { ...position, phase: position.phase + 1, epoch: 0, batch: 0 }) {
         position = await this.runPhase(position);
@@ -400,9 +420,9 @@ class TrainingRun {
     }
     // Removed rather than left to be replaced: a fresh run killed before its first checkpoint must not leave
     // the old run's checkpoint next to the new run's metrics.
-    if (exists) unlinkSync(this.checkpointPath);
+    if (exists && this.writes) unlinkSync(this.checkpointPath);
     manualSeed(this.loader.seed);
-    this.metricsLog = new JsonLinesWriter(this.metricsPath, { replace: [] });
+    if (this.writes) this.metricsLog = new JsonLinesWriter(this.metricsPath, { replace: [] });
     return { phase: 0, epoch: 0, batch: 0, globalStep: 0, completed: false };
   }
 
@@ -427,7 +447,7 @@ class TrainingRun {
     this.windowSums = { ...sums.window };
     this.resumedAtSteps = [...sums.resumedAtSteps, state.position.globalStep];
     this.elapsedBefore = state.elapsedSeconds;
-    this.metricsLog = new JsonLinesWriter(this.metricsPath, { replace: this.metrics });
+    if (this.writes) this.metricsLog = new JsonLinesWriter(this.metricsPath, { replace: this.metrics });
     this.pendingResume = loaded;
     return { ...state.position };
   }
@@ -493,7 +513,7 @@ class TrainingRun {
     this.setTrainModes();
     for (let b = start.batch; b < batches; b++) {
       const lr = optimizer.paramGroups[0]!.lr;
-      const { loss, correct, images } = this.step(dataEpoch, b, phase, optimizer);
+      const { loss, correct, images } = await this.step(dataEpoch, b, phase, optimizer);
       schedule?.step();
       for (const sums of [this.epochSums, this.windowSums]) {
         sums.loss += loss * images;
@@ -540,25 +560,44 @@ class TrainingRun {
     return position;
   }
 
-  /** One optimiser step on batch `b` of data epoch `dataEpoch`. */
-  private step(dataEpoch: number, b: number, phase: Phase, optimizer: AnyOptimizer): { loss: number; correct: number; images: number } {
+  /**
+   * One optimiser step on batch `b` of data epoch `dataEpoch`; distributed, on this rank's slice of it, with the
+   * gradients averaged and the loss/accuracy/image count summed over ranks (so they describe the global batch).
+   */
+  private async step(dataEpoch: number, b: number, phase: Phase, optimizer: AnyOptimizer): Promise<{ loss: number; correct: number; images: number }> {
     const batch = this.loader.batch(dataEpoch, b);
+    const group = this.o.distributed;
     try {
-      return tidy(() => {
-        const n = batch.images.shape[0]!;
-        let images = batch.images;
+      if (this.ddp && this.model.buffers().length > 0) await this.ddp.broadcastBuffers();
+      const total = batch.images.shape[0]!;
+      const rows = group ? shardOfBatch([...Array(total).keys()], group.rank, group.worldSize) : null;
+      const local = tidy(() => {
+        const n = rows ? rows.length : total;
+        let images = rows ? batch.images.narrow(0, rows[0] ?? 0, n) : batch.images;
+        const labels = rows ? batch.labels.narrow(0, rows[0] ?? 0, n) : batch.labels;
         if (this.adversarial) {
           const objective = this.adversarial.objective === 'output'
             ? (x: Tensor, y: Tensor) => classificationLoss(this.model.forward(x), y)
             : (x: Tensor, y: Tensor) => this.lossAndCorrect(x, y, phase).loss;
-          images = adversarialBatch(this.model, images, batch.labels, objective, this.adversarial);
+          images = adversarialBatch(this.model, images, labels, objective, this.adversarial);
         }
         optimizer.zeroGrad();
-        const { loss, correct } = this.lossAndCorrect(images, batch.labels, phase);
+        const { loss, correct } = this.lossAndCorrect(images, labels, phase);
         loss.backward();
-        optimizer.step();
+        if (!group) optimizer.step();
         return { loss: loss.item(), correct: correct.item(), images: n };
       });
+      if (!group || !this.ddp) return local;
+      await this.ddp.allReduceGradients({ share: local.images / total });
+      optimizer.step();
+      const sums = tensor(new Float64Array([local.loss * local.images, local.correct, local.images]));
+      try {
+        await group.allReduce(sums, { op: 'sum' });
+        const [loss, correct, images] = sums.toArray() as [number, number, number];
+        return { loss: loss / images, correct, images };
+      } finally {
+        sums.dispose();
+      }
     } finally {
       batch.dispose();
     }
@@ -634,7 +673,8 @@ class TrainingRun {
   private record(record: MetricRecord): void {
     const clean = JSON.parse(JSON.stringify(record)) as MetricRecord;
     this.metrics.push(clean);
-    this.metricsLog!.write(clean);
+    // Only rank 0 has a log (every rank keeps the records: they go into its checkpoint state, written by rank 0).
+    this.metricsLog?.write(clean);
   }
 
   private elapsedSeconds(): number {
@@ -648,6 +688,7 @@ class TrainingRun {
   }
 
   private writeCheckpoint(position: TrainingPosition, optimizer: AnyOptimizer, schedule: LRSchedule | null): void {
+    if (!this.writes) return;
     const model = this.model.stateDict();
     const optimizerState = optimizer.stateDict();
     const generators = this.generatorStates();
@@ -726,7 +767,7 @@ class TrainingRun {
   }
 
   private finish(position: TrainingPosition): TrainResult {
-    const modelPath = (this.o.saveModel ?? saveTrainedModel)(this.model, this.o.outDir);
+    const modelPath = this.writes ? (this.o.saveModel ?? saveTrainedModel)(this.model, this.o.outDir) : join(this.o.outDir, MODEL_FILE);
     const epochs = this.metrics.filter((r) => r.type === 'epoch');
     const lastTested = [...epochs].reverse().find((r) => r.test);
     const last = epochs[epochs.length - 1];
@@ -746,7 +787,7 @@ class TrainingRun {
       metricsFile: this.metricsPath,
       options: this.fingerprint,
     };
-    writeJsonAtomic(join(this.o.outDir, SUMMARY_FILE), summary);
+    if (this.writes) writeJsonAtomic(join(this.o.outDir, SUMMARY_FILE), summary);
     return { metrics: this.metrics, summary, modelPath, checkpointPath: this.checkpointPath };
   }
 }

@@ -1,0 +1,166 @@
+// DistributedDataParallel's semantics over a ProcessGroup: rank 0's parameters and buffers broadcast at the start,
+// gradients averaged over ranks in buckets, each rank its own contiguous slice of every global batch (so a step
+// on W ranks is the single-process step on the concatenated batch), and a start-up check that the ranks agree.
+//
+// Gradients are reduced after backward(), not overlapped with it as PyTorch's Reducer does: overlapping needs
+// per-parameter autograd hooks that fire during backward, and the addon's backward runs as one native call with no
+// JS hooks inside it. Buckets are still issued together, so gloo's thread reduces one while the next is packed.
+import type { Module } from '../nn/module.js';
+import { cat, noGrad, Tensor, zerosLike } from '../tensor/index.js';
+import type { ProcessGroup } from './process-group.js';
+
+/** Options of {@link DistributedDataParallel}. */
+export interface DataParallelOptions {
+  /** Gradient bucket size, MB (PyTorch's bucket_cap_mb default). Default 25. */
+  bucketMegabytes?: number;
+}
+
+/** Options of {@link DistributedDataParallel.allReduceGradients}. */
+export interface GradientReduceOptions {
+  /**
+   * This rank's share of the global batch (its examples / all ranks' examples). Default 1/worldSize. With unequal
+   * slices (the last batch of an epoch) the weighted sum is the gradient of the mean loss over the global batch.
+   */
+  share?: number;
+}
+
+/**
+ * Wraps a module for data-parallel training: call {@link synchronize} once (rank 0's weights everywhere, and the
+ * consistency check), then after every backward {@link allReduceGradients} before the optimiser step.
+ */
+export class DistributedDataParallel {
+  private readonly bucketBytes: number;
+
+  /** Binds `module` to `group`; nothing is communicated until {@link synchronize}. */
+  constructor(readonly module: Module, readonly group: ProcessGroup, options: DataParallelOptions = {}) {
+    const mb = options.bucketMegabytes ?? 25;
+    if (!(mb > 0)) throw new RangeError(`bucketMegabytes must be positive, got ${mb}`);
+    this.bucketBytes = mb * 1024 * 1024;
+  }
+
+  /**
+   * Refuses ranks whose models differ (parameter names, shapes, dtypes) or whose `facts` differ (model
+   * configuration, data, recipe: whatever the caller passes), naming the fact and the ranks; then copies rank 0's
+   * parameters and buffers to every rank.
+   */
+  async synchronize(facts: Record<string, unknown> = {}): Promise<void> {
+    const shapes = Object.fromEntries([...this.module.namedParameters(), ...this.module.namedBuffers()]
+      .map(([name, t]) => [name, `${t.dtype}[${t.shape.join(',')}]`]));
+    await checkConsistency(this.group, { ...facts, parameters: shapes });
+    for (const [, t] of [...this.module.namedParameters(), ...this.module.namedBuffers()]) {
+      if (t.isContiguous()) {
+        // c10d writes into the tensor's memory directly, outside autograd, as torch.distributed does for DDP.
+        await this.group.broadcast(t, { root: 0 });
+      } else {
+        const staging = t.contiguous();
+        await this.group.broadcast(staging, { root: 0 });
+        noGrad(() => t.copy_(staging));
+        staging.dispose();
+      }
+    }
+  }
+
+  /**
+   * Copies rank 0's buffers (BatchNorm's running statistics) to every rank, as PyTorch's DDP does before each
+   * forward (broadcast_buffers=True): each rank's statistics come from its own slice, rank 0's are kept.
+   */
+  async broadcastBuffers(): Promise<void> {
+    for (const [, t] of this.module.namedBuffers()) await this.group.broadcast(t, { root: 0 });
+  }
+
+  /**
+   * Replaces every parameter's gradient by its average over ranks (weighted by `share`), in buckets of at most
+   * `bucketMegabytes`. A parameter without a gradient on this rank takes part with zeros, so every rank issues
+   * the same collectives.
+   */
+  async allReduceGradients(options: GradientReduceOptions = {}): Promise<void> {
+    const share = options.share ?? 1 / this.group.worldSize;
+    if (!(share >= 0 && share <= 1)) throw new RangeError(`share must be in [0, 1], got ${share}`);
+    const params = this.module.parameters().filter((p) => p.requiresGrad);
+    const buckets: Tensor[][] = [];
+    let current: Tensor[] = [];
+    let bytes = 0;
+    for (const p of params) {
+      const size = p.numel * 4;
+      if (current.length > 0 && bytes + size > this.bucketBytes) { buckets.push(current); current = []; bytes = 0; }
+      current.push(p);
+      bytes += size;
+    }
+    if (current.length > 0) buckets.push(current);
+    const pending = buckets.map((bucket) => {
+      const flat = noGrad(() => {
+        const pieces = bucket.map((p) => { const g = p.grad; return g ? g.reshape([-1]) : zerosLike(p).reshape([-1]); });
+        const joined = cat(pieces).mul_(share);
+        for (const piece of pieces) piece.dispose();
+        return joined;
+      });
+      return { bucket, flat, done: this.group.allReduce(flat, { op: 'sum' }) };
+    });
+    try {
+      for (const { bucket, flat, done } of pending) {
+        await done;
+        noGrad(() => {
+          let offset = 0;
+          for (const p of bucket) {
+            const piece = flat.narrow(0, offset, p.numel).reshape(p.shape);
+            offset += p.numel;
+            const g = p.grad;
+            if (g) { g.copy_(piece); g.dispose(); piece.dispose(); } else { p.grad = piece.clone(); piece.dispose(); }
+          }
+        });
+      }
+    } finally {
+      // On failure the remaining buckets' collectives have rejected too; their memory is freed either way.
+      await Promise.allSettled(pending.map((b) => b.done));
+      for (const { flat } of pending) flat.dispose();
+    }
+  }
+}
+
+/**
+ * Refuses to go on when the ranks' `facts` differ: gathers every rank's facts and throws on every rank an error
+ * naming each fact that differs from rank 0's and the ranks that differ.
+ */
+export async function checkConsistency(group: ProcessGroup, facts: Record<string, unknown>): Promise<void> {
+  const all = await group.allGatherObject(facts);
+  const reference = all[0]!;
+  const problems: string[] = [];
+  const keys = new Set(all.flatMap((f) => Object.keys(f)));
+  for (const key of keys) {
+    const want = JSON.stringify(reference[key]);
+    const differing = all.map((f, r) => [r, JSON.stringify(f[key])] as const).filter(([, v]) => v !== want);
+    if (differing.length === 0) continue;
+    const detail = firstDifference(reference[key], all[differing[0]![0]]![key]);
+    problems.push(`${key} differs on rank${differing.length > 1 ? 's' : ''} ${differing.map(([r]) => r).join(', ')} from rank 0's${detail}`);
+  }
+  if (problems.length > 0) {
+    throw new Error(`distributed ranks disagree, refusing to start: ${problems.join('; ')}`);
+  }
+}
+
+function firstDifference(a: unknown, b: unknown, path = ''): string {
+  if (a && b && typeof a === 'object' && typeof b === 'object') {
+    const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+    for (const k of keys) {
+      const x = (a as Record<string, unknown>)[k];
+      const y = (b as Record<string, unknown>)[k];
+      if (JSON.stringify(x) !== JSON.stringify(y)) return firstDifference(x, y, path ? `${path}.${k}` : k);
+    }
+    return '';
+  }
+  return ` (${path || 'value'}: ${JSON.stringify(a)} on rank 0, ${JSON.stringify(b)} there)`;
+}
+
+/**
+ * This rank's slice of one global batch: the contiguous part `rank` of `worldSize` nearly equal parts (sizes differ
+ * by at most one), so the slices in rank order concatenate to the global batch. Walking an epoch's seeded order in
+ * global batches of worldSize × batch size, the union over ranks is the single-process epoch.
+ */
+export function shardOfBatch<T>(batch: readonly T[], rank: number, worldSize: number): T[] {
+  if (!Number.isInteger(worldSize) || worldSize < 1) throw new RangeError(`worldSize must be a positive integer, got ${worldSize}`);
+  if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize) throw new RangeError(`rank ${rank} is not in [0, ${worldSize})`);
+  const base = Math.floor(batch.length / worldSize);
+  const extra = batch.length % worldSize;
+  const start = rank * base + Math.min(rank, extra);
+  return batch.slice(start, start + base + (rank < extra ? 1 : 0));
+}

@@ -1,0 +1,4 @@
+// Process groups over c10d (Gloo, NCCL), data-parallel training and sharding of an epoch across ranks.
+export * from './environment.js';
+export * from './process-group.js';
+export * from './data-parallel.js';

@@ -1,0 +1,68 @@
+// `crossmax launch --nproc 2 -- train ...`: two ranks train one model over Gloo on loopback, rank 0 alone writes
+// the model, metrics and summary, and `--resume` under a new launch continues from rank 0's checkpoint.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PNG } from 'pngjs';
+import { distributedBackends } from '../src/distributed/index.js';
+
+const bin = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'crossmax.js');
+const skip = distributedBackends().includes('gloo') ? false : 'addon built without Gloo (install libgloo-dev)';
+let dir = '';
+let data = '';
+
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'crossmax-dist-train-'));
+  data = join(dir, 'data');
+  for (const [split, count] of [['train', 4], ['test', 2]] as const) {
+    for (const [c, cls] of ['circle', 'square'].entries()) {
+      mkdirSync(join(data, split, cls), { recursive: true });
+      for (let i = 0; i < count; i++) {
+        const png = new PNG({ width: 32, height: 32 });
+        for (let p = 0; p < 32 * 32; p++) png.data.set([(40 * c + 7 * i + p) & 0xff, (90 * c + 3 * p) & 0xff, (11 * i + 5 * p) & 0xff, 255], 4 * p);
+        writeFileSync(join(data, split, cls, `${i}.png`), PNG.sync.write(png));
+      }
+    }
+  }
+});
+
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function crossmax(args: string[]): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [bin, ...args], {
+      env: { ...process.env, CROSSMAX_NUM_THREADS: '1', CROSSMAX_CACHE_DIR: join(dir, 'cache') }, stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    const kill = setTimeout(() => child.kill('SIGKILL'), 90_000);
+    child.on('exit', (code) => { clearTimeout(kill); resolve({ code, stderr }); });
+  });
+}
+
+const trainArgs = (out: string) => ['train', '--data', data, '--out', out, '--resolutions', '32,16', '--k', '2', '--epochs', '1',
+  '--batch-size', '4', '--eval-limit', '4', '--threads', '1', '--dist-timeout', '20'];
+
+test('launch --nproc 2 -- train: rank 0 writes the model and metrics; --resume under a new launch continues', { skip }, async () => {
+  const out = join(dir, 'run');
+  const first = await crossmax(['launch', '--nproc', '2', '--', ...trainArgs(out)]);
+  assert.equal(first.code, 0, first.stderr);
+  for (const f of ['model.safetensors', 'metrics.jsonl', 'summary.json', 'checkpoint.safetensors']) assert.ok(existsSync(join(out, f)), f);
+  const epochs = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string });
+  assert.equal(epochs.filter((r) => r.type === 'epoch').length, 1, 'one epoch record: rank 1 wrote nothing');
+
+  const second = await crossmax(['launch', '--nproc', '2', '--', ...trainArgs(out), '--resume']);
+  assert.equal(second.code, 0, second.stderr);
+  const summary = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as { resumedAtSteps: number[]; steps: number };
+  assert.deepEqual(summary.resumedAtSteps, [summary.steps]);
+});
+
+test('launch names the rank that failed', { skip }, async () => {
+  const result = await crossmax(['launch', '--nproc', '2', '--', 'train', '--data', join(dir, 'missing'), '--out', join(dir, 'x')]);
+  assert.notEqual(result.code, 0);
+  assert.match(result.stderr, /crossmax launch: rank [01] of 2 failed \(exit code/);
+});

@@ -1,0 +1,53 @@
+// One rank of the distributed tests (test/distributed.test.ts starts two with the torchrun or Slurm variables).
+// Mode (argv[2]):
+//   steps N OUT   N data-parallel SGD steps of a small MLP on fixed data; rank 0 writes its parameters to OUT
+//   die R         rank R exits in the middle of the second step; the other must fail naming it
+//   mismatch      the ranks pass different model configurations to the consistency check
+import { writeFileSync } from 'node:fs';
+import { DistributedDataParallel, initProcessGroup, shardOfBatch, checkConsistency } from '../src/distributed/index.js';
+import { crossEntropy } from '../src/nn/index.js';
+import { SGD } from '../src/optim/index.js';
+import { manualSeed } from '../src/tensor/index.js';
+import { makeModel, makeBatch } from './helpers/distributed-fixture.js';
+
+
+async function main(): Promise<void> {
+  const [mode, arg, out] = process.argv.slice(2);
+  const group = await initProcessGroup({ timeoutMs: Number(process.env.CROSSMAX_TEST_TIMEOUT_MS ?? 20000) });
+  try {
+    if (mode === 'mismatch') {
+      await checkConsistency(group, { modelConfig: { width: group.rank === 0 ? 16 : 32 }, data: 'same' });
+      return;
+    }
+    // Different initial weights per rank: synchronize() must replace them by rank 0's.
+    manualSeed(100 + group.rank);
+    const model = makeModel();
+    const ddp = new DistributedDataParallel(model, group, { bucketMegabytes: 0.0005 });
+    await ddp.synchronize({ modelConfig: { width: 16 } });
+    const optimizer = new SGD(model.parameters(), { lr: 0.1, momentum: 0.9 });
+    const steps = mode === 'die' ? 1000 : Number(arg);
+    for (let step = 0; step < steps; step++) {
+      const { x, y } = makeBatch(step);
+      const rows = shardOfBatch([...Array(x.shape[0]).keys()], group.rank, group.worldSize);
+      const xs = x.narrow(0, rows[0]!, rows.length);
+      const ys = y.narrow(0, rows[0]!, rows.length);
+      optimizer.zeroGrad();
+      const loss = crossEntropy(model.forward(xs), ys);
+      loss.backward();
+      if (mode === 'die' && step === 1 && group.rank === Number(arg)) process.exit(3);
+      await ddp.allReduceGradients({ share: rows.length / x.shape[0]! });
+      optimizer.step();
+      for (const t of [x, y, xs, ys, loss]) t.dispose();
+    }
+    if (group.rank === 0 && out) {
+      writeFileSync(out, JSON.stringify(Object.fromEntries(model.namedParameters().map(([n, t]) => [n, t.toArray()]))));
+    }
+  } finally {
+    group.destroy();
+  }
+}
+
+main().then(() => process.exit(0), (err: Error) => {
+  process.stderr.write(`rank ${process.env.RANK ?? process.env.SLURM_PROCID}: ${err.message}\n`);
+  process.exit(1);
+});
