@@ -126,6 +126,10 @@ function readTarFiles(path: string): TarFile[] {
   }
   // npm tar parses a buffer synchronously (gzip included); anything else would be read half-way here.
   if (!ended) throw new Error(`${path}: the tar parser did not finish reading the shard`);
+  // A tar ends with zero blocks (POSIX: two); a copy cut between two entries lacks them.
+  if (!gzipped && bytes.length > 0 && !bytes.subarray(bytes.length - 512).every((b) => b === 0)) {
+    throw new Error(`${path}: no end-of-archive block (truncated shard?)`);
+  }
   return files;
 }
 
@@ -135,9 +139,11 @@ function readTarFiles(path: string): TarFile[] {
  * without a field are errors naming the shard and the entry. Returns the number of samples.
  */
 export function readShard(path: string, visit: (sample: WebDatasetSample) => void): number {
+  // The whole shard is grouped before any sample is visited, so that a broken layout is reported as such rather
+  // than as a sample missing the files that come later.
+  const samples: WebDatasetSample[] = [];
   const seen = new Set<string>();
   let current: WebDatasetSample | null = null;
-  let count = 0;
   for (const file of readTarFiles(path)) {
     const parts = splitSampleName(file.name);
     if (!parts) {
@@ -149,21 +155,15 @@ export function readShard(path: string, visit: (sample: WebDatasetSample) => voi
       current.fields.set(parts.field, file.data);
       continue;
     }
-    if (current) {
-      visit(current);
-      count++;
-    }
     if (seen.has(parts.key)) {
       throw new Error(`${path}: sample '${parts.key}' appears twice, apart (a sample's files must be consecutive in the shard)`);
     }
     seen.add(parts.key);
     current = { shard: path, key: parts.key, fields: new Map([[parts.field, file.data]]) };
+    samples.push(current);
   }
-  if (current) {
-    visit(current);
-    count++;
-  }
-  return count;
+  for (const sample of samples) visit(sample);
+  return samples.length;
 }
 
 /** Which label fields a sample has, for messages: '.jpg, .cls'. */

@@ -54,6 +54,9 @@ export function trainingCurves(metrics: readonly MetricRecord[], memberNames: re
   return { loss, accuracy };
 }
 
+/** Above this many classes the report shows the largest confusions and per-class accuracy instead of the matrix. */
+export const MAX_CONFUSION_MATRIX_CLASSES = 20;
+
 export function writeTrainingReport(dir: string, input: TrainingReportInput): TrainingReportFiles {
   const { evaluation: ev, testSet } = input;
   const classes = testSet.classes;
@@ -99,14 +102,31 @@ export function writeTrainingReport(dir: string, input: TrainingReportInput): Tr
     return item;
   }), { imageWidth: 96, pixelated: true });
 
-  report.heading('Confusion matrix (rows: true class, columns: predicted)');
-  report.table({
-    columns: [{ key: 'class', label: 'true \\ predicted' }, ...classes.map((c, j) => ({ key: `p${j}`, label: c })),
-      { key: 'acc', label: 'class accuracy', percent: true }],
-    rows: ev.confusion.map((row, i) => ({
-      class: classes[i], ...Object.fromEntries(row.map((v, j) => [`p${j}`, v])), acc: ev.perClassAccuracy[i],
-    })),
-  });
+  if (classes.length <= MAX_CONFUSION_MATRIX_CLASSES) {
+    report.heading('Confusion matrix (rows: true class, columns: predicted)');
+    report.table({
+      columns: [{ key: 'class', label: 'true \\ predicted' }, ...classes.map((c, j) => ({ key: `p${j}`, label: c })),
+        { key: 'acc', label: 'class accuracy', percent: true }],
+      rows: ev.confusion.map((row, i) => ({
+        class: classes[i], ...Object.fromEntries(row.map((v, j) => [`p${j}`, v])), acc: ev.perClassAccuracy[i],
+      })),
+    });
+  } else {
+    // A 100×100 matrix (CIFAR-100) is unreadable in a page: the most frequent confusions and each class's accuracy
+    // say the same; the whole matrix stays in results.json.
+    const pairs = ev.confusion.flatMap((row, i) => row.map((count, j) => ({ i, j, count }))).filter((p) => p.i !== p.j && p.count > 0);
+    pairs.sort((a, b) => b.count - a.count || a.i - b.i || a.j - b.j);
+    report.heading(`The ${Math.min(MAX_CONFUSION_MATRIX_CLASSES, pairs.length)} most frequent confusions (the whole matrix is in results.json)`);
+    report.table({
+      columns: [{ key: 'true', label: 'true class' }, { key: 'predicted', label: 'predicted' }, { key: 'count', label: 'images' }],
+      rows: pairs.slice(0, MAX_CONFUSION_MATRIX_CLASSES).map((p) => ({ true: classes[p.i], predicted: classes[p.j], count: p.count })),
+    });
+    report.heading('Accuracy per class');
+    report.table({
+      columns: [{ key: 'class' }, { key: 'images' }, { key: 'acc', label: 'class accuracy', percent: true }],
+      rows: classes.map((c, i) => ({ class: c, images: ev.confusion[i]!.reduce((a, b) => a + b, 0), acc: ev.perClassAccuracy[i] })),
+    });
+  }
   input.extend?.(report);
 
   const html = report.save(dir);
