@@ -14,6 +14,7 @@ import {
 } from '../src/data/index.js';
 import { trainCommand } from '../src/cli/train-command.js';
 import { evalCommand } from '../src/cli/eval-command.js';
+import { generateCommand } from '../src/cli/generate-command.js';
 import { readModelInfo } from '../src/ensemble/index.js';
 import { captureLog } from './helpers/self-ensemble.js';
 import { planar, pngBytes, rgbPixels, writeShard } from './helpers/shards.js';
@@ -167,6 +168,14 @@ test('100 classes through crossmax train (tiny WebDataset shards) and crossmax e
   writeShard(join(ten, 'test', 'a.tar'), [['k.png', pngBytes(rgbPixels(32, 32, 1), 32, 32)], ['k.cls', '9']]);
   writeFileSync(join(ten, 'classes.txt'), Array.from({ length: 10 }, (_, i) => `c${i}`).join('\n'));
   await assert.rejects(evalCommand(['--model', result.model, '--data', `wds:${ten}`, '--threads', '1']), /the model has 100 classes, .* has 10/);
+  // Generation for a 100-class model: one fine class per superclass (20 images), or a list of classes.
+  const generated = join(work, 'generated');
+  const gen = await captureLog(() => generateCommand(['--model', result.model, '--class', 'superclasses', '--steps', '1', '--copies', '1',
+    '--out', generated, '--threads', '1', '--json']));
+  assert.equal(gen.code, 0);
+  const summary = JSON.parse(readFileSync(join(generated, 'generate.json'), 'utf8')) as { classes: unknown[] };
+  assert.deepEqual(summary.classes.map((c) => (typeof c === 'string' ? c : (c as { name: string }).name)), cifar100SuperclassRepresentatives().map((f) => FINE[f]));
+  await assert.rejects(generateCommand(['--model', result.model, '--class', 'fine3,nope', '--steps', '1', '--out', generated]), /--class nope: a class name/);
   // And the CLI's data errors are usage errors.
   await assert.rejects(loadDataSpec(`cifar100:${ten}`, 'test'), /not a CIFAR-100 copy/);
 });
