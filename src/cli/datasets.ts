@@ -1,34 +1,20 @@
-// Which data a command runs on: `--data cifar10` (the default copy for this machine) or a directory holding the
-// official CIFAR-10/100 binary or python release, or an image folder with train/ and test/ class folders.
-import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import {
-  CIFAR10_CLASSES, loadCifar, loadDefaultCifar10, loadImageFolder, readCifarBinary, readCifarPython,
-  type ImageClassificationDataset, type Split,
-} from '../data/index.js';
+// Which data a command runs on: `--data SPEC`, read through the data-source registry (src/data/sources.ts): a
+// source's name (cifar10, cifar100, cifar100-coarse), a name and a path (wds:DIR, folder:DIR, cifar100:DIR), or a
+// bare directory whose layout names the source. Problems with the spec are usage errors.
+import { DataSpecError, loadDataSpec, type ImageClassificationDataset, type Split } from '../data/index.js';
 import { UsageError } from './args.js';
 
-export const DATA_HELP = 'cifar10 (default: ../shared/datasets binary copy, else the JPEG copy, else download), ' +
-  'cifar100 (download), or a directory: an official CIFAR-10/100 binary or python release, or an image folder with train/ and test/';
+/** What `--data` accepts, for each command's usage text. */
+export const DATA_HELP = 'cifar10 | cifar100 | cifar100-coarse (20 superclasses) | wds:DIR (WebDataset shards: DIR/train/*.tar, '
+  + "DIR/test/*.tar, samples KEY.jpg + KEY.cls) | folder:DIR (DIR/train/<class>/*.png) | a directory holding any of these or "
+  + "an official CIFAR release; cifar10 and cifar100 use ../shared/datasets, else a release on disk, else download";
 
+/** Reads the `split` of the data `spec` names; a spec that names nothing readable is a UsageError. */
 export async function loadData(spec: string, split: Split): Promise<ImageClassificationDataset> {
-  if (spec === 'cifar10') return loadDefaultCifar10({ split });
-  if (spec === 'cifar100') return loadCifar({ name: 'cifar100', format: 'binary', split });
-  if (!existsSync(spec) || !statSync(spec).isDirectory()) {
-    throw new UsageError(`--data ${spec}: no such directory (expected ${DATA_HELP})`);
+  try {
+    return await loadDataSpec(spec, split);
+  } catch (err) {
+    if (err instanceof DataSpecError) throw new UsageError(err.message);
+    throw err;
   }
-  if (existsSync(join(spec, 'data_batch_1.bin'))) return readCifarBinary(spec, { name: 'cifar10', split });
-  if (existsSync(join(spec, 'train.bin'))) return readCifarBinary(spec, { name: 'cifar100', split });
-  if (existsSync(join(spec, 'data_batch_1'))) return readCifarPython(spec, { name: 'cifar10', split });
-  if (existsSync(join(spec, 'train')) && existsSync(join(spec, 'meta'))) return readCifarPython(spec, { name: 'cifar100', split });
-  const folder = join(spec, split);
-  if (existsSync(folder)) {
-    const classes = isCifar10Folder(folder) ? [...CIFAR10_CLASSES] : undefined;
-    return loadImageFolder(folder, { classes, name: `${spec}/${split}` });
-  }
-  throw new UsageError(`--data ${spec}: not a CIFAR release and has no ${split}/ folder (expected ${DATA_HELP})`);
-}
-
-function isCifar10Folder(dir: string): boolean {
-  return CIFAR10_CLASSES.every((c) => existsSync(join(dir, c)));
 }

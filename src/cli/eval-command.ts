@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { aggregatorFromSpec, loadModel, type AggregatorName } from '../ensemble/index.js';
 import { evaluate } from '../train/index.js';
-import { writeTrainingReport } from '../report/index.js';
+import { MAX_CONFUSION_MATRIX_CLASSES, writeTrainingReport } from '../report/index.js';
 import { type Device } from '../tensor/index.js';
 import { DATA_HELP, loadData } from './datasets.js';
 import { UsageError, deviceFlag, numberFlag, parseCommandArgs, stringFlag, threadsFlag } from './args.js';
@@ -70,10 +70,18 @@ export async function evalCommand(args: string[]): Promise<number> {
       console.log(JSON.stringify({ model: modelPath, members: model.memberNames(), evaluation }, null, 2));
     } else {
       console.log(formatEvaluation(evaluation, model.memberNames()));
-      console.log('\nconfusion matrix (rows: true, columns: predicted):');
-      const names = testSet.classes.map((c) => c.slice(0, 6));
-      console.log('        ' + names.map((c) => c.padStart(7)).join(''));
-      evaluation.confusion.forEach((row, i) => console.log(names[i]!.padEnd(8) + row.map((v) => String(v).padStart(7)).join('')));
+      if (testSet.classes.length <= MAX_CONFUSION_MATRIX_CLASSES) {
+        console.log('\nconfusion matrix (rows: true, columns: predicted):');
+        const names = testSet.classes.map((c) => c.slice(0, 6));
+        console.log('        ' + names.map((c) => c.padStart(7)).join(''));
+        evaluation.confusion.forEach((row, i) => console.log(names[i]!.padEnd(8) + row.map((v) => String(v).padStart(7)).join('')));
+      } else {
+        // 100 columns do not fit a terminal: the most frequent confusions instead (the matrix is in --json).
+        const pairs = evaluation.confusion.flatMap((row, i) => row.map((n, j) => ({ i, j, n }))).filter((p) => p.i !== p.j && p.n > 0);
+        pairs.sort((a, b) => b.n - a.n || a.i - b.i || a.j - b.j);
+        console.log(`\nmost frequent confusions (of ${testSet.classes.length} classes; the whole matrix with --json):`);
+        for (const p of pairs.slice(0, 10)) console.log(`  ${String(p.n).padStart(5)}  ${testSet.classes[p.i]} -> ${testSet.classes[p.j]}`);
+      }
       if (report) console.log(`\nreport: ${join(report, 'index.html')}`);
     }
     return 0;

@@ -7,6 +7,7 @@ import {
   clipSource, crossmaxSource, generateImages, judgeImages, intendedClasses, modelClassNames, resnetSource,
   type GenerationSettings, type GenerationSource, type Judgement,
 } from '../generate/index.js';
+import { cifar100SuperclassRepresentatives } from '../data/cifar100.js';
 import type { SelfEnsemble } from '../ensemble/index.js';
 import { loadClip, loadTorchvisionResNet, type ClipModel } from '../models/index.js';
 import type { ResNet } from '../nn/resnet.js';
@@ -42,7 +43,8 @@ copies per step (Direct Ascent Synthesis's recipe). Each model kind gets DAS's s
                           (DAS's CLIP settings: 100 steps, 64 copies, lr 0.4, every resolution)
   --prompt TEXT           with --clip: what the image should be; repeat for one image per prompt
   --negative TEXT         with --clip: what it should not be (weight -0.3, as DAS); repeatable
-  --class NAME|INDEX|all  --model: default all (one image per class); --resnet: class indices, comma-separated
+  --class LIST|all|superclasses  --model: class names or indices, comma-separated; default all (one image per
+                          class); superclasses: CIFAR-100's 20, one fine class each; --resnet: class indices
   --class-names FILE      --resnet: a text file with one class name per line (e.g. ImageNet's 1,000)
   --size N                --resnet: the model's input side (default 224); the canvas adds a quarter on each side
   --steps N               optimisation steps (default per model kind, above)
@@ -82,7 +84,15 @@ function crossmaxFromFlags(model: SelfEnsemble, values: ParsedArgs['values'], de
   if (member !== undefined && !model.memberNames().includes(member)) {
     throw new UsageError(`--member ${member}: the model's members are ${model.memberNames().join(', ')}`);
   }
-  return crossmaxSource(model, { classIndices: which === 'all' ? undefined : [resolveClass(which, classNames)], member, device });
+  let classIndices: number[] | undefined;
+  if (which === 'superclasses') {
+    // CIFAR-100's 100 classes are too many for one grid: one fine class per coarse superclass (20 rows).
+    if (classNames.length !== 100) throw new UsageError(`--class superclasses: for a CIFAR-100 model (100 classes); this one has ${classNames.length}`);
+    classIndices = cifar100SuperclassRepresentatives();
+  } else if (which !== 'all') {
+    classIndices = listFlag(values, 'class').map((c) => resolveClass(c, classNames));
+  }
+  return crossmaxSource(model, { classIndices, member, device });
 }
 
 /** --class (required) and --class-names on a torchvision ResNet. */

@@ -42,10 +42,15 @@ export function parseCifarRecords(bytes: Uint8Array, file: string, format: Cifar
   return { images, labels };
 }
 
+/** The names in a class-name file: one per line, surrounding blanks and blank lines ignored. */
+export function readNameLines(path: string): string[] {
+  if (!existsSync(path)) throw new Error(`${path}: missing (it holds the class names)`);
+  return readFileSync(path, 'utf8').split(/\r?\n/).map((s) => s.trim()).filter((s) => s.length > 0);
+}
+
 /** Reads a class-name file: one name per line, blank lines ignored; exactly `expected` names. */
 export function readClassNames(path: string, expected: number): string[] {
-  if (!existsSync(path)) throw new Error(`${path}: missing (it holds the class names)`);
-  const names = readFileSync(path, 'utf8').split(/\r?\n/).map((s) => s.trim()).filter((s) => s.length > 0);
+  const names = readNameLines(path);
   if (names.length !== expected) throw new Error(`${path}: ${names.length} class names, expected ${expected}`);
   return names;
 }

@@ -11,3 +11,7 @@ export * from './loader.js';
 export * from './augment.js';
 export * from './random.js';
 export * from './paths.js';
+export * from './decoded-cache.js';
+export * from './webdataset.js';
+export * from './cifar100.js';
+export * from './sources.js';

@@ -75,6 +75,10 @@ export function trainingCurves(metrics: readonly MetricRecord[], memberNames: re
   return { loss, accuracy };
 }
 
+/** Above this many classes the report shows the largest confusions and per-class accuracy instead of the matrix. */
+export const MAX_CONFUSION_MATRIX_CLASSES = 20;
+
+
 /** Writes index.html (curves, accuracies with their intervals, samples, confusion matrix), the curves and results.json into `dir`. */
 export function writeTrainingReport(dir: string, input: TrainingReportInput): TrainingReportFiles {
   const { evaluation: ev, testSet } = input;
@@ -133,17 +137,37 @@ export function writeTrainingReport(dir: string, input: TrainingReportInput): Tr
     return item;
   }), { imageWidth: 96, pixelated: true });
 
-  report.heading('Confusion matrix (rows: true class, columns: predicted)');
-  report.table({
-    columns: [{ key: 'class', label: 'true \\ predicted' }, ...classes.map((c, j) => ({ key: `p${j}`, label: c })),
-      { key: 'acc', label: 'accuracy [95%]', percent: true }],
-    // Each class's accuracy is over its own images (its row's sum), with its Wilson interval.
-    caption: 'Class accuracy: over the class\'s images (the row\'s sum), with its Wilson 95% interval',
-    rows: ev.confusion.map((row, i) => {
-      const n = row.reduce((a, b) => a + b, 0);
-      return { class: classes[i], ...Object.fromEntries(row.map((v, j) => [`p${j}`, v])), acc: n > 0 ? proportionEstimate(row[i]!, n) : null };
-    }),
-  });
+  if (classes.length <= MAX_CONFUSION_MATRIX_CLASSES) {
+    report.heading('Confusion matrix (rows: true class, columns: predicted)');
+    report.table({
+      columns: [{ key: 'class', label: 'true \\ predicted' }, ...classes.map((c, j) => ({ key: `p${j}`, label: c })),
+        { key: 'acc', label: 'accuracy [95%]', percent: true }],
+      // Each class's accuracy is over its own images (its row's sum), with its Wilson interval.
+      caption: 'Class accuracy: over the class\'s images (the row\'s sum), with its Wilson 95% interval',
+      rows: ev.confusion.map((row, i) => {
+        const n = row.reduce((a, b) => a + b, 0);
+        return { class: classes[i], ...Object.fromEntries(row.map((v, j) => [`p${j}`, v])), acc: n > 0 ? proportionEstimate(row[i]!, n) : null };
+      }),
+    });
+  } else {
+    // A 100×100 matrix (CIFAR-100) is unreadable in a page: the most frequent confusions and each class's accuracy
+    // say the same; the whole matrix stays in results.json.
+    const pairs = ev.confusion.flatMap((row, i) => row.map((count, j) => ({ i, j, count }))).filter((p) => p.i !== p.j && p.count > 0);
+    pairs.sort((a, b) => b.count - a.count || a.i - b.i || a.j - b.j);
+    report.heading(`The ${Math.min(MAX_CONFUSION_MATRIX_CLASSES, pairs.length)} most frequent confusions (the whole matrix is in results.json)`);
+    report.table({
+      columns: [{ key: 'true', label: 'true class' }, { key: 'predicted', label: 'predicted' }, { key: 'count', label: 'images' }],
+      rows: pairs.slice(0, MAX_CONFUSION_MATRIX_CLASSES).map((p) => ({ true: classes[p.i], predicted: classes[p.j], count: p.count })),
+    });
+    report.heading('Accuracy per class');
+    report.table({
+      columns: [{ key: 'class' }, { key: 'images' }, { key: 'acc', label: 'accuracy [95%]', percent: true }],
+      rows: classes.map((c, i) => {
+        const n = ev.confusion[i]!.reduce((a, b) => a + b, 0);
+        return { class: c, images: n, acc: n > 0 ? proportionEstimate(ev.confusion[i]![i]!, n) : null };
+      }),
+    });
+  }
   input.extend?.(report);
 
   const html = report.save(dir);
