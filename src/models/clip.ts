@@ -296,7 +296,7 @@ class ModuleList extends Module {
 export interface ClipTowerOutput {
   /** [B, T, D] after the last block (and, for text, final_layer_norm). */
   lastHiddenState: Tensor;
-  /** [B, D]: the end token's state (text) or the class token's after post_layernorm (vision). */
+  /** Shape [B, D]: the end token's state (text) or the class token's after post_layernorm (vision). */
   pooled: Tensor;
 }
 

@@ -1,3 +1,9 @@
+/**
+ * Reading and writing safetensors files (the format of Hugging Face's `safetensors`), the format of crossmax's
+ * model files and checkpoints.
+ *
+ * @module crossmax/serialize
+ */
 // The safetensors format (huggingface/safetensors): an 8-byte little-endian u64 N, N bytes of UTF-8 JSON header
 // {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {string: string}}, then the tensors' bytes,
 // offsets relative to the first byte after the header, elements little-endian and row-major.
