@@ -10,6 +10,7 @@ import { CHANNELS, InMemoryImageDataset, type InMemoryImageDatasetInit, labelArr
 import { defaultCacheDir, naturalCompare } from './paths.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 
+/** Settings of {@link loadImageFolder}. */
 export interface ImageFolderOptions {
   /** Class names in label order, each a sub-folder. Default: the sub-folders' names, sorted. */
   classes?: readonly string[];
@@ -25,14 +26,22 @@ export interface ImageFolderOptions {
 /** How the images were obtained: read from a valid cache, decoded (no cache yet / stale cache), or no cache. */
 export type CacheStatus = 'hit' | 'miss' | 'invalidated' | 'disabled';
 
+/** What happened with the decoded-image cache of an image folder. */
 export interface CacheInfo {
+  /** Hit, miss, invalidated (stale) or disabled. */
   status: CacheStatus;
+  /** The cache file, or null when caching is disabled. */
   path: string | null;
   /** Why the cache file could not be written (the data are still loaded). */
   writeError?: string;
 }
 
+/** A dataset read from an image folder (one sub-folder per class), with what happened to its cache. */
 export class ImageFolderDataset extends InMemoryImageDataset {
+  /**
+   * @param init - The decoded images, labels and names.
+   * @param cache - Whether the decoded images came from the cache.
+   */
   constructor(init: InMemoryImageDatasetInit, readonly cache: CacheInfo) {
     super(init);
   }
