@@ -4,11 +4,17 @@ import { resnetBlockNames } from '../nn/resnet.js';
 import { notebookLayerFeature, PAPER_LAYER_INDICES } from '../nn/resnet-surgery.js';
 import type { SelfEnsembleConfig } from './config.js';
 
+/**
+ * The built-in model configurations: 'paper' (the notebook's ImageNet-pretrained ResNet-152 setting), and CIFAR
+ * ResNets of decreasing size and cost ('cifar-resnet18', 'cifar-small', 'cifar-fast').
+ */
 export type PresetName = 'paper' | 'cifar-resnet18' | 'cifar-small' | 'cifar-fast';
 
+/** Settings of {@link presetConfig}. */
 export interface PresetOptions {
   /** Default: the number of `classes`, else the preset's (100 for 'paper', CIFAR-100 as the notebook; 10 otherwise). */
   numClasses?: number;
+  /** Class names; their number sets numClasses when that is not given. */
   classes?: string[];
 }
 
@@ -74,6 +80,7 @@ const presetBuilders: Record<PresetName, { defaultClasses: number; make: () => O
   },
 };
 
+/** The names of the presets, in definition order. */
 export const PRESET_NAMES: readonly PresetName[] = Object.freeze(Object.keys(presetBuilders) as PresetName[]);
 
 /** A preset's configuration (a fresh object, free to edit before buildSelfEnsemble). */

@@ -22,6 +22,7 @@ export const BACKBONE_CLASSIFIER_MEMBER = 'fc';
 
 // ---- the model --------------------------------------------------------------------------------------------------
 
+/** Which activations of the backbone get a head. */
 export interface SelfEnsembleHeadsOptions {
   /** Backbone feature names (or 'input') that get a head, in member order; each at most once. */
   features: readonly string[];
@@ -31,12 +32,15 @@ export interface SelfEnsembleHeadsOptions {
   poolSize?: number;
 }
 
+/** What a {@link SelfEnsemble} is assembled from. */
 export interface SelfEnsembleOptions {
+  /** The network whose activations the heads read. */
   backbone: FeatureBackbone;
   /** The multi-resolution prior; null for the single-resolution baseline (3-channel backbone). Default null. */
   prior?: MultiResolutionPrior | null;
   /** Resizing and normalisation between the prior and the backbone. Default null (none). */
   inputAdapter?: InputAdapter | null;
+  /** The intermediate-layer heads. */
   heads: SelfEnsembleHeadsOptions;
   /**
    * [height, width] of the images the model takes. Flatten heads are sized for it (and then only this size is
@@ -53,6 +57,7 @@ export interface SelfEnsembleOptions {
   config?: ResolvedSelfEnsembleConfig | null;
 }
 
+/** Settings of {@link SelfEnsemble.freezeBackbone}. */
 export interface FreezeBackboneOptions {
   /**
    * Let the frozen backbone's BatchNorm layers use batch statistics and update their running statistics when the
@@ -63,8 +68,11 @@ export interface FreezeBackboneOptions {
   updateBatchNormStatistics?: boolean;
 }
 
+/** The parameters split for two learning rates. */
 export interface ParameterGroups {
+  /** The backbone's parameters. */
   backbone: Tensor[];
+  /** The heads' parameters. */
   heads: Tensor[];
 }
 
@@ -74,13 +82,21 @@ export interface ParameterGroups {
  * 'backbone.' + the backbone's own (torchvision's for a ResNet), then 'heads.<i>.bn.*' and 'heads.<i>.linear.*'.
  */
 export class SelfEnsemble extends Module {
+  /** The multi-resolution prior, or null for the single-resolution baseline. */
   readonly prior: MultiResolutionPrior | null;
+  /** Resizing and normalisation before the backbone, or null. */
   readonly inputAdapter: InputAdapter | null;
+  /** The backbone network. */
   readonly backbone: FeatureBackbone;
+  /** The heads, in member order. */
   readonly heads: ClassifierHeads;
+  /** The feature each head reads, in member order. */
   readonly headFeatures: readonly string[];
+  /** Whether the backbone's own classifier is the last member. */
   readonly includeBackboneClassifier: boolean;
+  /** [height, width] of the images the model takes. */
   readonly inputSize: [number, number];
+  /** Number of classes. */
   readonly numClasses: number;
   /** How the model was built (null when assembled by hand); saveModel writes it. */
   config: ResolvedSelfEnsembleConfig | null;
@@ -137,10 +153,12 @@ export class SelfEnsemble extends Module {
     return [...this.headFeatures, ...(this.includeBackboneClassifier ? [BACKBONE_CLASSIFIER_MEMBER] : [])];
   }
 
+  /** Number of members: heads plus the backbone's classifier when included. */
   get numMembers(): number {
     return this.headFeatures.length + (this.includeBackboneClassifier ? 1 : 0);
   }
 
+  /** The rule forward() aggregates the members with. */
   get aggregator(): Aggregator {
     return this.currentAggregator;
   }
@@ -220,6 +238,7 @@ export class SelfEnsemble extends Module {
     return this;
   }
 
+  /** Whether freezeBackbone(true) is in force. */
   get isBackboneFrozen(): boolean {
     return this.backboneFrozen;
   }
@@ -255,12 +274,18 @@ export class SelfEnsemble extends Module {
 
 /** A SelfEnsemble seen through another aggregator (see SelfEnsemble.withAggregator). */
 export class AggregatedSelfEnsemble {
+  /**
+   * @param model - The self-ensemble whose members are read.
+   * @param aggregator - The rule applied to them instead of the model's.
+   */
   constructor(readonly model: SelfEnsemble, readonly aggregator: Aggregator) {}
 
+  /** Member logits [N, members, classes] of images [N, 3, H, W] in [0, 1]. */
   memberLogits(images: Tensor): Tensor {
     return this.model.memberLogits(images);
   }
 
+  /** Logits [N, classes] through this aggregator. */
   forward(images: Tensor): Tensor {
     return tidy(() => this.aggregator.aggregate(this.model.memberLogits(images)));
   }
