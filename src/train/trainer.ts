@@ -105,10 +105,6 @@ export interface MetricRecord {
   /** Training time so far, in seconds. */
   elapsedSeconds: number;
   /** Epoch records, when evaluated: clean test accuracy of the output and of each member. */
-  /**
-   * Epoch records, when evaluated: clean test `accuracy` of the output, `memberAccuracies` of each member, on `count`
-   * test images.
-   */
   test?: { accuracy: number; memberAccuracies: number[]; count: number };
 }
 
