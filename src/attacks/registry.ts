@@ -18,21 +18,31 @@ import { PUBLISHED_TRANSFER_THEN_REFINE, TransferThenRefine, type TransferThenRe
 
 /** Anything with the attack interface (used to put a hand-made attack into a suite). */
 export interface RunnableAttack {
+  /** Attacks `images` [N, C, H, W] in [0, 1] with true `labels` [N]. */
   run(images: Tensor, labels: Tensor): AttackResult;
 }
 
 /** Each registered attack's constructor options. */
 export interface AttackKinds {
+  /** {@link APGD}'s options. */
   apgd: ApgdOptions;
+  /** {@link FAB}'s options. */
   fab: FabOptions;
+  /** {@link Square}'s options. */
   square: SquareOptions;
+  /** {@link PGD}'s options. */
   pgd: PgdOptions;
+  /** {@link FGSM}'s options. */
   fgsm: FgsmOptions;
+  /** {@link SurrogateGradientAttack}'s options. */
   surrogate: SurrogateGradientAttackOptions;
+  /** {@link TransferThenRefine}'s options. */
   'transfer-then-refine': TransferThenRefineOptions;
+  /** {@link PerHeadAttack}'s options. */
   'per-head': PerHeadAttackOptions;
 }
 
+/** The name of a registered attack, as an {@link AttackEntry}'s `attack` gives it. */
 export type AttackKind = keyof AttackKinds;
 
 /** An entry's options: the attack's own, without the threat model (the runner's) or the progress callback. */
@@ -45,8 +55,11 @@ export type AttackEntry =
 
 /** What a budget sets, where the attack has it: iterations, EOT draws per gradient, queries (score-based). */
 export interface AttackBudget {
+  /** Iterations. */
   steps?: number;
+  /** EOT draws per gradient. */
   eot?: number;
+  /** Queries (score-based attacks). */
   queries?: number;
 }
 
@@ -74,6 +87,7 @@ function stepsAndEot<K extends 'apgd' | 'pgd' | 'surrogate' | 'per-head'>(defaul
 
 const surrogateSteps = (o: { attack?: string }) => (o.attack === 'pgd' ? 10 : 100);
 
+/** How each registered attack is built from its options, and how its budget is scaled or set. */
 export const ATTACK_REGISTRY: { readonly [K in AttackKind]: Registration<K> } = Object.freeze({
   apgd: { build: (model, options) => new APGD(model, options), ...stepsAndEot<'apgd'>(() => 100) },
   // PGD's default step size shrinks with the steps; a given one is kept when scaling (more steps then travel further).
@@ -163,13 +177,18 @@ export const ATTACK_PRESETS = Object.freeze({
   'square': { name: 'square', attack: 'square', options: { queries: 5000 } },
 } satisfies Record<string, AttackEntry>);
 
+/** The name of one of {@link ATTACK_PRESETS}. */
 export type AttackPresetName = keyof typeof ATTACK_PRESETS;
+/** The names of the attack presets, in definition order. */
 export const ATTACK_PRESET_NAMES = Object.freeze(Object.keys(ATTACK_PRESETS)) as readonly AttackPresetName[];
 
+/** An attack entry as plain JSON, for logs and results. */
 export interface AttackDescription {
+  /** The entry's name. */
   name: string;
   /** The registered kind, or 'custom' for a hand-made attack. */
   attack: string;
+  /** The entry's options (a hand-made attack's as given). */
   options: Record<string, unknown>;
 }
 

@@ -17,6 +17,7 @@ import { Attack, type AttackOptions, type AttackRun, type SingleRunInput, type S
 import { perImage } from './threat-model.js';
 import { crossEntropyLoss, marginLoss } from './losses.js';
 
+/** Settings of {@link Square} (Andriushchenko et al. 2020, "Square Attack"); defaults as AutoAttack's. */
 export interface SquareOptions extends AttackOptions {
   /** Queries per restart (the reference's n_queries). Default 5000. */
   queries?: number;
@@ -49,10 +50,15 @@ function roundHalfEven(v: number): number {
 
 export class Square extends Attack {
   readonly name = 'square';
+  /** Queries per restart. */
   readonly queries: number;
+  /** Initial fraction of pixels a window covers. */
   readonly pInit: number;
+  /** Restarts, each on the images still robust. */
   readonly restarts: number;
+  /** The objective descended. */
   readonly loss: 'margin' | 'ce';
+  /** Whether the p schedule is stretched over `queries`. */
   readonly rescaleSchedule: boolean;
 
   constructor(model: Classifier, options: SquareOptions = {}) {

@@ -21,10 +21,13 @@ import { PGD, type PgdOptions } from './pgd.js';
  * need it (they reuse one memberLogits pass, so the surrogate sees the same random draw as the model).
  */
 export interface MemberEnsemble extends Classifier {
+  /** Logits of every member, [N, members, classes]. */
   memberLogits(images: Tensor): Tensor;
+  /** The rule that turns member logits into the output. */
   readonly aggregator: Aggregator;
 }
 
+/** True when `model` exposes memberLogits and an aggregator (a {@link MemberEnsemble}). */
 export function isMemberEnsemble(model: Classifier): model is MemberEnsemble {
   const m = model as Partial<MemberEnsemble>;
   return typeof m.memberLogits === 'function' && typeof m.aggregator?.aggregate === 'function';
@@ -38,6 +41,7 @@ export function isMemberEnsemble(model: Classifier): model is MemberEnsemble {
  */
 export type Surrogate = Aggregator | Classifier;
 
+/** True when the surrogate is an aggregator of the model's own members, not a separate classifier. */
 export function isAggregator(surrogate: Surrogate): surrogate is Aggregator {
   return typeof (surrogate as Aggregator).aggregate === 'function';
 }
@@ -62,8 +66,11 @@ export type SurrogateMode = 'straight-through' | 'transfer';
 
 /** The Classifier an attack sees: the defended model's values with the surrogate's gradients (see SurrogateMode). */
 export class SurrogateClassifier implements Classifier {
+  /** The defended model. */
   readonly model: Classifier;
+  /** Where the gradients come from. */
   readonly surrogate: Surrogate;
+  /** 'straight-through' or 'transfer'. */
   readonly mode: SurrogateMode;
 
   constructor(model: Classifier, surrogate: Surrogate, mode: SurrogateMode = 'straight-through') {
@@ -79,10 +86,15 @@ export class SurrogateClassifier implements Classifier {
     this.mode = mode;
   }
 
+  /** The mode and the surrogate's name, e.g. 'straight-through(mean-logits)'. */
   get name(): string {
     return `${this.mode}(${surrogateName(this.surrogate)})`;
   }
 
+  /**
+   * Logits [N, classes]: the model's values with the surrogate's gradients, or the surrogate's logits in 'transfer'
+   * mode.
+   */
   forward(x: Tensor): Tensor {
     if (this.mode === 'transfer') return this.surrogateLogits(x);
     // Without gradients the straight-through value is just the model's: no surrogate pass needed.
@@ -134,8 +146,11 @@ export interface SurrogateGradientAttackOptions extends PgdOptions, ApgdOptions 
  */
 export class SurrogateGradientAttack extends Attack {
   readonly name: string;
+  /** Where the gradients come from. */
   readonly surrogate: Surrogate;
+  /** 'straight-through' or 'transfer'. */
   readonly mode: SurrogateMode;
+  /** The attack run through the surrogate: 'apgd' or 'pgd'. */
   readonly baseAttack: SurrogateBaseAttack;
   private readonly surrogateModel: SurrogateClassifier;
   private readonly baseOptions: PgdOptions & ApgdOptions;
@@ -168,6 +183,7 @@ export class SurrogateGradientAttack extends Attack {
   }
 }
 
+/** Settings of {@link PerHeadAttack}. */
 export interface PerHeadAttackOptions extends Omit<SurrogateGradientAttackOptions, 'surrogate' | 'mode'> {
   /** Members attacked, in order (indices into memberLogits' dimension 1; negative from the end). Default: all. */
   members?: number[];
@@ -185,6 +201,7 @@ export interface PerHeadAttackOptions extends Omit<SurrogateGradientAttackOption
  */
 export class PerHeadAttack extends Attack {
   readonly name = 'per-head';
+  /** Members attacked, in order; null for all. */
   readonly members: number[] | null;
   private readonly options: PerHeadAttackOptions;
 

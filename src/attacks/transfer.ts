@@ -12,6 +12,7 @@ import { perImage } from './threat-model.js';
 import { PGD, type PgdOptions } from './pgd.js';
 import { SurrogateGradientAttack, isMemberEnsemble, type Surrogate } from './surrogate.js';
 
+/** Settings of {@link RefinePGD}: PGD's, with a required start point instead of a random one. */
 export interface RefinePgdOptions extends Omit<PgdOptions, 'randomStart'> {
   /**
    * [N, C, H, W], one row per image of the next run() call: where each image's first run starts (e.g. a transfer
@@ -38,6 +39,10 @@ export class RefinePGD extends PGD {
 /** Zhang et al.'s budgets: 500 PGD steps with EOT over 10 draws in the transfer stage (and, here, in the refinement). */
 export const PUBLISHED_TRANSFER_THEN_REFINE = Object.freeze({ transferSteps: 500, transferEot: 10, refineSteps: 500, refineEot: 10 });
 
+/**
+ * Settings of {@link TransferThenRefine} (Zhang et al.'s adaptive attack on CrossMax); defaults are the published
+ * budgets.
+ */
 export interface TransferThenRefineOptions extends AttackOptions {
   /**
    * Stage 1's gradients. Default for a self-ensemble: MeanLogits on its own members (Zhang et al.); any other
@@ -67,13 +72,21 @@ export interface TransferThenRefineOptions extends AttackOptions {
  */
 export class TransferThenRefine extends Attack {
   readonly name: string;
+  /** Stage 1's gradients. */
   readonly surrogate: Surrogate;
+  /** Loss of both stages. */
   readonly loss: 'ce' | 'dlr';
+  /** Stage 1 PGD steps. */
   readonly transferSteps: number;
+  /** Stage 1 EOT draws per step. */
   readonly transferEot: number;
+  /** Stage 1 step size (undefined: PGD's rule). */
   readonly transferStepSize: number | undefined;
+  /** Stage 2 PGD steps. */
   readonly refineSteps: number;
+  /** Stage 2 EOT draws per step. */
   readonly refineEot: number;
+  /** Stage 2 step size (undefined: PGD's rule). */
   readonly refineStepSize: number | undefined;
 
   constructor(model: Classifier, options: TransferThenRefineOptions = {}) {
