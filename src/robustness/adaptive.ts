@@ -24,16 +24,21 @@ import { PUBLISHED_TRANSFER_THEN_REFINE, type TransferThenRefineOptions } from '
 /** EOT draws of the adaptive suite's gradient attacks (the reviewer's 100; AutoAttack's 'rand' uses 20). */
 export const DEFAULT_ADAPTIVE_EOT = 100;
 
+/** The iterations, EOT draws and queries of the adaptive suite's attacks. */
 export interface AdaptiveBudget {
   /** APGD iterations of the surrogate, direct and per-head attacks. */
   steps: number;
   /** EOT draws of those attacks. */
   eot: number;
+  /** Steps and EOT draws of both stages of {@link TransferThenRefine}. */
   transfer: Required<Pick<TransferThenRefineOptions, 'transferSteps' | 'transferEot' | 'refineSteps' | 'refineEot'>>;
+  /** Queries of the Square attack. */
   squareQueries: number;
 }
 
+/** The adaptive suite's budgets by name (see {@link ADAPTIVE_BUDGETS}). */
 export type BudgetName = 'published' | 'cpu' | 'quick';
+/** The budget names, largest first. */
 export const BUDGET_NAMES: readonly BudgetName[] = Object.freeze(['published', 'cpu', 'quick']);
 
 /**
@@ -50,6 +55,7 @@ export const ADAPTIVE_BUDGETS: Readonly<Record<BudgetName, Readonly<AdaptiveBudg
   quick: Object.freeze({ steps: 10, eot: 2, transfer: { transferSteps: 10, transferEot: 2, refineSteps: 5, refineEot: 2 }, squareQueries: 100 }),
 });
 
+/** Settings of {@link adaptiveSuite}: a named budget and overrides of its parts. */
 export interface AdaptiveSuiteOptions {
   /** The evaluation's norm (Square, implemented for Linf only, needs it). Default 'Linf'. */
   norm?: Norm;
@@ -57,9 +63,11 @@ export interface AdaptiveSuiteOptions {
   budget?: BudgetName;
   /** Overrides of the budget's APGD iterations and EOT draws. */
   steps?: number;
+  /** Override of the budget's EOT draws. */
   eot?: number;
   /** Overrides of the budget's transfer-then-refine settings. */
   transfer?: Partial<AdaptiveBudget['transfer']>;
+  /** Override of the budget's Square queries. */
   squareQueries?: number;
   /** Temperature of the soft-CrossMax surrogate (a CrossMax model only). Default 1. */
   softCrossMaxTemperature?: number;

@@ -10,11 +10,16 @@ import { type Device, type Tensor, manualSeed, noGrad, tensor, tidy } from '../t
 import type { Classifier } from '../nn/classifier.js';
 import { batchesOf } from './runner.js';
 
+/**
+ * How a stochastic model's robust accuracy is counted over R re-evaluations (see {@link ACCURACY_DEFINITIONS});
+ * 'all-R' is the headline.
+ */
 export type AccuracyDefinition = 'single-evaluation' | 'mean-over-R' | 'all-R';
 
 /** A robust accuracy under each definition (the keys say which). */
 export type AccuracyByDefinition = Record<AccuracyDefinition, number>;
 
+/** Each accuracy definition in one sentence, as results files and reports state them. */
 export const ACCURACY_DEFINITIONS: Readonly<Record<AccuracyDefinition, string>> = Object.freeze({
   'single-evaluation': "AutoAttack's bookkeeping: one forward pass per check (the first clean pass, each attack's own final pass); robust when none misclassifies the image",
   'mean-over-R': 'evaluation r counts an image robust when re-evaluation pass r classifies the clean image and every adversarial image correctly; mean over the R evaluations',
@@ -24,6 +29,7 @@ export const ACCURACY_DEFINITIONS: Readonly<Record<AccuracyDefinition, string>> 
 /** The definition of the headline number. */
 export const HEADLINE_DEFINITION: AccuracyDefinition = 'all-R';
 
+/** R forward passes over a set of images: correctness and predictions per pass. */
 export interface Passes {
   /** Per row, per pass: classified correctly. */
   correct: boolean[][];

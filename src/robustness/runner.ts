@@ -15,6 +15,7 @@ export function batchesOf(indices: readonly number[], size: number): number[][] 
   return Array.from({ length: Math.ceil(indices.length / size) }, (_, b) => indices.slice(b * size, (b + 1) * size));
 }
 
+/** How {@link attackInBatches} runs one attack over a set of images. */
 export interface BatchRunSettings extends ThreatModel {
   /** Seeds the attack unless the entry has a seed of its own. */
   seed: number;
@@ -34,6 +35,7 @@ export interface BatchRunSettings extends ThreatModel {
   onBatch?: (batch: readonly number[], success: readonly boolean[]) => void;
 }
 
+/** What {@link attackInBatches} returns. */
 export interface BatchRunResult {
   /** All N rows: the attack's result where it ran, the clean image elsewhere. Kept: the caller disposes it. */
   adversarial: Tensor;
