@@ -6,7 +6,9 @@ import type { Tensor } from '../tensor/index.js';
 
 /** How one model classifies the generated images: the share of passes that give each image its intended class. */
 export interface Judgement {
+  /** The judging model's name. */
   judge: string;
+  /** Its model file. */
   path: string;
   /** Over images and passes. */
   agreement: number;
