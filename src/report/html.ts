@@ -11,8 +11,11 @@ import { escapeXml } from './escape.js';
 import { toJson } from '../util/json.js';
 import { encodePng, type RasterImage } from './png.js';
 
+/** Settings of an {@link HtmlReport}. */
 export interface HtmlReportOptions {
+  /** The page's title (heading and <title>). */
   title: string;
+  /** A line under the title. Default none. */
   subtitle?: string;
   /** Shown in the footer when given; left out by default so equal reports are equal files. */
   generatedAt?: Date;
@@ -30,7 +33,9 @@ export interface HtmlReportOptions {
  */
 export type ImageSource = string | Tensor | RasterImage | Uint8Array;
 
+/** How {@link HtmlReport.image} shows an image. */
 export interface ImageOptions {
+  /** Text under the image. Default none. */
   caption?: string;
   /** Alternative text. Default: the caption. */
   alt?: string;
@@ -42,7 +47,9 @@ export interface ImageOptions {
   scale?: number;
 }
 
+/** One image of {@link HtmlReport.gallery} with its caption. */
 export interface GalleryItem {
+  /** The image (see {@link ImageSource}). */
   image: ImageSource;
   /** Several lines are kept ("true: cat" / "pred: dog 0.93"). */
   caption?: string;
@@ -50,7 +57,9 @@ export interface GalleryItem {
   highlight?: 'correct' | 'wrong';
 }
 
+/** How {@link HtmlReport.gallery} lays out its images. */
 export interface GalleryOptions {
+  /** Text under the gallery. Default none. */
   caption?: string;
   /** Displayed width of each image in CSS pixels. Default 96 (a 32×32 image at 3×). */
   imageWidth?: number;
@@ -65,6 +74,7 @@ export interface GalleryOptions {
   columns?: number;
 }
 
+/** One column of a {@link DataTable}: which field it shows and how. */
 export interface TableColumn {
   /** Property of each row shown in this column. */
   key: string;
@@ -80,14 +90,24 @@ export interface TableColumn {
   best?: 'max' | 'min';
 }
 
+/** A table for {@link HtmlReport.table}: columns (a key, or a {@link TableColumn}) and rows of values. */
 export interface DataTable {
+  /** The columns, in order. */
   columns: readonly (TableColumn | string)[];
+  /** One object per row, keyed as the columns. */
   rows: readonly Record<string, unknown>[];
+  /** Text under the table. Default none. */
   caption?: string;
 }
 
+/**
+ * A one-page, self-contained HTML report, built section by section (headings, text, tables, images, charts,
+ * galleries) and written atomically by save() with its images beside it. All text is escaped.
+ */
 export class HtmlReport {
+  /** The page's title. */
   readonly title: string;
+  /** The line under the title, if any. */
   readonly subtitle: string | undefined;
   private readonly generatedAt: Date | undefined;
   private readonly assetDirectory: string;
@@ -112,6 +132,7 @@ export class HtmlReport {
     return this;
   }
 
+  /** A paragraph of plain text (escaped); returns this. */
   paragraph(text: string): this {
     this.sections.push(`<p>${escapeXml(text)}</p>`);
     return this;
@@ -145,6 +166,7 @@ export class HtmlReport {
     return this;
   }
 
+  /** One image with an optional caption; returns this. */
   image(source: ImageSource, options: ImageOptions = {}): this {
     const src = this.sourceOf(source, options.scale ?? 1);
     const style = options.width !== undefined ? ` style="width:${checkedWidth(options.width)}px"` : '';

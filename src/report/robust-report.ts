@@ -13,6 +13,7 @@ import { HtmlReport, type GalleryItem } from './html.js';
 import { writeJsonAtomic } from '../util/json.js';
 import { autoAmplification, perturbationToImage } from './png.js';
 
+/** Settings of {@link writeRobustReport}. */
 export interface RobustReportOptions {
   /** Folder of the page, its images and the JSON file. Default 'report'. */
   dir?: string;

@@ -8,11 +8,17 @@ import { saveChart, type LineChartSpec } from './chart.js';
 import { HtmlReport } from './html.js';
 import { writeJsonAtomic } from '../util/json.js';
 
+/**
+ * What {@link writeTrainingReport} shows: the run's facts, its metrics, the final evaluation and sample test images.
+ */
 export interface TrainingReportInput {
+  /** The page's title. */
   title: string;
   /** Facts shown at the top (model, data copy, machine, timings...). */
   facts: Record<string, unknown>;
+  /** The metric records of the run (metrics.jsonl). */
   metrics: readonly MetricRecord[];
+  /** The final clean evaluation. */
   evaluation: EvaluationResult;
   /** Member names in member order (e.g. 'layer1.0', ..., 'fc'). */
   memberNames: readonly string[];
@@ -22,10 +28,15 @@ export interface TrainingReportInput {
   extend?: (report: HtmlReport) => void;
 }
 
+/** The files {@link writeTrainingReport} wrote. */
 export interface TrainingReportFiles {
+  /** The HTML page. */
   html: string;
+  /** The training curves as PNG. */
   curvesPng: string;
+  /** The training curves as SVG. */
   curvesSvg: string;
+  /** The evaluation as JSON. */
   resultsJson: string;
 }
 
@@ -54,6 +65,11 @@ export function trainingCurves(metrics: readonly MetricRecord[], memberNames: re
   return { loss, accuracy };
 }
 
+/**
+ * Writes a training report into `dir`: an HTML page with the facts, the accuracy of every member and aggregator, the
+ * training curves (PNG and SVG), sample test predictions and the confusion matrix, plus the evaluation as JSON. Files
+ * are written atomically.
+ */
 export function writeTrainingReport(dir: string, input: TrainingReportInput): TrainingReportFiles {
   const { evaluation: ev, testSet } = input;
   const classes = testSet.classes;
