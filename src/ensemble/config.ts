@@ -8,7 +8,7 @@ import { resolveAggregatorSpec, type AggregatorSpec } from './aggregator-spec.js
 import type { HeadKind } from './heads.js';
 import { IMAGENET_NORMALIZATION, type InputNormalizeOptions, type InputResizeOptions } from './input-adapter.js';
 
-/** A torchvision-layout ResNet backbone (see {@link ResNetOptions}). */
+/** A torchvision-layout ResNet backbone (see ResNetOptions in crossmax/nn). */
 export interface ResNetBackboneConfig {
   /** Selects this kind of backbone. */
   arch: 'resnet';
@@ -22,7 +22,7 @@ export interface ResNetBackboneConfig {
   zeroInitResidual?: boolean;
 }
 
-/** A wide ResNet backbone, WRN-d-k (see {@link WideResNetOptions}). */
+/** A wide ResNet backbone, WRN-d-k (see WideResNetOptions in crossmax/nn). */
 export interface WideResNetBackboneConfig {
   /** Selects this kind of backbone. */
   arch: 'wide-resnet';

@@ -58,8 +58,11 @@ function resolveRank(selection: CrossMaxSelection, members: number, aggregator: 
 /** What CrossMax and its soft surrogate share: the options and the normalisation of Algorithm 1. */
 abstract class CrossMaxFamily implements Aggregator {
   abstract readonly name: string;
+  /** The k-th highest value per class over members, or 'median'. */
   readonly k: CrossMaxSelection;
+  /** Whether each member's max over classes is subtracted (Algorithm 1, line 1). */
   readonly subtractMemberMax: boolean;
+  /** Whether each class's max over members is subtracted (Algorithm 1, line 2). */
   readonly subtractClassMax: boolean;
   /** The settings as they appear in the aggregator's name, e.g. 'k=3, no-class-max'. */
   protected readonly label: string;

@@ -38,11 +38,17 @@ export interface ScheduleStateDict {
 }
 
 abstract class LRScheduler implements LRSchedule {
+  /** Each group's rate when the schedule was created (the rates it scales). */
   protected baseLrs: number[];
   private count = -1;
   private last: number[] = [];
 
-  /** Subclasses end their constructor with `this.step()`, which sets the step-0 rates. */
+  /**
+   * Subclasses end their constructor with `this.step()`, which sets the step-0 rates.
+   * @param name - The schedule's class name, stored in its state dict.
+   * @param optimizer - The optimiser whose groups' rates the schedule sets.
+   * @param baseLrs - Each group's base rate. Default: the groups' current `lr`.
+   */
   protected constructor(readonly name: string, readonly optimizer: AnyOptimizer, baseLrs?: number[]) {
     this.baseLrs = baseLrs ?? optimizer.paramGroups.map((g) => g.lr);
   }

@@ -30,7 +30,7 @@ export interface AdaptiveBudget {
   steps: number;
   /** EOT draws of those attacks. */
   eot: number;
-  /** Steps and EOT draws of both stages of {@link TransferThenRefine}. */
+  /** Steps and EOT draws of both stages of TransferThenRefine. */
   transfer: Required<Pick<TransferThenRefineOptions, 'transferSteps' | 'transferEot' | 'refineSteps' | 'refineEot'>>;
   /** Queries of the Square attack. */
   squareQueries: number;

@@ -145,7 +145,7 @@ export class AutoAttack {
   }
 
   /**
-   * Runs the suite on `images` [N, C, H, W] in [0, 1] with `labels` [N]: each attack only on the points still robust,
+   * Runs the suite on `images` [N, C, H, W] in [0, 1] with `labels` [N], each attack only on the points still robust,
    * logging robust accuracy after each, and checking every adversarial example (inside the ball, in [0, 1]).
    */
   run(images: Tensor, labels: Tensor): SuiteResult {

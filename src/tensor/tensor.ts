@@ -232,6 +232,7 @@ export class Tensor implements Disposable {
     const g = this.handle.grad();
     return g ? new Tensor(g) : null;
   }
+  /** Replaces the accumulated gradient (same shape and dtype as the tensor), or clears it with null. */
   set grad(value: Tensor | null) {
     if (value && (value.shape.join() !== this.shape.join() || value.dtype !== this.dtype)) {
       throw new RangeError(`assigned grad has shape [${value.shape}] (${value.dtype}), the tensor is [${this.shape}] (${this.dtype})`);
