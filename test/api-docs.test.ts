@@ -1,4 +1,4 @@
-// The API documentation check that scripts/test runs beside check-imports (`npx typedoc --emit none`, settings in
+// The API documentation check that scripts/test runs beside check-imports (`node_modules/.bin/typedoc --emit none`, settings in
 // typedoc.json): it must cover every entry point of package.json's `exports` map, and with typedoc.json's own
 // validation settings it must fail on an exported symbol without a doc comment, naming it, and pass once each has one.
 // The check over this repository itself is the scripts/test line (about as long as a compile); here it runs on a
