@@ -1,3 +1,14 @@
+/**
+ * crossmax: adversarially robust image classification in TypeScript on libtorch, after Fort & Lakshminarayanan 2024,
+ * "Ensemble everything everywhere" (multi-resolution prior, self-ensembles of intermediate-layer heads, CrossMax
+ * aggregation), with the attacks and the protocol to evaluate that robustness honestly (AutoAttack, adaptive attacks,
+ * all-R counting).
+ *
+ * This entry point re-exports every area's API; each area is also its own entry point (`crossmax/tensor`,
+ * `crossmax/nn`, ...), where its names are documented.
+ *
+ * @module crossmax
+ */
 // crossmax: the everyday API in one import (`import { ... } from 'crossmax'`). Each area is also its own entry
 // point (`crossmax/tensor`, `crossmax/nn`, `crossmax/attacks`, ...: the package's `exports` map), for code that wants
 // one area's names only.

@@ -43,8 +43,11 @@ export function apgdCheckpoints(steps: number): number[] {
 /** APGD on cross-entropy (APGD-CE, default), DLR (APGD-DLR) or, with `targeted`, targeted DLR/CE (APGD-T). */
 export class APGD extends GradientAttack {
   readonly name: string;
+  /** Iterations per run (per restart and target class). */
   readonly steps: number;
+  /** Runs per target class, each on the images still robust. */
   readonly restarts: number;
+  /** Fraction of successful steps below which the step size is halved at a checkpoint (the paper's ρ, 0.75). */
   readonly rho: number;
 
   constructor(model: Classifier, options: ApgdOptions = {}) {

@@ -12,6 +12,7 @@ import { attackLoss, kthLargestClass } from './losses.js';
 import { type Norm, DEFAULT_EPS, checkAdversarial, normalizePerImage, perImage, threatModelProjector } from './threat-model.js';
 import { checkPositiveInteger } from '../util/checks.js';
 
+/** What an attack reports to its `onProgress` callback after each iteration. */
 export interface ProgressEvent {
   /** The attack's name ('apgd-ce', 'square', …). */
   attack: string;
@@ -23,6 +24,7 @@ export interface ProgressEvent {
   robust: number;
 }
 
+/** Options every attack takes: the threat model, the seed, progress and loss tracing. */
 export interface AttackOptions {
   /** Threat model. Default 'Linf'. */
   norm?: Norm;
@@ -39,6 +41,7 @@ export interface AttackOptions {
   recordLoss?: boolean;
 }
 
+/** What {@link Attack.run} returns. */
 export interface AttackResult {
   /**
    * [N, C, H, W], inside the threat model. For fooled images the adversarial example; for the others the point
@@ -86,11 +89,15 @@ export interface SingleRunResult {
 
 /** Book-keeping of one call of run(): random numbers, which images are still robust, progress and traces. */
 export class AttackRun {
+  /** The attack's random stream (on the CPU), seeded from the attack's seed. */
   readonly generator: Generator;
+  /** Number of classes of the model's output. */
   readonly classes: number;
   /** Per image of the call: not fooled yet. */
   readonly robust: boolean[];
+  /** With recordLoss: each image's loss at every iteration; otherwise undefined. */
   readonly lossTrace: number[][] | undefined;
+  /** Model queries per image (score-based attacks); undefined for the others. */
   queries: number[] | undefined;
   private current: number[] = [];
   private steps = 0;
@@ -110,6 +117,7 @@ export class AttackRun {
     this.lossTrace = recordLoss ? robust.map(() => []) : undefined;
   }
 
+  /** Sets the iterations planned for this call (the `total` of progress events). */
   plan(total: number): void {
     this.total = total;
   }
@@ -133,6 +141,7 @@ export class AttackRun {
     }
   }
 
+  /** Adds queries per image of the current run to `queries`. */
   addQueries(perImage: number[]): void {
     this.queries ??= this.robust.map(() => 0);
     this.current.forEach((image, j) => { this.queries![image]! += perImage[j]!; });
@@ -143,6 +152,7 @@ export class AttackRun {
     return onDeviceOf(rand(shape, { generator: this.generator, dtype: like.dtype }), like);
   }
 
+  /** Standard normal, drawn on the CPU from the attack's generator and moved to `like`'s device. */
   normal(shape: number[], like: Tensor): Tensor {
     return onDeviceOf(randn(shape, { generator: this.generator, dtype: like.dtype }), like);
   }
@@ -219,11 +229,17 @@ export function iterate<S extends object>(state: S, body: () => S): S {
 export abstract class Attack {
   /** Short name used in progress events and suite logs. */
   abstract readonly name: string;
+  /** The attacked classifier. */
   readonly model: Classifier;
+  /** The threat model's norm. */
   readonly norm: Norm;
+  /** The threat model's radius, in [0, 1] pixel units. */
   readonly eps: number;
+  /** Seed of the attack's random numbers. */
   readonly seed: number;
+  /** The progress callback, if any. */
   protected readonly onProgress: ((event: ProgressEvent) => void) | undefined;
+  /** Whether losses are traced per iteration. */
   protected readonly recordLoss: boolean;
 
   protected constructor(model: Classifier, options: AttackOptions, supportedNorms: readonly Norm[] = ['Linf', 'L2']) {
@@ -344,6 +360,7 @@ export abstract class Attack {
     return { gradient: mean, ...last };
   }
 
+  /** The model's predicted classes [N] (int64) for `x`. */
   protected predict(x: Tensor): Tensor {
     return tidy(() => this.model.forward(x).argmax({ dim: 1 }));
   }
@@ -431,9 +448,13 @@ export interface GradientAttackOptions extends AttackOptions {
 
 /** What FGSM, PGD and APGD share: the objective, the target classes and EOT. */
 export abstract class GradientAttack extends Attack {
+  /** The objective: cross-entropy or DLR (Croce & Hein 2020). */
   readonly loss: 'ce' | 'dlr';
+  /** Whether runs aim at target classes in turn. */
   readonly targeted: boolean;
+  /** Target classes tried when targeted. */
   readonly nTargetClasses: number;
+  /** Forward/backward passes averaged per gradient (EOT). */
   readonly eot: number;
 
   protected constructor(model: Classifier, options: GradientAttackOptions) {

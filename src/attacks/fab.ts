@@ -14,6 +14,10 @@ import type { Classifier } from '../nn/classifier.js';
 import { Attack, type AttackOptions, type AttackRun, type SingleRunInput, type SingleRunResult, checkPositiveInteger, iterate } from './attack.js';
 import { normalizePerImage, perImage, perImageNorm } from './threat-model.js';
 
+/**
+ * Settings of {@link FAB} (Croce & Hein 2020, "Minimally distorted adversarial examples with a fast adaptive boundary
+ * attack"); defaults as AutoAttack's.
+ */
 export interface FabOptions extends AttackOptions {
   /** Iterations per run. Default 100. */
   steps?: number;
@@ -87,12 +91,19 @@ export function projectionLinf(t: Tensor, wIn: Tensor, bIn: Tensor): Tensor {
 /** FAB (Linf). With `targeted`, FAB-T as in AutoAttack's standard suite. */
 export class FAB extends Attack {
   readonly name: string;
+  /** Iterations per run. */
   readonly steps: number;
+  /** Runs per target class. */
   readonly restarts: number;
+  /** Largest weight of the step from the clean image. */
   readonly alphaMax: number;
+  /** Overshoot of the projection step. */
   readonly eta: number;
+  /** Pull-back towards the clean image after an adversarial step. */
   readonly beta: number;
+  /** Whether runs aim at target classes in turn (FAB-T). */
   readonly targeted: boolean;
+  /** Target classes tried when targeted. */
   readonly nTargetClasses: number;
 
   constructor(model: Classifier, options: FabOptions = {}) {

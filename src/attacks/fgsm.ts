@@ -6,6 +6,7 @@ import type { Classifier } from '../nn/classifier.js';
 import { GradientAttack, type AttackRun, type GradientAttackOptions, type SingleRunInput, type SingleRunResult } from './attack.js';
 import { normalizePerImage } from './threat-model.js';
 
+/** Settings of {@link FGSM}: those of every gradient attack (the step is eps). */
 export type FgsmOptions = GradientAttackOptions;
 
 export class FGSM extends GradientAttack {

@@ -1,3 +1,10 @@
+/**
+ * Adversarial attacks with one interface (`new Attack(model, options).run(images, labels)`): FGSM, PGD, APGD-CE/DLR
+ * and their targeted forms, FAB, Square, surrogate-gradient and transfer attacks, losses, threat models, and the
+ * registry that builds attacks from data.
+ *
+ * @module crossmax/attacks
+ */
 // Adversarial attacks with one interface: new Attack(model, options).run(images, labels) → AttackResult; the
 // registry builds them from data ({ name, attack, options }) under a threat model. The protocol is in ../robustness.
 export {

@@ -30,9 +30,13 @@ export interface PgdOptions extends GradientAttackOptions {
 
 export class PGD extends GradientAttack {
   readonly name: string = 'pgd';
+  /** Iterations per run. */
   readonly steps: number;
+  /** Size of each signed-gradient step (L∞) or normalised-gradient step (L2). */
   readonly stepSize: number;
+  /** Runs, each on the images still robust. */
   readonly restarts: number;
+  /** Whether the first run starts at a random point of the ball. */
   readonly randomStart: boolean;
   private readonly startPoints: Tensor | undefined;
 

@@ -18,18 +18,27 @@ import { PUBLISHED_TRANSFER_THEN_REFINE, TransferThenRefine, type TransferThenRe
 
 /** Anything with the attack interface (used to put a hand-made attack into a suite). */
 export interface RunnableAttack {
+  /** Attacks `images` [N, C, H, W] in [0, 1] with true `labels` [N]. */
   run(images: Tensor, labels: Tensor): AttackResult;
 }
 
 /** Each registered attack's constructor options. */
 export interface AttackKinds {
+  /** {@link APGD}'s options. */
   apgd: ApgdOptions;
+  /** {@link FAB}'s options. */
   fab: FabOptions;
+  /** {@link Square}'s options. */
   square: SquareOptions;
+  /** {@link PGD}'s options. */
   pgd: PgdOptions;
+  /** {@link FGSM}'s options. */
   fgsm: FgsmOptions;
+  /** {@link SurrogateGradientAttack}'s options. */
   surrogate: SurrogateGradientAttackOptions;
+  /** {@link TransferThenRefine}'s options. */
   'transfer-then-refine': TransferThenRefineOptions;
+  /** {@link PerHeadAttack}'s options. */
   'per-head': PerHeadAttackOptions;
 }
 
@@ -46,8 +55,11 @@ export type AttackEntry =
 
 /** What a budget sets, where the attack has it: iterations, EOT draws per gradient, queries (score-based). */
 export interface AttackBudget {
+  /** Iterations. */
   steps?: number;
+  /** EOT draws per gradient. */
   eot?: number;
+  /** Queries (score-based attacks). */
   queries?: number;
 }
 
@@ -175,9 +187,11 @@ export const ATTACK_PRESET_NAMES = Object.freeze(Object.keys(ATTACK_PRESETS)) as
 
 /** An entry as JSON (describeAttack): what results files record and checkpoints key on. */
 export interface AttackDescription {
+  /** The entry's name. */
   name: string;
   /** The registered kind, or 'custom' for a hand-made attack. */
   attack: string;
+  /** The entry's options (a hand-made attack's as given). */
   options: Record<string, unknown>;
 }
 

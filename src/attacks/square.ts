@@ -60,10 +60,15 @@ function roundHalfEven(v: number): number {
 /** Square Attack, Linf (see the file header): construct with (model, options), call run(images, labels). */
 export class Square extends Attack {
   readonly name = 'square';
+  /** Queries per restart. */
   readonly queries: number;
+  /** Initial fraction of pixels a window covers. */
   readonly pInit: number;
+  /** Restarts, each on the images still robust. */
   readonly restarts: number;
+  /** The objective descended. */
   readonly loss: 'margin' | 'ce';
+  /** Whether the p schedule is stretched over `queries`. */
   readonly rescaleSchedule: boolean;
 
   constructor(model: Classifier, options: SquareOptions = {}) {

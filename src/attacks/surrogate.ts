@@ -21,7 +21,9 @@ import { PGD, type PgdOptions } from './pgd.js';
  * need it (they reuse one memberLogits pass, so the surrogate sees the same random draw as the model).
  */
 export interface MemberEnsemble extends Classifier {
+  /** Logits of every member, [N, members, classes]. */
   memberLogits(images: Tensor): Tensor;
+  /** The rule that turns member logits into the output. */
   readonly aggregator: Aggregator;
 }
 
@@ -64,8 +66,11 @@ export type SurrogateMode = 'straight-through' | 'transfer';
 
 /** The Classifier an attack sees: the defended model's values with the surrogate's gradients (see SurrogateMode). */
 export class SurrogateClassifier implements Classifier {
+  /** The defended model. */
   readonly model: Classifier;
+  /** Where the gradients come from. */
   readonly surrogate: Surrogate;
+  /** 'straight-through' or 'transfer'. */
   readonly mode: SurrogateMode;
 
   constructor(model: Classifier, surrogate: Surrogate, mode: SurrogateMode = 'straight-through') {
@@ -81,10 +86,15 @@ export class SurrogateClassifier implements Classifier {
     this.mode = mode;
   }
 
+  /** The mode and the surrogate's name, e.g. 'straight-through(mean-logits)'. */
   get name(): string {
     return `${this.mode}(${surrogateName(this.surrogate)})`;
   }
 
+  /**
+   * Logits [N, classes]: the model's values with the surrogate's gradients, or the surrogate's logits in 'transfer'
+   * mode.
+   */
   forward(x: Tensor): Tensor {
     if (this.mode === 'transfer') return this.surrogateLogits(x);
     // Without gradients the straight-through value is just the model's: no surrogate pass needed.
@@ -137,8 +147,11 @@ export interface SurrogateGradientAttackOptions extends PgdOptions, ApgdOptions 
  */
 export class SurrogateGradientAttack extends Attack {
   readonly name: string;
+  /** Where the gradients come from. */
   readonly surrogate: Surrogate;
+  /** 'straight-through' or 'transfer'. */
   readonly mode: SurrogateMode;
+  /** The attack run through the surrogate: 'apgd' or 'pgd'. */
   readonly baseAttack: SurrogateBaseAttack;
   private readonly surrogateModel: SurrogateClassifier;
   private readonly baseOptions: PgdOptions & ApgdOptions;
@@ -191,6 +204,7 @@ export interface PerHeadAttackOptions extends Omit<SurrogateGradientAttackOption
  */
 export class PerHeadAttack extends Attack {
   readonly name = 'per-head';
+  /** Members attacked, in order; null for all. */
   readonly members: number[] | null;
   private readonly options: PerHeadAttackOptions;
 

@@ -3,14 +3,18 @@
 // generation projects onto it too.
 import { type Tensor, tidy } from '../tensor/index.js';
 
+/** The threat model's norm: L∞ (max absolute pixel change) or L2 (Euclidean). */
 export type Norm = 'Linf' | 'L2';
 
+/** A threat model: the ball of radius eps in a norm around the clean image, intersected with [0, 1]. */
 export interface ThreatModel {
+  /** The ball's norm. */
   norm: Norm;
   /** Radius, in [0, 1] pixel units. */
   eps: number;
 }
 
+/** The standard CIFAR L∞ radius, 8/255. */
 export const DEFAULT_EPS = 8 / 255;
 
 /** Per-image ‖·‖ of a batch [N, …], as [N]. */

@@ -70,13 +70,21 @@ export interface TransferThenRefineOptions extends AttackOptions {
  */
 export class TransferThenRefine extends Attack {
   readonly name: string;
+  /** Stage 1's gradients. */
   readonly surrogate: Surrogate;
+  /** Loss of both stages. */
   readonly loss: 'ce' | 'dlr';
+  /** Stage 1 PGD steps. */
   readonly transferSteps: number;
+  /** Stage 1 EOT draws per step. */
   readonly transferEot: number;
+  /** Stage 1 step size (undefined: PGD's rule). */
   readonly transferStepSize: number | undefined;
+  /** Stage 2 PGD steps. */
   readonly refineSteps: number;
+  /** Stage 2 EOT draws per step. */
   readonly refineEot: number;
+  /** Stage 2 step size (undefined: PGD's rule). */
   readonly refineStepSize: number | undefined;
 
   constructor(model: Classifier, options: TransferThenRefineOptions = {}) {

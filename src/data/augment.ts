@@ -4,6 +4,9 @@
 // tensors (pad, then a narrow/flip per image and a stack: hundreds of small libtorch calls).
 import { RandomStream } from './random.js';
 
+/**
+ * Settings of the random crop and flip ({@link randomCropFlip}); the defaults are the standard CIFAR augmentation.
+ */
 export interface CropFlipOptions {
   /** Zero padding added on each side before cropping back to the original size. Default 4; 0 disables the crop. */
   padding?: number;
@@ -11,10 +14,15 @@ export interface CropFlipOptions {
   flipProbability?: number;
 }
 
+/** The layout of packed uint8 images: count × channels × height × width bytes. */
 export interface ImageShape {
+  /** Number of images. */
   count: number;
+  /** Channels per image (3 for RGB). */
   channels: number;
+  /** Rows per image. */
   height: number;
+  /** Columns per image. */
   width: number;
 }
 

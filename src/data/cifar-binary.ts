@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { InMemoryImageDataset } from './dataset.js';
 import { CIFAR_DISPLAY_NAME, CIFAR_IMAGE, type CifarName, type CifarReadOptions, readCifarRelease } from './cifar-common.js';
 
+/** The record layout of a binary CIFAR file: label byte(s), then 3072 image bytes. */
 export interface CifarRecordFormat {
   /** 1 (CIFAR-10) or 2 (CIFAR-100: coarse, fine). */
   labelBytes: number;

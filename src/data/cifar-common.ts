@@ -4,15 +4,24 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { InMemoryImageDataset, labelArray } from './dataset.js';
 
+/** The two CIFAR datasets (Krizhevsky 2009): 10 classes, or 100 fine / 20 coarse classes. */
 export type CifarName = 'cifar10' | 'cifar100';
+/** The official release formats: the binary files ('binary') or the Python pickles ('python'). */
 export type CifarFormat = 'binary' | 'python';
+/** The training split (50,000 images) or the test split (10,000). */
 export type Split = 'train' | 'test';
 
+/** One official CIFAR release: the archive, where to get it, its checksum and the files it holds. */
 export interface CifarRelease {
+  /** Which dataset. */
   name: CifarName;
+  /** Which format. */
   format: CifarFormat;
+  /** The archive's file name, e.g. 'cifar-10-binary.tar.gz'. */
   archive: string;
+  /** Where the archive is downloaded from (the dataset's page at the University of Toronto). */
   url: string;
+  /** The published MD5 of the archive (hex), checked after every download. */
   md5: string;
   /** The single top-level folder inside the archive. */
   folder: string;
@@ -28,6 +37,7 @@ function batches(ext: string): { file: string; count: number }[] {
   return [1, 2, 3, 4, 5].map((i) => ({ file: `data_batch_${i}${ext}`, count: 10000 }));
 }
 
+/** The four official releases, keyed 'cifar10-binary', 'cifar10-python', 'cifar100-binary', 'cifar100-python'. */
 export const CIFAR_RELEASES: Record<`${CifarName}-${CifarFormat}`, CifarRelease> = {
   'cifar10-binary': {
     name: 'cifar10', format: 'binary', archive: 'cifar-10-binary.tar.gz', url: `${BASE_URL}cifar-10-binary.tar.gz`,
@@ -55,6 +65,7 @@ export const CIFAR_RELEASES: Record<`${CifarName}-${CifarFormat}`, CifarRelease>
   },
 };
 
+/** The release of a dataset in a format; throws for a combination that does not exist. */
 export function cifarRelease(name: CifarName, format: CifarFormat): CifarRelease {
   const release = CIFAR_RELEASES[`${name}-${format}`];
   if (!release) throw new TypeError(`unknown CIFAR release '${name}' / '${format}' (names: cifar10, cifar100; formats: binary, python)`);
@@ -66,18 +77,22 @@ export function releaseFiles(release: CifarRelease): string[] {
   return [...release.meta, ...release.splits.train.map((s) => s.file), ...release.splits.test.map((s) => s.file)];
 }
 
+/** CIFAR-10's class names in label order. */
 export const CIFAR10_CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'] as const;
 
+/** A CIFAR image: `height` × `width` = 32 × 32 pixels, `bytes` = 3072 (3 channels, CHW). */
 export const CIFAR_IMAGE = { height: 32, width: 32, bytes: 3 * 32 * 32 } as const;
 
 /** CIFAR-100 labels either as its 100 fine classes (the usual benchmark) or its 20 coarse superclasses. */
 export type Cifar100LabelKind = 'fine' | 'coarse';
 
+/** Number of classes: 10 for CIFAR-10; 100 (fine) or 20 (coarse) for CIFAR-100. */
 export function numClasses(name: CifarName, labelKind: Cifar100LabelKind = 'fine'): number {
   if (name === 'cifar10') return 10;
   return labelKind === 'fine' ? 100 : 20;
 }
 
+/** Which part of a CIFAR release to read, and how strictly. */
 export interface CifarReadOptions {
   /** Which split. Default 'train'. */
   split?: Split;
@@ -90,12 +105,14 @@ export interface CifarReadOptions {
   checkCounts?: boolean;
 }
 
+/** Throws naming `file` when it holds `got` images instead of the official `expected` (when `checkCounts`). */
 export function checkCount(file: string, got: number, expected: number, checkCounts: boolean): void {
   if (checkCounts && got !== expected) {
     throw new Error(`${file}: ${got} images, expected ${expected.toLocaleString('en-US')} (truncated or not the official file?)`);
   }
 }
 
+/** The datasets' names as written in papers and messages. */
 export const CIFAR_DISPLAY_NAME: Record<CifarName, string> = { cifar10: 'CIFAR-10', cifar100: 'CIFAR-100' };
 
 /** 'cifar10/test', 'cifar100/train', 'cifar100-coarse/train'. */
@@ -103,6 +120,7 @@ export function cifarDatasetName(name: CifarName, split: Split, labelKind: Cifar
   return `${name}${name === 'cifar100' && labelKind === 'coarse' ? '-coarse' : ''}/${split}`;
 }
 
+/** A release's data file; throws naming the file and the release it belongs to when missing. */
 export function readDataFile(path: string, releaseDescription: string): Uint8Array {
   if (!existsSync(path)) throw new Error(`${path}: missing (expected the ${releaseDescription} in ${resolve(path, '..')})`);
   return readFileSync(path);
@@ -126,7 +144,9 @@ export function concatParts(parts: { images: Uint8Array; labels: ArrayLike<numbe
 
 /** What differs between the binary and python releases: where class names live and how a file parses. */
 export interface CifarFileReader {
+  /** Class names in label order, read from the release folder `root`. */
   classes(root: string, labelKind: Cifar100LabelKind): string[];
+  /** One data file's images (N×3072 bytes) and labels; `path` is for messages. */
   parse(bytes: Uint8Array, path: string, labelKind: Cifar100LabelKind): { images: Uint8Array; labels: ArrayLike<number> };
 }
 

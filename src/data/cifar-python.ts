@@ -10,9 +10,11 @@ import { NumpyArray, type PickleDict, type PickleValue, describe, loadPickle, pi
 export interface CifarPythonBatch {
   /** N×3×32×32 uint8. */
   images: Uint8Array;
+  /** N labels (CIFAR-10's `labels`, CIFAR-100's `fine_labels`). */
   labels: number[];
   /** CIFAR-100 only. */
   coarseLabels?: number[];
+  /** The original file name of each image. */
   filenames: string[];
 }
 

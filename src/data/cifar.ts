@@ -10,7 +10,9 @@ import { type EnsureOptions, ensureCifar } from './download.js';
 import { loadImageFolder } from './image-folder.js';
 import { projectRoot } from './paths.js';
 
+/** What {@link loadCifar} reads and where it finds or fetches the release. */
 export interface LoadCifarOptions extends CifarReadOptions, EnsureOptions {
+  /** Which dataset. */
   name: CifarName;
   /** Default 'binary'. */
   format?: CifarFormat;
@@ -25,6 +27,7 @@ export async function loadCifar(options: LoadCifarOptions): Promise<InMemoryImag
   return format === 'binary' ? readCifarBinary(dir, options) : readCifarPython(dir, options);
 }
 
+/** Where the default CIFAR-10 copy is looked for. */
 export interface DefaultCifar10Options {
   /** Default 'train'. */
   split?: Split;

@@ -4,16 +4,23 @@ import { tensor, type Device, type Tensor } from '../tensor/index.js';
 
 /** Images float32 in [0, 1], shape [B, 3, H, W]; labels int64, shape [B]. Both belong to the caller. */
 export interface Batch extends Disposable {
+  /** [B, 3, H, W] float32 in [0, 1]. */
   images: Tensor;
+  /** [B] int64 class indices. */
   labels: Tensor;
+  /** Frees both tensors. */
   dispose(): void;
 }
 
+/** Where {@link ImageClassificationDataset.batch} creates its tensors. */
 export interface BatchOptions {
   /** Where the tensors are created. Default 'cpu'. */
   device?: Device;
 }
 
+/**
+ * An image classification dataset held in memory as uint8 CHW bytes, converted to float tensors one batch at a time.
+ */
 export interface ImageClassificationDataset {
   /** e.g. 'cifar10/test'. */
   readonly name: string;
@@ -23,8 +30,11 @@ export interface ImageClassificationDataset {
   readonly images: Uint8Array;
   /** N labels in [0, classes.length). */
   readonly labels: Uint8Array | Uint16Array;
+  /** Number of images N. */
   readonly length: number;
+  /** Image height in pixels (every image the same). */
   readonly height: number;
+  /** Image width in pixels. */
   readonly width: number;
   /** Which copy (directory or file) the data came from, to be quoted next to any figure computed on it. */
   readonly source: string;
@@ -32,25 +42,41 @@ export interface ImageClassificationDataset {
   batch(indices: ArrayLike<number>, options?: BatchOptions): Batch;
 }
 
+/** Channels per image: every dataset here is RGB. */
 export const CHANNELS = 3;
 
+/** What an {@link InMemoryImageDataset} is made from (see {@link ImageClassificationDataset} for each field). */
 export interface InMemoryImageDatasetInit {
+  /** e.g. 'cifar10/test'. */
   name: string;
+  /** Class names in label order. */
   classes: readonly string[];
+  /** N×3×H×W uint8, row-major. */
   images: Uint8Array;
+  /** N labels in [0, classes.length) (Uint16Array beyond 256 classes). */
   labels: Uint8Array | Uint16Array;
+  /** Image height in pixels. */
   height: number;
+  /** Image width in pixels. */
   width: number;
+  /** Which copy (directory or file) the data came from. */
   source: string;
 }
 
+/**
+ * The {@link ImageClassificationDataset} every loader here returns; the constructor checks that the sizes of images
+ * and labels agree and that labels are in range.
+ */
 export class InMemoryImageDataset implements ImageClassificationDataset {
   readonly name: string;
   readonly classes: readonly string[];
   readonly images: Uint8Array;
   readonly labels: Uint8Array | Uint16Array;
+  /** Number of images N. */
   readonly length: number;
+  /** Image height in pixels. */
   readonly height: number;
+  /** Image width in pixels. */
   readonly width: number;
   readonly source: string;
 

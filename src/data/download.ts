@@ -16,6 +16,7 @@ export interface ArchiveSpec {
   description: string;
   /** Archive file name, e.g. 'cifar-10-binary.tar.gz'. */
   archive: string;
+  /** Where the archive is downloaded from. */
   url: string;
   /** The published MD5 of the archive (hex). */
   md5: string;
@@ -25,6 +26,7 @@ export interface ArchiveSpec {
   files: string[];
 }
 
+/** Where {@link ensureDataset} looks for a release and whether it may download it. */
 export interface EnsureOptions {
   /** Where extracted folders live (and are extracted to). Default `defaultCacheDir()`/datasets. */
   root?: string;
@@ -38,11 +40,13 @@ export interface EnsureOptions {
   connectTimeoutSeconds?: number;
 }
 
+/** Where {@link ensureDataset} found the release and how. */
 export interface EnsureResult {
   /** The complete extracted folder. */
   dir: string;
   /** 'found': already extracted; 'extracted': from an archive on disk; 'downloaded': fetched now. */
   how: 'found' | 'extracted' | 'downloaded';
+  /** The archive it was extracted from, when it was extracted now. */
   archive?: string;
 }
 
@@ -168,7 +172,9 @@ export async function downloadFile(url: string, dest: string, options: { md5?: s
   renameSync(tmp, dest);
 }
 
+/** Which CIFAR release {@link ensureCifar} finds or fetches. */
 export interface EnsureCifarOptions extends EnsureOptions {
+  /** Which dataset. */
   name: CifarName;
   /** Default 'binary'. */
   format?: CifarFormat;

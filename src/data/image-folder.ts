@@ -12,6 +12,7 @@ import { defaultCacheDir, naturalCompare } from './paths.js';
 
 export type { CacheInfo, CacheStatus } from './decoded-cache.js';
 
+/** Settings of {@link loadImageFolder}. */
 export interface ImageFolderOptions {
   /** Class names in label order, each a sub-folder. Default: the sub-folders' names, sorted. */
   classes?: readonly string[];
@@ -25,6 +26,10 @@ export interface ImageFolderOptions {
 }
 
 export class ImageFolderDataset extends InMemoryImageDataset {
+  /**
+   * @param init - The decoded images, labels and names.
+   * @param cache - Whether the decoded images came from the cache.
+   */
   constructor(init: InMemoryImageDatasetInit, readonly cache: CacheInfo) {
     super(init);
   }

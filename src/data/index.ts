@@ -1,3 +1,9 @@
+/**
+ * Datasets and loading: CIFAR-10/100 (binary and Python archives), image folders, tar.gz reading, checksummed
+ * downloads, batched loaders with seeded shuffling, and the training augmentations.
+ *
+ * @module crossmax/data
+ */
 export * from './dataset.js';
 export * from './cifar-common.js';
 export * from './cifar-binary.js';

@@ -6,6 +6,7 @@ import { randomCropFlip, type CropFlipOptions } from './augment.js';
 import { type Batch, type ImageClassificationDataset, CHANNELS, gatherBytes, makeBatch } from './dataset.js';
 import { RandomStream } from './random.js';
 
+/** Settings of a {@link DataLoader}; defaults give shuffled, unaugmented batches of 128 on the CPU. */
 export interface DataLoaderOptions {
   /** Images per batch. Default 128. */
   batchSize?: number;
@@ -22,6 +23,7 @@ export interface DataLoaderOptions {
 }
 
 export interface LoaderBatch extends Batch {
+  /** The epoch this batch belongs to (0-based). */
   epoch: number;
   /** Position of this batch in its epoch. */
   index: number;
@@ -33,15 +35,29 @@ export interface LoaderBatch extends Batch {
 const ORDER_STREAM = 1;
 const AUGMENT_STREAM = 2;
 
+/**
+ * Batches from a dataset, in a seeded order per epoch (the same seed gives the same batches on any machine), with
+ * optional crop-and-flip augmentation on the bytes. Each batch's tensors belong to the caller.
+ */
 export class DataLoader {
+  /** Images per batch. */
   readonly batchSize: number;
+  /** Whether each epoch has a new random order. */
   readonly shuffle: boolean;
+  /** Whether the last, smaller batch is left out. */
   readonly dropLast: boolean;
+  /** Seed of the order and the augmentation. */
   readonly seed: number;
+  /** The crop-and-flip settings, or null without augmentation. */
   readonly augment: CropFlipOptions | null;
+  /** Where batch tensors are created. */
   readonly device: Device;
   private cachedOrder: { epoch: number; order: Uint32Array } | null = null;
 
+  /**
+   * @param dataset - What to batch.
+   * @param options - Batch size, shuffling, seed, augmentation and device.
+   */
   constructor(readonly dataset: ImageClassificationDataset, options: DataLoaderOptions = {}) {
     this.batchSize = options.batchSize ?? 128;
     this.shuffle = options.shuffle ?? true;

@@ -6,13 +6,17 @@
 /** A numpy array: raw little-endian element bytes in C (or Fortran) order. */
 export class NumpyArray {
   constructor(
+    /** Sizes of each dimension. */
     readonly shape: number[],
     /** numpy's short code, e.g. 'u1', 'i8', 'f4'. */
     readonly dtype: string,
+    /** The element bytes. */
     readonly data: Uint8Array,
+    /** True when stored column-major (numpy's fortran_order). */
     readonly fortranOrder: boolean,
   ) {}
 
+  /** Number of elements. */
   get size(): number {
     return this.shape.reduce((a, b) => a * b, 1);
   }
@@ -52,6 +56,7 @@ function safeNumber(v: bigint): number {
  * them with encoding='bytes'; dict keys that are bytes are decoded as Latin-1 strings.
  */
 export type PickleValue = null | boolean | number | bigint | string | Uint8Array | NumpyArray | PickleValue[] | PickleDict;
+/** A Python dict as read from a pickle (string or integer keys). */
 export type PickleDict = Map<string | number, PickleValue>;
 
 /** Text of a str/bytes value (Latin-1 for bytes, as in Python 2's str). */
@@ -61,6 +66,7 @@ export function pickleText(value: PickleValue): string {
   throw new TypeError(`expected a string, got ${describe(value)}`);
 }
 
+/** A short description of a value's Python type, for error messages ('None', 'bytes[3072]', ...). */
 export function describe(value: unknown): string {
   if (value === null) return 'None';
   if (value instanceof Uint8Array) return `bytes[${value.length}]`;

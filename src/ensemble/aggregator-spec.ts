@@ -4,11 +4,14 @@ import type { Aggregator } from './aggregators.js';
 import { MeanLogits, MeanProbabilities, Median, Single } from './aggregators.js';
 import { CrossMax, SoftCrossMax, type CrossMaxSelection } from './crossmax.js';
 
+/** The aggregators by name, as `--aggregator` and configuration files take them. */
 export const AGGREGATOR_NAMES = ['crossmax', 'crossmax-median', 'soft-crossmax', 'mean-logits', 'mean-probabilities', 'median', 'single'] as const;
+/** One of {@link AGGREGATOR_NAMES}. */
 export type AggregatorName = (typeof AGGREGATOR_NAMES)[number];
 
 /** An aggregator as plain JSON (for configuration files and checkpoints). Options apply only to the names noted. */
 export interface AggregatorSpec {
+  /** Which aggregator. */
   name: AggregatorName;
   /** crossmax, soft-crossmax: the k-th highest (default 3) or 'median'. */
   k?: CrossMaxSelection;

@@ -3,6 +3,7 @@
 // logits of an ensemble's members, [N, members, classes], into one set of logits [N, classes].
 import { tidy, type Tensor } from '../tensor/index.js';
 
+/** A rule that turns an ensemble's member logits [N, members, classes] into one set of logits [N, classes]. */
 export interface Aggregator {
   /** Short name for reports, e.g. 'crossmax(k=3)'. */
   readonly name: string;
@@ -52,6 +53,7 @@ export class Median implements Aggregator {
   }
 }
 
+/** Settings of {@link Single}. */
 export interface SingleOptions {
   /** Which member; negative counts from the end. Default -1: the last member (the network's final layer). */
   memberIndex?: number;
@@ -60,6 +62,7 @@ export interface SingleOptions {
 /** One member alone, e.g. the final layer's head: the non-ensembled baseline. */
 export class Single implements Aggregator {
   readonly name: string;
+  /** The member read (negative counts from the end). */
   readonly memberIndex: number;
   constructor(options: SingleOptions = {}) {
     this.memberIndex = options.memberIndex ?? -1;

@@ -8,8 +8,11 @@ import { resolveAggregatorSpec, type AggregatorSpec } from './aggregator-spec.js
 import type { HeadKind } from './heads.js';
 import { IMAGENET_NORMALIZATION, type InputNormalizeOptions, type InputResizeOptions } from './input-adapter.js';
 
+/** A torchvision-layout ResNet backbone (see ResNetOptions in crossmax/nn). */
 export interface ResNetBackboneConfig {
+  /** Selects this kind of backbone. */
   arch: 'resnet';
+  /** 18, 34, 50, 101 or 152. */
   depth: ResNetDepth;
   /** 'imagenet' (7x7 stride-2 convolution and max-pool, for 224x224) or 'cifar' (3x3, for 32x32). Default 'imagenet'. */
   stem?: 'imagenet' | 'cifar';
@@ -19,7 +22,9 @@ export interface ResNetBackboneConfig {
   zeroInitResidual?: boolean;
 }
 
+/** A wide ResNet backbone, WRN-d-k (see WideResNetOptions in crossmax/nn). */
 export interface WideResNetBackboneConfig {
+  /** Selects this kind of backbone. */
   arch: 'wide-resnet';
   /** 6n + 4. Default 28. */
   depth?: number;
@@ -31,11 +36,13 @@ export interface WideResNetBackboneConfig {
   biasLast?: boolean;
 }
 
+/** Either kind of backbone, told apart by `arch`. */
 export type BackboneConfig = ResNetBackboneConfig | WideResNetBackboneConfig;
 
 /** MultiResolutionPriorOptions without its Generator (not JSON). */
 export type PriorConfig = Omit<MultiResolutionPriorOptions, 'generator'>;
 
+/** The {@link InputAdapter} between the prior and the backbone, as JSON. */
 export interface InputAdapterConfig {
   /** Default null: no resizing. */
   resize?: InputResizeOptions | null;
@@ -43,6 +50,7 @@ export interface InputAdapterConfig {
   normalize?: InputNormalizeOptions | 'imagenet' | null;
 }
 
+/** Which activations get a classifier head, and what kind. */
 export interface HeadsConfig {
   /** Features that get a head, in member order: the backbone's featureNames() or 'input'. */
   features: string[];
@@ -54,7 +62,9 @@ export interface HeadsConfig {
 
 /** A self-ensemble as plain JSON. Fields marked optional have the defaults given. */
 export interface SelfEnsembleConfig {
+  /** The backbone network. */
   backbone: BackboneConfig;
+  /** Number of classes every member answers. */
   numClasses: number;
   /** Class names, numClasses of them. Default null. */
   classes?: string[] | null;
@@ -64,6 +74,7 @@ export interface SelfEnsembleConfig {
   prior: PriorConfig | null;
   /** Between the prior and the backbone. Default null. */
   inputAdapter?: InputAdapterConfig | null;
+  /** The intermediate-layer heads. */
   heads: HeadsConfig;
   /** The backbone's own classifier as the last member. Default true. */
   includeBackboneClassifier?: boolean;
@@ -78,13 +89,21 @@ export interface SelfEnsembleConfig {
 
 /** A configuration with every default written out: what checkpoints store and configurations are compared as. */
 export interface ResolvedSelfEnsembleConfig {
+  /** The backbone, every field given. */
   backbone: Required<ResNetBackboneConfig> | Required<WideResNetBackboneConfig>;
+  /** Number of classes. */
   numClasses: number;
+  /** Class names, or null. */
   classes: string[] | null;
+  /** [height, width] of the input images. */
   inputSize: [number, number];
+  /** The prior's options (resolved), or null for the single-resolution baseline. */
   prior: PriorConfig | null;
+  /** Resizing and normalisation, each null when absent; null when there is no adapter. */
   inputAdapter: { resize: Required<InputResizeOptions> | null; normalize: InputNormalizeOptions | null } | null;
+  /** The heads: `features` in member order, their `kind`, and `poolSize` for pooled heads. */
   heads: { features: string[]; kind: HeadKind; poolSize?: number };
+  /** Whether the backbone's classifier is the last member. */
   includeBackboneClassifier: boolean;
   backboneClassifierDraw: BackboneClassifierDraw;
   aggregator: AggregatorSpec;
@@ -217,6 +236,7 @@ function checkKeys(value: Record<string, unknown>, allowed: readonly string[], w
   }
 }
 
+/** Settings of {@link buildSelfEnsemble} beyond the configuration. */
 export interface BuildOptions {
   /** Random stream for the backbone's and heads' initial weights. Default: libtorch's global generator. */
   generator?: Generator;

@@ -19,6 +19,7 @@ import { checkMemberLogits, type Aggregator } from './aggregators.js';
  */
 export type CrossMaxSelection = number | 'median';
 
+/** Settings of {@link CrossMax} (Algorithm 1 of Fort & Lakshminarayanan 2024). */
 export interface CrossMaxOptions {
   /**
    * The k-th highest normalised logit per class over members, or 'median'. Default 3, the notebook's choice for
@@ -57,8 +58,11 @@ function resolveRank(selection: CrossMaxSelection, members: number, aggregator: 
 /** What CrossMax and its soft surrogate share: the options and the normalisation of Algorithm 1. */
 abstract class CrossMaxFamily implements Aggregator {
   abstract readonly name: string;
+  /** The k-th highest value per class over members, or 'median'. */
   readonly k: CrossMaxSelection;
+  /** Whether each member's max over classes is subtracted (Algorithm 1, line 1). */
   readonly subtractMemberMax: boolean;
+  /** Whether each class's max over members is subtracted (Algorithm 1, line 2). */
   readonly subtractClassMax: boolean;
   /** The settings as they appear in the aggregator's name, e.g. 'k=3, no-class-max'. */
   protected readonly label: string;
@@ -85,6 +89,7 @@ abstract class CrossMaxFamily implements Aggregator {
 
 /** CrossMax (Algorithm 1): robust aggregation of member logits by normalisation and an order statistic. */
 export class CrossMax extends CrossMaxFamily {
+  /** 'crossmax(...)' with the selection (k or median), for reports. */
   readonly name: string;
 
   constructor(options: CrossMaxOptions = {}) {
@@ -92,6 +97,10 @@ export class CrossMax extends CrossMaxFamily {
     this.name = `crossmax(${this.label})`;
   }
 
+  /**
+   * memberLogits [N, members, classes] to logits [N, classes]: normalise, then the k-th highest value per class over
+   * members.
+   */
   aggregate(memberLogits: Tensor): Tensor {
     return tidy(() => {
       const { z, rank } = this.normalised(memberLogits);
@@ -101,6 +110,7 @@ export class CrossMax extends CrossMaxFamily {
   }
 }
 
+/** Settings of {@link SoftCrossMax}. */
 export interface SoftCrossMaxOptions extends CrossMaxOptions {
   /**
    * Temperature of the relaxed sort, in logit units. Smaller is closer to CrossMax (and its gradients sparser);
@@ -120,7 +130,9 @@ export interface SoftCrossMaxOptions extends CrossMaxOptions {
  * receives gradient. 'median' uses torch.median's rank. Costs O(M²) per class.
  */
 export class SoftCrossMax extends CrossMaxFamily {
+  /** 'soft-crossmax(k=3, T=1)' and the like, for reports. */
   readonly name: string;
+  /** Temperature τ of the relaxed sort, in logit units. */
   readonly temperature: number;
 
   constructor(options: SoftCrossMaxOptions = {}) {
@@ -132,6 +144,10 @@ export class SoftCrossMax extends CrossMaxFamily {
     this.name = `soft-crossmax(${this.label}, T=${this.temperature})`;
   }
 
+  /**
+   * memberLogits [N, members, classes] to logits [N, classes]: the NeuralSort-weighted member values per class
+   * (differentiable in every member).
+   */
   aggregate(memberLogits: Tensor): Tensor {
     return tidy(() => {
       const { z, rank, members } = this.normalised(memberLogits); // z: [N, M, C]

@@ -22,6 +22,7 @@ import { Module } from '../nn/module.js';
  */
 export type HeadKind = 'flatten' | 'pooled';
 
+/** Settings of a {@link ClassifierHead}. */
 export interface ClassifierHeadOptions {
   /** Default 'flatten' (the paper's). */
   kind?: HeadKind;
@@ -33,12 +34,17 @@ export interface ClassifierHeadOptions {
 
 /** BatchNorm1d + Linear on one activation: parameters `bn.*` and `linear.*`. */
 export class ClassifierHead extends Module {
+  /** 'flatten' or 'pooled'. */
   readonly kind: HeadKind;
+  /** Grid side of a pooled head. */
   readonly poolSize: number;
   /** One image's activation shape this head reads, [C, H, W] or [C]. */
   readonly featureShape: readonly number[];
+  /** Inputs of `linear` after flattening or pooling. */
   readonly inFeatures: number;
+  /** BatchNorm over the flattened activation. */
   readonly bn: BatchNorm1d;
+  /** The linear classifier, [numClasses, inFeatures]. */
   readonly linear: Linear;
 
   constructor(featureShape: readonly number[], numClasses: number, options: ClassifierHeadOptions = {}) {
@@ -79,26 +85,31 @@ export class ClassifierHead extends Module {
 export class ClassifierHeads extends Module {
   private readonly list: ClassifierHead[] = [];
 
+  /** Adds a head as the next member; returns this. */
   append(head: ClassifierHead): this {
     this.registerModule(String(this.list.length), head);
     this.list.push(head);
     return this;
   }
 
+  /** Number of heads. */
   get length(): number {
     return this.list.length;
   }
 
+  /** The head at `index` (negative counts from the end); throws when out of range. */
   at(index: number): ClassifierHead {
     const head = this.list.at(index);
     if (!head) throw new RangeError(`there are ${this.list.length} heads, no index ${index}`);
     return head;
   }
 
+  /** The heads in member order. */
   [Symbol.iterator](): Iterator<ClassifierHead> {
     return this.list[Symbol.iterator]();
   }
 
+  /** Always throws: the heads are called one by one, each on its own activation. */
   forward(): never {
     throw new Error('ClassifierHeads holds the heads; call each head on its own activation');
   }

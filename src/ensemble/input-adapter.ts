@@ -4,6 +4,7 @@ import { tensor, tidy, type Tensor } from '../tensor/index.js';
 import { interpolate, type InterpolationMode } from '../nn/functional.js';
 import { Module } from '../nn/module.js';
 
+/** How {@link InputAdapter} resizes the stack. */
 export interface InputResizeOptions {
   /** Output [height, width], or one number for both. */
   size: number | [number, number];
@@ -13,12 +14,15 @@ export interface InputResizeOptions {
   antialias?: boolean;
 }
 
+/** Per-channel normalisation: (x − mean) / std. */
 export interface InputNormalizeOptions {
   /** Per-channel means of one image (e.g. ImageNet's three); repeated for every view of the stack. */
   mean: number[];
+  /** Per-channel standard deviations of one image, paired with `mean`. */
   std: number[];
 }
 
+/** Settings of an {@link InputAdapter}. */
 export interface InputAdapterOptions {
   /** Resize the stack before the backbone (null: no resizing). Default null. */
   resize?: InputResizeOptions | null;
@@ -39,12 +43,21 @@ export const IMAGENET_NORMALIZATION: Readonly<InputNormalizeOptions> = Object.fr
  * `to()`).
  */
 export class InputAdapter extends Module {
+  /** Output [height, width], or null for no resizing. */
   readonly size: [number, number] | null;
+  /** Interpolation of the resize. */
   readonly mode: InterpolationMode;
+  /** Whether the resize low-pass filters when shrinking. */
   readonly antialias: boolean;
+  /** Means per input channel ([1, channels, 1, 1]), or null for no normalisation. */
   readonly mean: Tensor | null;
+  /** Standard deviations per input channel ([1, channels, 1, 1]), or null. */
   readonly std: Tensor | null;
 
+  /**
+   * @param channels - Channels of the input stack (3 per view).
+   * @param options - Resizing and normalisation.
+   */
   constructor(readonly channels: number, options: InputAdapterOptions = {}) {
     super();
     const resize = options.resize ?? null;
@@ -73,6 +86,7 @@ export class InputAdapter extends Module {
     return this.size ? [this.size[0], this.size[1]] : [height, width];
   }
 
+  /** [N, channels, H, W] to the resized, normalised stack. */
   forward(x: Tensor): Tensor {
     return tidy(() => {
       let out = x;

@@ -11,17 +11,23 @@ import { loadSafetensors, readSafetensorsHeader, saveSafetensors, type Safetenso
 import { resolveSelfEnsembleConfig, type ResolvedSelfEnsembleConfig, type SelfEnsembleConfig } from './config.js';
 import { buildSelfEnsemble, type SelfEnsemble } from './self-ensemble.js';
 
+/** The extension of a model file (safetensors). */
 export const MODEL_FILE_EXTENSION = '.safetensors';
 /** The version this code writes; it reads only this one. Bump it when a stored field changes meaning. */
 export const MODEL_FORMAT_VERSION = 1;
+/** The value of {@link METADATA_KIND} in a self-ensemble model file. */
 export const MODEL_KIND = 'self-ensemble';
+/** Metadata key: what the file holds. */
 export const METADATA_KIND = 'crossmax.kind';
+/** Metadata key: {@link MODEL_FORMAT_VERSION} of the writer. */
 export const METADATA_FORMAT_VERSION = 'crossmax.format_version';
+/** Metadata key: the resolved configuration as JSON. */
 export const METADATA_CONFIG = 'crossmax.config';
 const RESERVED_METADATA = [METADATA_KIND, METADATA_FORMAT_VERSION, METADATA_CONFIG];
 
 /** A model file that cannot be used: not found, unreadable, not a crossmax model, or not the expected model. */
 export class ModelFileError extends Error {
+  /** The error's name, 'ModelFileError'. */
   override readonly name = 'ModelFileError';
 }
 
@@ -30,6 +36,7 @@ export function modelFilePath(path: string): string {
   return path.endsWith(MODEL_FILE_EXTENSION) ? path : `${path}${MODEL_FILE_EXTENSION}`;
 }
 
+/** Settings of {@link saveModel}. */
 export interface SaveModelOptions {
   /** More metadata strings to store (training run, dataset, accuracy, ...); the 'crossmax.*' keys above are reserved. */
   extraMetadata?: Record<string, string>;
@@ -63,12 +70,15 @@ export function saveModel(model: SelfEnsemble, path: string, options: SaveModelO
   return file;
 }
 
+/** What {@link readModelInfo} reads from a model file's header. */
 export interface ModelFileInfo {
   /** The file read. */
   path: string;
+  /** The model's configuration, every default written out. */
   config: ResolvedSelfEnsembleConfig;
   /** Every metadata string, crossmax's and extraMetadata. */
   metadata: Record<string, string>;
+  /** The safetensors header: every tensor's dtype and shape. */
   header: SafetensorsHeader;
 }
 
@@ -113,6 +123,7 @@ export function readModelInfo(path: string): ModelFileInfo {
   return { path: file, config, metadata, header };
 }
 
+/** Settings of {@link loadModel}. */
 export interface LoadModelOptions {
   /** Refuse the file unless its configuration equals this one (after defaults); the error lists every difference. */
   expectConfig?: SelfEnsembleConfig;

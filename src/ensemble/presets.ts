@@ -11,6 +11,7 @@ export type PresetName = 'paper' | 'cifar-resnet18' | 'cifar-small' | 'cifar-fas
 export interface PresetOptions {
   /** Default: the number of `classes`, else the preset's (100 for 'paper', CIFAR-100 as the notebook; 10 otherwise). */
   numClasses?: number;
+  /** Class names; their number sets numClasses when that is not given. */
   classes?: string[];
 }
 

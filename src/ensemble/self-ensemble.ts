@@ -36,11 +36,13 @@ export interface SelfEnsembleHeadsOptions {
 
 /** SelfEnsemble's constructor options (buildSelfEnsemble fills them from a configuration). */
 export interface SelfEnsembleOptions {
+  /** The network whose activations the heads read. */
   backbone: FeatureBackbone;
   /** The multi-resolution prior; null for the single-resolution baseline (3-channel backbone). Default null. */
   prior?: MultiResolutionPrior | null;
   /** Resizing and normalisation between the prior and the backbone. Default null (none). */
   inputAdapter?: InputAdapter | null;
+  /** The intermediate-layer heads. */
   heads: SelfEnsembleHeadsOptions;
   /**
    * [height, width] of the images the model takes. Flatten heads are sized for it (and then only this size is
@@ -76,7 +78,9 @@ export interface FreezeBackboneOptions {
 
 /** The backbone's and the heads' parameters, for one learning rate each. */
 export interface ParameterGroups {
+  /** The backbone's parameters. */
   backbone: Tensor[];
+  /** The heads' parameters. */
   heads: Tensor[];
 }
 
@@ -86,15 +90,22 @@ export interface ParameterGroups {
  * 'backbone.' + the backbone's own (torchvision's for a ResNet), then 'heads.<i>.bn.*' and 'heads.<i>.linear.*'.
  */
 export class SelfEnsemble extends Module {
+  /** The multi-resolution prior, or null for the single-resolution baseline. */
   readonly prior: MultiResolutionPrior | null;
+  /** Resizing and normalisation before the backbone, or null. */
   readonly inputAdapter: InputAdapter | null;
+  /** The backbone network. */
   readonly backbone: FeatureBackbone;
+  /** The heads, in member order. */
   readonly heads: ClassifierHeads;
+  /** The feature each head reads, in member order. */
   readonly headFeatures: readonly string[];
+  /** Whether the backbone's own classifier is the last member. */
   readonly includeBackboneClassifier: boolean;
   /** See SelfEnsembleOptions.backboneClassifierDraw. */
   readonly backboneClassifierDraw: BackboneClassifierDraw;
   readonly inputSize: [number, number];
+  /** Number of classes. */
   readonly numClasses: number;
   /** How the model was built (null when assembled by hand); saveModel writes it. */
   config: ResolvedSelfEnsembleConfig | null;
@@ -155,10 +166,12 @@ export class SelfEnsemble extends Module {
     return [...this.headFeatures, ...(this.includeBackboneClassifier ? [BACKBONE_CLASSIFIER_MEMBER] : [])];
   }
 
+  /** Number of members: heads plus the backbone's classifier when included. */
   get numMembers(): number {
     return this.headFeatures.length + (this.includeBackboneClassifier ? 1 : 0);
   }
 
+  /** The rule forward() aggregates the members with. */
   get aggregator(): Aggregator {
     return this.currentAggregator;
   }
@@ -250,6 +263,7 @@ export class SelfEnsemble extends Module {
     return this;
   }
 
+  /** Whether freezeBackbone(true) is in force. */
   get isBackboneFrozen(): boolean {
     return this.backboneFrozen;
   }
@@ -285,12 +299,18 @@ export class SelfEnsemble extends Module {
 
 /** A SelfEnsemble seen through another aggregator (see SelfEnsemble.withAggregator). */
 export class AggregatedSelfEnsemble {
+  /**
+   * @param model - The self-ensemble whose members are read.
+   * @param aggregator - The rule applied to them instead of the model's.
+   */
   constructor(readonly model: SelfEnsemble, readonly aggregator: Aggregator) {}
 
+  /** Member logits [N, members, classes] of images [N, 3, H, W] in [0, 1]. */
   memberLogits(images: Tensor): Tensor {
     return this.model.memberLogits(images);
   }
 
+  /** Logits [N, classes] through this aggregator. */
   forward(images: Tensor): Tensor {
     return tidy(() => this.aggregator.aggregate(this.model.memberLogits(images)));
   }

@@ -13,6 +13,10 @@ import { cat, rand, randint, randn, tidy, type Device, type Generator, type Tens
 /** DAS's jitter relative to its canvas: 56 pixels of 336. */
 export const DAS_JITTER_FRACTION = 56 / 336;
 
+/**
+ * The augmentations of Direct Ascent Synthesis (DAS, Fort & Whitaker 2025): every step scores many jittered, cropped,
+ * noised copies of each image, so that the images, not adversarial noise, carry the objective.
+ */
 export interface AugmentOptions {
   /** Augmented copies of every image per step. Default 64 (DAS's augmentation_copies). */
   copies?: number;
@@ -45,17 +49,27 @@ export interface AugmentOptions {
 
 /** The options with every default applied, for a canvas of the given height. */
 export interface ResolvedAugmentOptions {
+  /** Augmented copies per image per step. */
   copies: number;
+  /** Largest shift in pixels. */
   jitter: number;
+  /** Side of the central crop. */
   cropSize: number;
+  /** Random resized crop range, or null for none. */
   scale: readonly [number, number] | null;
+  /** Whether copies are flipped left-right at random. */
   flip: boolean;
+  /** Side of the crops the model sees. */
   outputSize: number;
+  /** Noise amplitude. */
   noise: number;
+  /** Uniform or Gaussian noise. */
   noiseKind: 'uniform' | 'gaussian';
+  /** Whether copies are clipped to [0, 1]. */
   clip: boolean;
 }
 
+/** Every default of `options` for a canvas of side `canvas`, checked (crop inside the canvas, positive sizes). */
 export function resolveAugmentOptions(options: AugmentOptions, canvas: number): ResolvedAugmentOptions {
   const jitter = options.jitter ?? (options.cropSize !== undefined
     ? Math.floor((canvas - options.cropSize) / 2)

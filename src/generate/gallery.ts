@@ -18,8 +18,13 @@ import { MeanLogits } from '../ensemble/aggregators.js';
 import { noGrad, tidy, type Tensor } from '../tensor/index.js';
 import { withEvalMode } from '../nn/module.js';
 
+/**
+ * How a targeted change is optimised: directly on the pixels (a targeted attack) or through the multi-resolution
+ * parametrisation.
+ */
 export type ChangeParametrisation = 'pixels' | 'multires';
 
+/** Settings of {@link changeTowardClass}: an L∞ change of images toward a target class. */
 export interface TargetedChangeOptions {
   /** L-inf radius of the change, in [0, 1] pixel units. */
   eps: number;
@@ -93,6 +98,7 @@ export function changeTowardClass(model: Classifier | MemberClassifier, images: 
   }
 }
 
+/** Settings of {@link interpretabilityGallery}: radii and target classes. */
 export interface InterpretabilityGalleryOptions extends Omit<TargetedChangeOptions, 'eps'> {
   /** L-inf radii, e.g. [8/255, 32/255] (a small and a large change). */
   eps: readonly number[];
@@ -100,8 +106,11 @@ export interface InterpretabilityGalleryOptions extends Omit<TargetedChangeOptio
   targets?: readonly number[];
 }
 
+/** The images changed toward one target at one radius. */
 export interface TargetedChangeCell {
+  /** The radius of the change. */
   eps: number;
+  /** The target class. */
   target: number;
   /** [N, 3, H, W], the images changed toward `target` (the caller disposes them). */
   images: Tensor;
@@ -111,7 +120,12 @@ export interface TargetedChangeCell {
   memberPredictions: number[][] | null;
 }
 
+/**
+ * Test images pushed toward every class at each radius (the paper's interpretability figure), with the model's
+ * predictions.
+ */
 export interface InterpretabilityGallery {
+  /** One cell per (eps, target). */
   cells: TargetedChangeCell[];
   /** Per eps: the share of (image, target ≠ label) pairs that the model then predicts as the target. */
   targetedSuccess: { eps: number; rate: number; pairs: number }[];

@@ -48,9 +48,11 @@ export const DAS_CLASSIFIER_DEFAULTS = Object.freeze({
   resolutions: Object.freeze(Array.from({ length: 84 }, (_, i) => 1 + 4 * i)),
 });
 
+/** What {@link generate} reports after each step. */
 export interface GenerateProgress {
   /** Steps done (1-based). */
   step: number;
+  /** Steps planned. */
   steps: number;
   /** The step's loss, − Σ weight · Σ_images mean_copies score (before the update). */
   loss: number;
@@ -58,6 +60,7 @@ export interface GenerateProgress {
   scores: Record<string, number>;
 }
 
+/** Settings of {@link generate}: what is optimised, toward which objectives, and how (DAS's defaults). */
 export interface GenerateOptions {
   /** What is optimised (MultiResolutionImage, or pixelImage for comparison). Its parameters are updated in place. */
   parametrisation: ImageParametrisation;
@@ -81,6 +84,7 @@ export interface GenerateOptions {
   snapshotEvery?: number;
 }
 
+/** What {@link generate} returns. */
 export interface GenerateResult {
   /** The final images [batch, 3, H, W] in [0, 1], detached (the caller disposes them). */
   images: Tensor;

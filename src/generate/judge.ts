@@ -7,7 +7,9 @@ import { bootstrapMeanEstimate, proportionEstimate, type AccuracyEstimate } from
 
 /** How one model classifies the generated images: the share of passes that give each image its intended class. */
 export interface Judgement {
+  /** The judging model's name. */
   judge: string;
+  /** Its model file. */
   path: string;
   /** Over images and passes. */
   agreement: number;

@@ -6,7 +6,9 @@ import type { Classifier } from '../nn/classifier.js';
 import type { ClipModel, ClipPreprocessOptions } from '../models/clip.js';
 import { keep, noGrad, stack, tensor, tidy, type Device, type Tensor } from '../tensor/index.js';
 
+/** A differentiable score of images that generation maximises (a class's logit, a CLIP similarity). */
 export interface Objective {
+  /** Name for progress and results. */
   readonly name: string;
   /** Scores [N] to maximise for images [N, 3, h, w] in [0, 1] (augmented views of the generated images). */
   score(images: Tensor): Tensor;
@@ -14,16 +16,20 @@ export interface Objective {
   dispose?(): void;
 }
 
+/** An objective with a weight: positive maximises it, negative minimises it. */
 export interface ObjectiveTerm {
+  /** The objective. */
   objective: Objective;
   /** Positive maximises the score, negative minimises it. */
   weight: number;
 }
 
+/** The objective to maximise with weight |weight|. */
 export function maximise(objective: Objective, weight = 1): ObjectiveTerm {
   return { objective, weight: Math.abs(weight) };
 }
 
+/** The objective to minimise with weight |weight| (a negative prompt). */
 export function minimise(objective: Objective, weight = 1): ObjectiveTerm {
   return { objective, weight: -Math.abs(weight) };
 }
@@ -39,11 +45,14 @@ export function asTerm(entry: Objective | ObjectiveTerm): ObjectiveTerm {
 export interface MemberClassifier extends Classifier {
   /** [N, members, classes]. */
   memberLogits(x: Tensor): Tensor;
+  /** One name per member, in memberLogits' order, when the model has them. */
   memberNames?(): string[];
 }
 
+/** What a class objective scores: the class's logit, its log-probability or its probability. */
 export type ClassQuantity = 'logit' | 'log-prob' | 'prob';
 
+/** Settings of {@link classObjective}. */
 export interface ClassObjectiveOptions {
   /** The class to make the images into. */
   classIndex: number;
@@ -131,6 +140,7 @@ export interface ClipTarget {
   weight?: number;
 }
 
+/** Settings of {@link clipObjective}. */
 export interface ClipObjectiveOptions {
   /** Default 'clip' + the first prompt. */
   name?: string;

@@ -58,8 +58,10 @@ export function imageToRaw(image: Tensor, eps = RAW_CLIP_EPS): Tensor {
  */
 export type PerturbationConstraint = { norm: Norm; eps: number } | { scale: number };
 
+/** How the summed tensors become pixels in [0, 1]: (tanh + 1)/2 (DAS) or a clamp. */
 export type Squash = 'tanh' | 'clamp';
 
+/** Settings of a {@link MultiResolutionImage}; the defaults are DAS's. */
 export interface MultiResolutionImageOptions {
   /** Canvas [height, width] (or one number for a square). Default DAS's 336. */
   size?: number | [number, number];
@@ -99,8 +101,11 @@ export interface MultiResolutionImageOptions {
 export interface ImageParametrisation {
   /** The leaf tensors (requiresGrad) an optimiser updates. */
   readonly parameters: readonly Tensor[];
+  /** Images rendered together. */
   readonly batch: number;
+  /** Image height in pixels. */
   readonly height: number;
+  /** Image width in pixels. */
   readonly width: number;
   /** The images [batch, 3, height, width] in [0, 1], differentiable with respect to the parameters. */
   render(): Tensor;
@@ -111,11 +116,17 @@ export interface ImageParametrisation {
 /** An image (or a change of a base image) as the sum of up-sampled tensors at several resolutions. */
 export class MultiResolutionImage implements ImageParametrisation, Disposable {
   readonly parameters: readonly Tensor[];
+  /** [height, width] of each tensor, smallest first. */
   readonly resolutions: readonly [number, number][];
+  /** Images rendered together. */
   readonly batch: number;
+  /** Canvas height in pixels. */
   readonly height: number;
+  /** Canvas width in pixels. */
   readonly width: number;
+  /** How the sum becomes pixels. */
   readonly squash: Squash;
+  /** The bound on the change from the base, or null. */
   readonly constraint: PerturbationConstraint | null;
   /** The base image [batch, 3, H, W] in [0, 1]. */
   readonly base: Tensor;
@@ -201,6 +212,7 @@ export class MultiResolutionImage implements ImageParametrisation, Disposable {
     this.base.dispose();
     this.rawBase?.dispose();
   }
+  /** Same as dispose(), for `using image = ...`. */
   [Symbol.dispose](): void {
     this.dispose();
   }

@@ -15,8 +15,11 @@ import { MultiResolutionImage, everyResolution, pixelImage } from './parametrisa
 
 /** DAS's settings for a model kind, used where the caller is silent. */
 export interface GenerationDefaults {
+  /** Optimisation steps. */
   steps: number;
+  /** Augmented copies per image per step. */
   copies: number;
+  /** Learning rate of the SGD step. */
   lr: number;
   /** Copies per forward/backward pass (memory only). */
   chunkSize: number;
@@ -24,9 +27,11 @@ export interface GenerationDefaults {
   resolutionStep: number;
 }
 
+/** One run of generation: a name and the objective to maximise. */
 export interface GenerationTarget {
   /** Class name or prompt. */
   name: string;
+  /** The objective maximised. */
   objective: Objective;
   /** The class a classifier should see (absent for CLIP prompts). */
   classIndex?: number;
@@ -34,25 +39,32 @@ export interface GenerationTarget {
 
 /** What images are generated for: one run per target, each maximising its objective. */
 export interface GenerationSource {
+  /** What kind of model generates. */
   kind: 'crossmax' | 'resnet' | 'clip';
+  /** Where generation runs. */
   device: Device;
   /** The model's input side: the crops the objectives see. */
   inputSize: number;
+  /** One run per target. */
   targets: GenerationTarget[];
   /** Class names of the model's output (for judging); [] for CLIP. */
   classNames: string[];
   /** The model as a classifier of [0, 1] images, for judging the results; null for CLIP. */
   classifier: Classifier | null;
+  /** The settings used where the caller gives none. */
   defaults: GenerationDefaults;
   /** Frees what the source made (objectives, adapters); never the model it was given. */
   dispose(): void;
 }
 
+/** The settings for a crossmax self-ensemble (100 steps, 16 copies, lr 0.4, every resolution). */
 export const CROSSMAX_GENERATION_DEFAULTS: Readonly<GenerationDefaults> = Object.freeze({ steps: 100, copies: 16, lr: 0.4, chunkSize: 32, resolutionStep: 1 });
+/** DAS's settings for a torchvision classifier (every 4th resolution). */
 export const RESNET_GENERATION_DEFAULTS: Readonly<GenerationDefaults> = Object.freeze({
   steps: DAS_CLASSIFIER_DEFAULTS.steps, copies: DAS_CLASSIFIER_DEFAULTS.copies, lr: DAS_CLASSIFIER_DEFAULTS.lr,
   chunkSize: DAS_CLASSIFIER_DEFAULTS.chunkSize, resolutionStep: 4,
 });
+/** DAS's settings for CLIP (every resolution). */
 export const CLIP_GENERATION_DEFAULTS: Readonly<GenerationDefaults> = Object.freeze({
   steps: DAS_CLIP_DEFAULTS.steps, copies: DAS_CLIP_DEFAULTS.copies, lr: DAS_CLIP_DEFAULTS.lr, chunkSize: DAS_CLIP_DEFAULTS.chunkSize, resolutionStep: 1,
 });
@@ -64,6 +76,7 @@ export function modelClassNames(model: SelfEnsemble): string[] {
   return [...(model.config?.classes ?? Array.from({ length: model.config?.numClasses ?? 0 }, (_, i) => String(i)))];
 }
 
+/** Settings of {@link crossmaxSource}. */
 export interface CrossmaxSourceOptions {
   /** Class indices to generate. Default: every class. */
   classIndices?: readonly number[];
@@ -89,12 +102,15 @@ export function crossmaxSource(model: SelfEnsemble, options: CrossmaxSourceOptio
   };
 }
 
+/** Settings of {@link resnetSource}. */
 export interface ResNetSourceOptions {
+  /** ImageNet class indices to generate. */
   classIndices: readonly number[];
   /** One per class of the model. Default 'class 0', 'class 1', .... */
   classNames?: readonly string[];
   /** The model's input side. Default 224. */
   inputSize?: number;
+  /** Where generation runs. Default 'cpu'. */
   device?: Device;
 }
 
@@ -112,11 +128,13 @@ export function resnetSource(resnet: ResNet, options: ResNetSourceOptions): Gene
   };
 }
 
+/** Settings of {@link clipSource}. */
 export interface ClipSourceOptions {
   /** One run per prompt. */
   prompts: readonly string[];
   /** What no image should be, each at DAS's weight −0.3. Default none. */
   negatives?: readonly string[];
+  /** Where generation runs. Default 'cpu'. */
   device?: Device;
 }
 
@@ -141,15 +159,21 @@ export function clipSource(clip: ClipModel, options: ClipSourceOptions): Generat
 
 /** The settings of one generation; each left out takes the source's default (and seed 0, multires, one image per target). */
 export interface GenerationSettings {
+  /** Optimisation steps. */
   steps?: number;
+  /** Augmented copies per image per step. */
   copies?: number;
+  /** Learning rate. */
   lr?: number;
+  /** Seed of the augmentations and initial noise. Default 0. */
   seed?: number;
+  /** Multi-resolution (default) or plain pixels, for comparison. */
   parametrisation?: 'multires' | 'pixels';
   /** Images per target, optimised together from different augmentations. */
   perTarget?: number;
 }
 
+/** What {@link generateImages} returns. */
 export interface GeneratedImages {
   /** [targets × perTarget, 3, H, W], target by target. */
   images: Tensor;
@@ -157,9 +181,11 @@ export interface GeneratedImages {
   targets: string[];
   /** For each image, its target's index in `targets`. */
   targetOfImage: number[];
+  /** Each run's loss per step. */
   losses: number[][];
   /** Each image's objective score on the final image, as the model sees it (no augmentation). */
   finalScores: number[];
+  /** Time the generation took. */
   seconds: number;
   /** The settings used (given, else the model kind's defaults). */
   settings: { steps: number; copies: number; lr: number; parametrisation: 'multires' | 'pixels'; perTarget: number; canvas: number; resolutions: number; seed: number };

@@ -11,7 +11,9 @@
 import { readFileSync } from 'node:fs';
 import { tensor, type Device, type Tensor } from '../tensor/index.js';
 
+/** CLIP's start token, put before every encoded text. */
 export const START_OF_TEXT = '<|startoftext|>';
+/** CLIP's end token, put after every encoded text (and HF's padding and unknown token). */
 export const END_OF_TEXT = '<|endoftext|>';
 /** CLIP's text context: 77 positions, start and end tokens included. */
 export const CLIP_CONTEXT_LENGTH = 77;
@@ -56,6 +58,7 @@ export function preTokenize(text: string): string[] {
   return cleanText(text).match(CLIP_PRE_TOKENIZE_PATTERN) ?? [];
 }
 
+/** What a {@link ClipTokenizer} is built from: the published vocab.json and merges.txt, and the framing. */
 export interface ClipTokenizerOptions {
   /** Token → id (vocab.json). */
   vocab: Record<string, number> | Map<string, number>;
@@ -73,11 +76,13 @@ export interface ClipTokenizerOptions {
   maxMerges?: number;
 }
 
+/** Settings of {@link ClipTokenizer.encode}. */
 export interface EncodeOptions {
   /** Frame with <|startoftext|> … <|endoftext|>. Default true. */
   addSpecialTokens?: boolean;
 }
 
+/** Settings of {@link ClipTokenizer.encodeBatch}: padding and truncation to the context length. */
 export interface EncodeBatchOptions extends EncodeOptions {
   /**
    * 'max_length' (default): every row padded to the context length, CLIP's fixed input. 'longest': to the longest
@@ -91,7 +96,9 @@ export interface EncodeBatchOptions extends EncodeOptions {
   truncation?: boolean;
 }
 
+/** Token ids of several texts with their attention masks. */
 export interface EncodedBatch {
+  /** One row of token ids per text. */
   ids: number[][];
   /** 1 for real tokens, 0 for padding. */
   attentionMask: number[][];
@@ -99,9 +106,13 @@ export interface EncodedBatch {
 
 /** CLIP's tokenizer over a vocab and merge list (from the published vocab.json and merges.txt, or made by hand). */
 export class ClipTokenizer {
+  /** Positions per encoded text, start and end tokens included (77 for CLIP). */
   readonly contextLength: number;
+  /** Id of <|startoftext|>. */
   readonly bosTokenId: number;
+  /** Id of <|endoftext|>. */
   readonly eosTokenId: number;
+  /** Id that pads rows to the context length. */
   readonly padTokenId: number;
   /** <|endoftext|>, as HF's unk_token. */
   readonly unkTokenId: number;
@@ -150,6 +161,7 @@ export class ClipTokenizer {
     return new ClipTokenizer({ ...options, vocab, merges: readFileSync(mergesPath, 'utf8') });
   }
 
+  /** Number of tokens in the vocabulary (49,408 for the published CLIP). */
   get vocabSize(): number {
     return this.encoder.size;
   }

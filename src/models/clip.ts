@@ -24,17 +24,29 @@ import {
 } from '../tensor/index.js';
 import { ClipTokenizer } from './clip-tokenizer.js';
 
+/**
+ * The MLP activation named in a HF config: 'quick_gelu' (x·σ(1.702x), OpenAI's CLIP), exact 'gelu', the tanh
+ * approximations 'gelu_new' / 'gelu_pytorch_tanh', or 'relu'.
+ */
 export type ClipActivation = 'quick_gelu' | 'gelu' | 'gelu_new' | 'gelu_pytorch_tanh' | 'relu';
 
+/** The text tower's architecture (HF's CLIPTextConfig, camelCase). */
 export interface ClipTextConfig {
+  /** Tokens in the vocabulary (49,408). */
   vocabSize: number;
+  /** Width D of the transformer (512 for ViT-B/32). */
   hiddenSize: number;
+  /** Hidden width of each MLP (2048 for ViT-B/32). */
   intermediateSize: number;
+  /** Transformer blocks (12). */
   numHiddenLayers: number;
+  /** Attention heads per block (hiddenSize must divide by it). */
   numAttentionHeads: number;
   /** Positions, i.e. the context length (77). */
   maxPositionEmbeddings: number;
+  /** eps of every LayerNorm (1e-5). */
   layerNormEps: number;
+  /** MLP activation. */
   hiddenAct: ClipActivation;
   /**
    * 2 in the published OpenAI configs, which HF reads as "pool at the argmax of the ids" (the end token has the
@@ -44,20 +56,33 @@ export interface ClipTextConfig {
   eosTokenId: number;
 }
 
+/** The vision tower's architecture (HF's CLIPVisionConfig, camelCase). */
 export interface ClipVisionConfig {
+  /** Width D of the transformer (768 for ViT-B/32). */
   hiddenSize: number;
+  /** Hidden width of each MLP (3072 for ViT-B/32). */
   intermediateSize: number;
+  /** Transformer blocks (12). */
   numHiddenLayers: number;
+  /** Attention heads per block (hiddenSize must divide by it). */
   numAttentionHeads: number;
+  /** Input channels (3). */
   numChannels: number;
+  /** Side of the square input image in pixels (224). */
   imageSize: number;
+  /** Side of each square patch in pixels (32 for ViT-B/32); imageSize must divide by it. */
   patchSize: number;
+  /** eps of every LayerNorm (1e-5). */
   layerNormEps: number;
+  /** MLP activation. */
   hiddenAct: ClipActivation;
 }
 
+/** A whole CLIP model's architecture and preprocessing (HF's CLIPConfig plus CLIPImageProcessor's statistics). */
 export interface ClipConfig {
+  /** The text tower. */
   text: ClipTextConfig;
+  /** The vision tower. */
   vision: ClipVisionConfig;
   /** Size of the joint embedding space. */
   projectionDim: number;
@@ -65,11 +90,13 @@ export interface ClipConfig {
   logitScaleInitValue: number;
   /** CLIPImageProcessor's per-channel mean and std (of pixels in [0, 1]). */
   imageMean: [number, number, number];
+  /** Per-channel standard deviation, paired with imageMean. */
   imageStd: [number, number, number];
 }
 
 /** CLIP's image statistics (openai/CLIP's Normalize, HF's OPENAI_CLIP_MEAN / OPENAI_CLIP_STD). */
 export const CLIP_IMAGE_MEAN: readonly [number, number, number] = Object.freeze([0.48145466, 0.4578275, 0.40821073]) as [number, number, number];
+/** CLIP's per-channel image standard deviations, paired with {@link CLIP_IMAGE_MEAN}. */
 export const CLIP_IMAGE_STD: readonly [number, number, number] = Object.freeze([0.26862954, 0.26130258, 0.27577711]) as [number, number, number];
 
 /** openai/clip-vit-base-patch32 (its config.json). */
@@ -88,12 +115,19 @@ export const CLIP_VIT_B_32_CONFIG: Readonly<ClipConfig> = Object.freeze({
   imageStd: [...CLIP_IMAGE_STD] as [number, number, number],
 }) as Readonly<ClipConfig>;
 
+/** A partial {@link ClipConfig}: what {@link clipConfig} fills in from openai/clip-vit-base-patch32's. */
 export interface ClipConfigInput {
+  /** Text-tower fields to change. */
   text?: Partial<ClipTextConfig>;
+  /** Vision-tower fields to change. */
   vision?: Partial<ClipVisionConfig>;
+  /** Size of the joint embedding space. */
   projectionDim?: number;
+  /** Initial log of the similarity temperature. */
   logitScaleInitValue?: number;
+  /** Per-channel image mean. */
   imageMean?: [number, number, number];
+  /** Per-channel image standard deviation. */
   imageStd?: [number, number, number];
 }
 
@@ -138,12 +172,17 @@ function checkClipConfig(c: ClipConfig): void {
 
 /** The fields of a HF config.json (CLIPConfig.to_dict()) that this implementation reads. */
 export interface HfClipConfigJson {
+  /** The text tower's fields (HF's names, snake_case). */
   text_config?: Record<string, unknown>;
+  /** The vision tower's fields (HF's names, snake_case). */
   vision_config?: Record<string, unknown>;
   /** Older files also carry these; text_config / vision_config win where both give a field. */
   text_config_dict?: Record<string, unknown>;
+  /** Older name of vision_config. */
   vision_config_dict?: Record<string, unknown>;
+  /** Size of the joint embedding space. */
   projection_dim?: number;
+  /** Initial log of the similarity temperature. */
   logit_scale_init_value?: number;
 }
 
@@ -182,8 +221,11 @@ const activations: Record<ClipActivation, (x: Tensor) => Tensor> = {
   relu: (x) => x.relu(),
 };
 
+/** How CLIP modules create their parameters. */
 export interface ClipBuildOptions {
+  /** dtype of the parameters. Default 'float32'. */
   dtype?: DType;
+  /** Device of the parameters. Default 'cpu'. */
   device?: Device;
   /** Random stream for the initial weights. Default: libtorch's global generator. */
   generator?: Generator;
@@ -201,11 +243,21 @@ function clipEmbedding(count: number, dim: number, options: ClipBuildOptions): E
 
 /** Multi-head self-attention (CLIPAttention), registered in HF's order k, v, q, out. */
 export class ClipAttention extends Module {
+  /** Key projection, [D, D]. */
   readonly k_proj: Linear;
+  /** Value projection, [D, D]. */
   readonly v_proj: Linear;
+  /** Query projection, [D, D]. */
   readonly q_proj: Linear;
+  /** Output projection, [D, D]. */
   readonly out_proj: Linear;
+  /** Width of each head, hiddenSize / numHeads. */
   readonly headDim: number;
+  /**
+   * @param hiddenSize - Width D of the tokens.
+   * @param numHeads - Attention heads (D must divide by it).
+   * @param options - dtype, device and random stream of the parameters.
+   */
   constructor(readonly hiddenSize: number, readonly numHeads: number, options: ClipBuildOptions = {}) {
     super();
     this.headDim = hiddenSize / numHeads;
@@ -232,13 +284,22 @@ export class ClipAttention extends Module {
 }
 
 export class ClipMlp extends Module {
+  /** Up projection, [intermediate, D]. */
   readonly fc1: Linear;
+  /** Down projection, [D, intermediate]. */
   readonly fc2: Linear;
+  /**
+   * @param hiddenSize - Width D of the tokens.
+   * @param intermediateSize - Hidden width of the MLP.
+   * @param activation - Activation between the projections.
+   * @param options - dtype, device and random stream of the parameters.
+   */
   constructor(hiddenSize: number, intermediateSize: number, readonly activation: ClipActivation, options: ClipBuildOptions = {}) {
     super();
     this.fc1 = this.registerModule('fc1', new Linear(hiddenSize, intermediateSize, options));
     this.fc2 = this.registerModule('fc2', new Linear(intermediateSize, hiddenSize, options));
   }
+  /** [B, T, D] to [B, T, D]: fc2(activation(fc1(x))). */
   forward(x: Tensor): Tensor {
     return tidy(() => this.fc2.forward(activations[this.activation](this.fc1.forward(x))));
   }
@@ -246,9 +307,13 @@ export class ClipMlp extends Module {
 
 /** One pre-norm transformer block (CLIPEncoderLayer). */
 export class ClipEncoderLayer extends Module {
+  /** Self-attention. */
   readonly self_attn: ClipAttention;
+  /** LayerNorm before the attention (pre-norm). */
   readonly layer_norm1: LayerNorm;
+  /** The MLP. */
   readonly mlp: ClipMlp;
+  /** LayerNorm before the MLP. */
   readonly layer_norm2: LayerNorm;
   constructor(config: ClipTextConfig | ClipVisionConfig, options: ClipBuildOptions = {}) {
     super();
@@ -257,6 +322,10 @@ export class ClipEncoderLayer extends Module {
     this.mlp = this.registerModule('mlp', new ClipMlp(config.hiddenSize, config.intermediateSize, config.hiddenAct, options));
     this.layer_norm2 = this.registerModule('layer_norm2', clipLayerNorm(config, options));
   }
+  /**
+   * One pre-norm transformer block on [B, T, D]; `mask` is an additive attention mask (the text tower's causal one),
+   * or null.
+   */
   forward(x: Tensor, mask: Tensor | null = null): Tensor {
     return tidy(() => {
       const h = x.add(this.self_attn.forward(this.layer_norm1.forward(x), mask));
@@ -267,6 +336,7 @@ export class ClipEncoderLayer extends Module {
 
 /** The stack of blocks, children '0', '1', ... under `layers` (CLIPEncoder). */
 export class ClipEncoder extends Module {
+  /** The blocks, registered as "layers.0", "layers.1", ... as HF names them. */
   readonly layers: ClipEncoderLayer[] = [];
   private readonly container: Module;
   constructor(config: ClipTextConfig | ClipVisionConfig, options: ClipBuildOptions = {}) {
@@ -276,6 +346,7 @@ export class ClipEncoder extends Module {
       this.layers.push(this.container.registerModule(String(i), new ClipEncoderLayer(config, options)));
     }
   }
+  /** Applies every block in order to [B, T, D], with the same attention mask. */
   forward(x: Tensor, mask: Tensor | null = null): Tensor {
     let h = x;
     for (const layer of this.layers) {
@@ -293,21 +364,25 @@ class ModuleList extends Module {
   }
 }
 
+/** What each CLIP tower returns. */
 export interface ClipTowerOutput {
   /** [B, T, D] after the last block (and, for text, final_layer_norm). */
   lastHiddenState: Tensor;
-  /** [B, D]: the end token's state (text) or the class token's after post_layernorm (vision). */
+  /** Shape [B, D]: the end token's state (text) or the class token's after post_layernorm (vision). */
   pooled: Tensor;
 }
 
 export class ClipTextEmbeddings extends Module {
+  /** Token embeddings, [vocabSize, D]. */
   readonly token_embedding: Embedding;
+  /** Learned position embeddings, [maxPositionEmbeddings, D]. */
   readonly position_embedding: Embedding;
   constructor(config: ClipTextConfig, options: ClipBuildOptions = {}) {
     super();
     this.token_embedding = this.registerModule('token_embedding', clipEmbedding(config.vocabSize, config.hiddenSize, options));
     this.position_embedding = this.registerModule('position_embedding', clipEmbedding(config.maxPositionEmbeddings, config.hiddenSize, options));
   }
+  /** Token ids [B, T] (int64) to token plus position embeddings [B, T, D]. */
   forward(inputIds: Tensor): Tensor {
     return tidy(() => this.token_embedding.forward(inputIds).add(this.position_embedding.weight.narrow(0, 0, inputIds.shape[1]!)));
   }
@@ -315,9 +390,16 @@ export class ClipTextEmbeddings extends Module {
 
 /** CLIPTextTransformer: embeddings → causal encoder → final_layer_norm → the end token's state. */
 export class ClipTextTransformer extends Module {
+  /** Token and position embeddings. */
   readonly embeddings: ClipTextEmbeddings;
+  /** The transformer (causal attention). */
   readonly encoder: ClipEncoder;
+  /** LayerNorm after the last block. */
   readonly final_layer_norm: LayerNorm;
+  /**
+   * @param config - The text tower's architecture.
+   * @param options - dtype, device and random stream of the parameters.
+   */
   constructor(readonly config: ClipTextConfig, options: ClipBuildOptions = {}) {
     super();
     this.embeddings = this.registerModule('embeddings', new ClipTextEmbeddings(config, options));
@@ -348,10 +430,18 @@ export class ClipTextTransformer extends Module {
 }
 
 export class ClipVisionEmbeddings extends Module {
+  /** The class token's embedding, [D]. */
   readonly class_embedding: Tensor;
+  /** Patch embedding: a patchSize × patchSize convolution with stride patchSize, no bias. */
   readonly patch_embedding: Conv2d;
+  /** Learned position embeddings, [numPatches + 1, D]. */
   readonly position_embedding: Embedding;
+  /** Patches per image, (imageSize / patchSize)². */
   readonly numPatches: number;
+  /**
+   * @param config - The vision tower's architecture.
+   * @param options - dtype, device and random stream of the parameters.
+   */
   constructor(readonly config: ClipVisionConfig, options: ClipBuildOptions = {}) {
     super();
     const factory = { dtype: options.dtype, device: options.device };
@@ -362,6 +452,10 @@ export class ClipVisionEmbeddings extends Module {
     this.numPatches = (config.imageSize / config.patchSize) ** 2;
     this.position_embedding = this.registerModule('position_embedding', clipEmbedding(this.numPatches + 1, config.hiddenSize, options));
   }
+  /**
+   * Normalised images [B, C, imageSize, imageSize] to the class token and patch embeddings plus positions, [B,
+   * numPatches + 1, D].
+   */
   forward(pixelValues: Tensor): Tensor {
     return tidy(() => {
       const b = pixelValues.shape[0]!;
@@ -375,10 +469,18 @@ export class ClipVisionEmbeddings extends Module {
 
 /** CLIPVisionTransformer: patch + class embeddings → pre_layrnorm → encoder → post_layernorm of the class token. */
 export class ClipVisionTransformer extends Module {
+  /** Patch, class and position embeddings. */
   readonly embeddings: ClipVisionEmbeddings;
+  /** LayerNorm before the first block (HF's spelling of the name). */
   readonly pre_layrnorm: LayerNorm;
+  /** The transformer. */
   readonly encoder: ClipEncoder;
+  /** LayerNorm on the class token's output. */
   readonly post_layernorm: LayerNorm;
+  /**
+   * @param config - The vision tower's architecture.
+   * @param options - dtype, device and random stream of the parameters.
+   */
   constructor(readonly config: ClipVisionConfig, options: ClipBuildOptions = {}) {
     super();
     this.embeddings = this.registerModule('embeddings', new ClipVisionEmbeddings(config, options));
@@ -401,6 +503,7 @@ export class ClipVisionTransformer extends Module {
   }
 }
 
+/** How {@link ClipModel.preprocess} prepares images for the vision tower. */
 export interface ClipPreprocessOptions {
   /**
    * Resize the shorter side to the model's image size (bicubic) and center-crop a square, as CLIPImageProcessor
@@ -412,6 +515,7 @@ export interface ClipPreprocessOptions {
   antialias?: boolean;
 }
 
+/** How a {@link ClipModel} is built. */
 export interface ClipModelOptions extends ClipBuildOptions {
   /** Needed to encode text given as strings. */
   tokenizer?: ClipTokenizer;
@@ -422,12 +526,19 @@ export interface ClipModelOptions extends ClipBuildOptions {
  * values in [0, 1] (encodeImage preprocesses them), text as strings (with a tokenizer) or token ids.
  */
 export class ClipModel extends Module {
+  /** Log of the similarity temperature (learned), a 0-d parameter. */
   readonly logit_scale: Tensor;
+  /** The text tower. */
   readonly text_model: ClipTextTransformer;
+  /** The vision tower. */
   readonly vision_model: ClipVisionTransformer;
+  /** Projection of the vision tower's pooled output to the joint space, [projectionDim, D], no bias. */
   readonly visual_projection: Linear;
+  /** Projection of the text tower's pooled output to the joint space, [projectionDim, D], no bias. */
   readonly text_projection: Linear;
+  /** The full configuration. */
   readonly config: ClipConfig;
+  /** Encodes text given as strings; null when the model was built without one. */
   tokenizer: ClipTokenizer | null;
   private readonly mean: Tensor;
   private readonly std: Tensor;
@@ -451,6 +562,7 @@ export class ClipModel extends Module {
     this.std = this.registerBuffer('image_std', stat(this.config.imageStd), { persistent: false });
   }
 
+  /** Side of the square image the vision tower takes (224 for ViT-B/32). */
   get imageSize(): number {
     return this.config.vision.imageSize;
   }
@@ -526,11 +638,13 @@ export function cosineSimilarityMatrix(a: Tensor, b: Tensor): Tensor {
 
 // ---- loading ------------------------------------------------------------------------------------------------
 
+/** Where {@link loadClip} takes the configuration, tokenizer, device and dtype from. */
 export interface LoadClipOptions {
   /** A config, HF config.json's object, or its path. Default: the directory's config.json, else ViT-B/32's. */
   config?: ClipConfigInput | ClipConfig | HfClipConfigJson | string;
   /** The tokenizer, or its files. Default: the directory's vocab.json and merges.txt when both exist; null for none. */
   tokenizer?: ClipTokenizer | { vocab: string; merges: string } | null;
+  /** Where the model is loaded. Default 'cpu'. */
   device?: Device;
   /** The model's dtype; stored floating-point tensors are converted to it. Default float32. */
   dtype?: DType;

@@ -5,11 +5,17 @@ import { RESNET_LAYOUTS, ResNet, type ResNetDepth } from '../nn/resnet.js';
 import { loadSafetensors, readSafetensorsHeader } from '../serialize/safetensors.js';
 import { disposeAll, type Device } from '../tensor/index.js';
 
+/** A ResNet's architecture as read off a torchvision state dict's tensors. */
 export interface ResNetArchitecture {
+  /** From the blocks per stage and the block type. */
   depth: ResNetDepth;
+  /** Rows of fc.weight. */
   numClasses: number;
+  /** Input channels of conv1. */
   inChannels: number;
+  /** conv1's output channels / 64. */
   widthMultiplier: number;
+  /** 'imagenet' when conv1 is 7x7, else 'cifar'. */
   stem: 'imagenet' | 'cifar';
 }
 
@@ -42,7 +48,9 @@ export function resnetArchitecture(path: string): ResNetArchitecture {
   };
 }
 
+/** Where {@link loadTorchvisionResNet} puts the model. */
 export interface LoadResNetOptions {
+  /** Device of the weights. Default 'cpu'. */
   device?: Device;
 }
 

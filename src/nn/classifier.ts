@@ -6,5 +6,6 @@ import type { Tensor } from '../tensor/index.js';
  * (different logits at each call); attacks then average gradients over `eot` calls.
  */
 export interface Classifier {
+  /** Logits [N, classes] of images [N, C, H, W] in [0, 1]. */
   forward(x: Tensor): Tensor;
 }

@@ -27,9 +27,12 @@ const op = {
 
 const t = (raw: unknown) => new Tensor(raw as Tensor['handle']);
 
+/** A size for both spatial dimensions (one number) or [height, width]. */
 export type Pair = number | [number, number];
 
+/** Settings of {@link conv2d}. */
 export interface Conv2dOptions {
+  /** Added per output channel, shape [out]. Default none. */
   bias?: Tensor | null;
   /** Default 1. */
   stride?: Pair;
@@ -46,11 +49,15 @@ export function conv2d(input: Tensor, weight: Tensor, options: Conv2dOptions = {
     options.dilation ?? 1, options.groups ?? 1));
 }
 
+/** Settings of {@link batchNorm}: the affine parameters, running statistics and mode. */
 export interface BatchNormOptions {
+  /** Per-channel scale γ, shape [C]. Default none (1). */
   weight?: Tensor | null;
+  /** Per-channel shift β, shape [C]. Default none (0). */
   bias?: Tensor | null;
   /** Running statistics, updated in place when training. */
   runningMean?: Tensor | null;
+  /** Running variance [C], updated in place when training (unbiased batch variance). */
   runningVar?: Tensor | null;
   /** Batch statistics (and running-stat updates) when true; running statistics when false. Default false. */
   training?: boolean;
@@ -59,11 +66,19 @@ export interface BatchNormOptions {
   /** Default 1e-5. */
   eps?: number;
 }
+/**
+ * Batch normalisation over dimension 1 of [N, C, ...] (torch.nn.functional.batch_norm): (x − mean) / √(var + eps) · γ
+ * + β.
+ */
 export function batchNorm(input: Tensor, options: BatchNormOptions = {}): Tensor {
   return t(op.batchNorm(input, options.weight ?? null, options.bias ?? null, options.runningMean ?? null,
     options.runningVar ?? null, options.training ?? false, options.momentum ?? 0.1, options.eps ?? 1e-5, true));
 }
 
+/**
+ * Layer normalisation over the trailing dimensions `normalizedShape`, with optional elementwise weight and bias of
+ * that shape (eps default 1e-5).
+ */
 export function layerNorm(input: Tensor, normalizedShape: Shape, options: { weight?: Tensor | null; bias?: Tensor | null; eps?: number } = {}): Tensor {
   return t(op.layerNorm(input, [...normalizedShape], options.weight ?? null, options.bias ?? null, options.eps ?? 1e-5, true));
 }
@@ -73,6 +88,7 @@ export function linear(input: Tensor, weight: Tensor, bias?: Tensor | null): Ten
   return t(op.linear(input, weight, bias ?? null));
 }
 
+/** Window settings of the 2-d pooling functions. */
 export interface PoolOptions {
   /** Default: the kernel size. */
   stride?: Pair;
@@ -81,18 +97,32 @@ export interface PoolOptions {
   /** Default false. */
   ceilMode?: boolean;
 }
+/** 2-d max pooling of [N, C, H, W] with a kernelSize window. */
 export function maxPool2d(input: Tensor, kernelSize: Pair, options: PoolOptions & { dilation?: Pair } = {}): Tensor {
   return t(op.maxPool2d(input, kernelSize, options.stride ?? [], options.padding ?? 0, options.dilation ?? 1, options.ceilMode ?? false));
 }
+/**
+ * 2-d average pooling of [N, C, H, W] with a kernelSize window; `countIncludePad` (default true) counts padding zeros
+ * in the average.
+ */
 export function avgPool2d(input: Tensor, kernelSize: Pair, options: PoolOptions & { countIncludePad?: boolean } = {}): Tensor {
   return t(op.avgPool2d(input, kernelSize, options.stride ?? [], options.padding ?? 0, options.ceilMode ?? false,
     options.countIncludePad ?? true, null));
 }
+/**
+ * Average pooling of [N, C, H, W] to a fixed output size [outH, outW], whatever the input size (1 gives global
+ * average pooling).
+ */
 export function adaptiveAvgPool2d(input: Tensor, outputSize: Pair): Tensor {
   return t(op.adaptiveAvgPool2d(input, outputSize));
 }
 
+/**
+ * How {@link interpolate} resamples: nearest neighbour, bilinear, bicubic (both with align_corners false), or area
+ * (average over the source pixels, for downsampling).
+ */
 export type InterpolationMode = 'nearest' | 'bilinear' | 'bicubic' | 'area';
+/** Settings of {@link interpolate}. */
 export interface InterpolateOptions {
   /** Output [H, W] (or one number for both). */
   size: Pair;
@@ -123,6 +153,9 @@ export function interpolate(input: Tensor, options: InterpolateOptions): Tensor 
   }
 }
 
+/**
+ * How {@link pad} fills the border: a constant, a mirror image without the edge pixel, or the edge pixel repeated.
+ */
 export type PadMode = 'constant' | 'reflect' | 'replicate';
 /** Pads the last dimensions: `pad` is [left, right, top, bottom, ...] as in torch.nn.functional.pad. */
 export function pad(input: Tensor, padding: number[], options: { mode?: PadMode; value?: number } = {}): Tensor {
@@ -139,9 +172,11 @@ export function dropout(input: Tensor, options: { p?: number; training?: boolean
   return t(op.dropout(input, p, options.training ?? true));
 }
 
+/** How a loss over a batch is reduced: per element ('none'), averaged, or summed. */
 export type Reduction = 'none' | 'mean' | 'sum';
 const reductionCode: Record<Reduction, number> = { none: 0, mean: 1, sum: 2 };
 
+/** Settings of {@link crossEntropy}. */
 export interface CrossEntropyOptions {
   /** Default 'mean'. */
   reduction?: Reduction;
@@ -161,9 +196,11 @@ export function crossEntropy(logits: Tensor, target: Tensor, options: CrossEntro
 export function nllLoss(logProbs: Tensor, target: Tensor, options: { reduction?: Reduction; weight?: Tensor | null; ignoreIndex?: number } = {}): Tensor {
   return t(op.nllLoss(logProbs, target, options.weight ?? null, reductionCode[options.reduction ?? 'mean'], options.ignoreIndex ?? -100));
 }
+/** Mean squared error between `input` and `target` (same shape), reduced by `reduction` (default 'mean'). */
 export function mseLoss(input: Tensor, target: Tensor, options: { reduction?: Reduction } = {}): Tensor {
   return t(op.mseLoss(input, target, reductionCode[options.reduction ?? 'mean']));
 }
+/** Rows of `weight` [num, dim] at integer `indices` (any shape): output [...indices.shape, dim]. */
 export function embedding(weight: Tensor, indices: Tensor): Tensor {
   return t(op.embedding(weight, indices));
 }

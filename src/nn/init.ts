@@ -3,11 +3,14 @@
 // Every function fills the tensor in place without recording gradients and returns it.
 import { noGrad, type Generator, type Shape, Tensor } from '../tensor/index.js';
 
+/** Layers and activations whose recommended gain {@link calculateGain} knows (torch.nn.init.calculate_gain). */
 export type Nonlinearity = 'linear' | 'conv1d' | 'conv2d' | 'conv3d' | 'conv_transpose1d' | 'conv_transpose2d'
   | 'conv_transpose3d' | 'sigmoid' | 'tanh' | 'relu' | 'leaky_relu' | 'selu';
 
+/** Which fan the Kaiming initialisers scale by. */
 export type FanMode = 'fan_in' | 'fan_out';
 
+/** Options every random initialiser takes. */
 export interface InitOptions {
   /** Random stream. Default: libtorch's global generator (seeded by manualSeed). */
   generator?: Generator;
@@ -51,6 +54,7 @@ export function calculateGain(nonlinearity: Nonlinearity, param?: number): numbe
   }
 }
 
+/** Settings of {@link kaimingUniform_} and {@link kaimingNormal_} (He et al. 2015). */
 export interface KaimingOptions extends InitOptions {
   /** Negative slope of the leaky ReLU that follows (only with nonlinearity 'leaky_relu'). Default 0. */
   a?: number;
@@ -81,6 +85,7 @@ export function kaimingNormal_(tensor: Tensor, options: KaimingOptions = {}): Te
   return noGrad(() => tensor.normal_(0, std, options.generator));
 }
 
+/** Settings of {@link xavierUniform_} and {@link xavierNormal_} (Glorot & Bengio 2010). */
 export interface XavierOptions extends InitOptions {
   /** Default 1. */
   gain?: number;
@@ -113,12 +118,15 @@ export function normal_(tensor: Tensor, options: InitOptions & { mean?: number; 
   return noGrad(() => tensor.normal_(options.mean ?? 0, options.std ?? 1, options.generator));
 }
 
+/** Fills `tensor` with `value` in place (no gradient recorded) and returns it. */
 export function constant_(tensor: Tensor, value: number): Tensor {
   return noGrad(() => tensor.fill_(value));
 }
+/** Fills `tensor` with zeros in place (no gradient recorded) and returns it. */
 export function zeros_(tensor: Tensor): Tensor {
   return noGrad(() => tensor.zero_());
 }
+/** Fills `tensor` with ones in place (no gradient recorded) and returns it. */
 export function ones_(tensor: Tensor): Tensor {
   return noGrad(() => tensor.fill_(1));
 }

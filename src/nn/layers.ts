@@ -34,14 +34,27 @@ export interface Conv2dConfig extends ParameterFactoryOptions {
 
 /** 2-d convolution (torch.nn.Conv2d): weight [out, in/groups, kH, kW], bias [out]. */
 export class Conv2d extends Module {
+  /** Kernel [kH, kW]. */
   readonly kernelSize: [number, number];
+  /** Stride [sH, sW]. */
   readonly stride: [number, number];
+  /** Zero padding [pH, pW] on each side. */
   readonly padding: [number, number];
+  /** Dilation [dH, dW]. */
   readonly dilation: [number, number];
+  /** Number of channel groups (in and out channels are each divided into this many). */
   readonly groups: number;
+  /** Parameter `weight`, [out, in/groups, kH, kW]. */
   readonly weight: Tensor;
+  /** Parameter `bias`, [out], or null without bias. */
   readonly bias: Tensor | null;
 
+  /**
+   * @param inChannels - Channels of the input [N, in, H, W].
+   * @param outChannels - Channels of the output.
+   * @param kernelSize - Kernel size (one number for a square kernel).
+   * @param config - Stride, padding, dilation, groups, bias and initialisation.
+   */
   constructor(readonly inChannels: number, readonly outChannels: number, kernelSize: F.Pair, config: Conv2dConfig = {}) {
     super();
     this.groups = config.groups ?? 1;
@@ -58,6 +71,7 @@ export class Conv2d extends Module {
     defaultLayerInit_(this.weight, this.bias, config);
   }
 
+  /** [N, in, H, W] to [N, out, H', W']. */
   forward(x: Tensor): Tensor {
     return F.conv2d(x, this.weight, {
       bias: this.bias, stride: this.stride, padding: this.padding, dilation: this.dilation, groups: this.groups,
@@ -72,9 +86,16 @@ export interface LinearConfig extends ParameterFactoryOptions {
 
 /** x·Wᵀ + b (torch.nn.Linear): weight [out, in], bias [out]. */
 export class Linear extends Module {
+  /** Parameter `weight`, [out, in]. */
   readonly weight: Tensor;
+  /** Parameter `bias`, [out], or null without bias. */
   readonly bias: Tensor | null;
 
+  /**
+   * @param inFeatures - Size of the input's last dimension.
+   * @param outFeatures - Size of the output's last dimension.
+   * @param config - Bias and initialisation.
+   */
   constructor(readonly inFeatures: number, readonly outFeatures: number, config: LinearConfig = {}) {
     super();
     const factory = { dtype: config.dtype, device: config.device };
@@ -83,11 +104,13 @@ export class Linear extends Module {
     defaultLayerInit_(this.weight, this.bias, config);
   }
 
+  /** [..., in] to [..., out]. */
   forward(x: Tensor): Tensor {
     return F.linear(x, this.weight, this.bias);
   }
 }
 
+/** Settings of {@link BatchNorm1d} and {@link BatchNorm2d}; defaults as PyTorch's. */
 export interface BatchNormConfig {
   /** Added to the variance. Default 1e-5. */
   eps?: number;
@@ -100,7 +123,9 @@ export interface BatchNormConfig {
   affine?: boolean;
   /** Keep running_mean / running_var / num_batches_tracked and use them in eval mode. Default true. */
   trackRunningStats?: boolean;
+  /** dtype of the parameters and buffers. Default 'float32'. */
   dtype?: DType;
+  /** Device of the parameters and buffers. Default 'cpu'. */
   device?: Device;
 }
 
@@ -109,16 +134,29 @@ export interface BatchNormConfig {
  * bias; buffers running_mean, running_var and num_batches_tracked (int64, counts training batches).
  */
 export abstract class BatchNorm extends Module {
+  /** Added to the variance. */
   readonly eps: number;
+  /** Weight of a new batch in the running statistics; null for a cumulative average. */
   readonly momentum: number | null;
+  /** Whether `weight` and `bias` exist. */
   readonly affine: boolean;
+  /** Whether the running statistics exist and are used in eval mode. */
   readonly trackRunningStats: boolean;
+  /** Parameter `weight` (γ, [numFeatures]), or null when not affine. */
   readonly weight: Tensor | null = null;
+  /** Parameter `bias` (β, [numFeatures]), or null when not affine. */
   readonly bias: Tensor | null = null;
+  /** Buffer `running_mean` ([numFeatures]), or null without running statistics. */
   readonly runningMean: Tensor | null = null;
+  /** Buffer `running_var` ([numFeatures]), or null without running statistics. */
   readonly runningVar: Tensor | null = null;
+  /** Buffer `num_batches_tracked` (0-d int64), or null without running statistics. */
   readonly numBatchesTracked: Tensor | null = null;
 
+  /**
+   * @param numFeatures - Channels C of the input.
+   * @param config - eps, momentum, affine, running statistics, dtype and device.
+   */
   constructor(readonly numFeatures: number, config: BatchNormConfig = {}) {
     super();
     this.eps = config.eps ?? 1e-5;
@@ -137,8 +175,13 @@ export abstract class BatchNorm extends Module {
     }
   }
 
+  /** Throws a clear error when `x` does not have the dimensions this variant normalises. */
   protected abstract checkInput(x: Tensor): void;
 
+  /**
+   * Normalises with batch statistics in training mode (updating the running ones), with the running statistics in
+   * eval mode.
+   */
   forward(x: Tensor): Tensor {
     this.checkInput(x);
     let averagingFactor = this.momentum ?? 0;
@@ -167,6 +210,7 @@ export abstract class BatchNorm extends Module {
 
 /** Batch normalisation of [N, C] or [N, C, L] inputs. */
 export class BatchNorm1d extends BatchNorm {
+  /** Accepts [N, C] or [N, C, L]. */
   protected checkInput(x: Tensor): void {
     if (x.ndim !== 2 && x.ndim !== 3) throw new Error(`BatchNorm1d expects a 2-d or 3-d input, got shape [${x.shape.join(', ')}]`);
   }
@@ -174,17 +218,21 @@ export class BatchNorm1d extends BatchNorm {
 
 /** Batch normalisation of [N, C, H, W] inputs. */
 export class BatchNorm2d extends BatchNorm {
+  /** Accepts [N, C, H, W]. */
   protected checkInput(x: Tensor): void {
     if (x.ndim !== 4) throw new Error(`BatchNorm2d expects a 4-d input, got shape [${x.shape.join(', ')}]`);
   }
 }
 
+/** Settings of {@link LayerNorm}; defaults as PyTorch's. */
 export interface LayerNormConfig {
   /** Added to the variance. Default 1e-5. */
   eps?: number;
   /** Learnable per-element scale `weight` (init 1) and shift `bias` (init 0). Default true. */
   elementwiseAffine?: boolean;
+  /** dtype of the parameters. Default 'float32'. */
   dtype?: DType;
+  /** Device of the parameters. Default 'cpu'. */
   device?: Device;
 }
 
@@ -193,10 +241,15 @@ export interface LayerNormConfig {
  * bias of that shape.
  */
 export class LayerNorm extends Module {
+  /** The trailing dimensions normalised over. */
   readonly normalizedShape: number[];
+  /** Added to the variance. */
   readonly eps: number;
+  /** Whether `weight` and `bias` exist. */
   readonly elementwiseAffine: boolean;
+  /** Parameter `weight` (shape normalizedShape), or null. */
   readonly weight: Tensor | null = null;
+  /** Parameter `bias` (shape normalizedShape), or null. */
   readonly bias: Tensor | null = null;
 
   constructor(normalizedShape: number | readonly number[], config: LayerNormConfig = {}) {
@@ -211,6 +264,7 @@ export class LayerNorm extends Module {
     }
   }
 
+  /** Normalises each element's trailing normalizedShape values to mean 0 and variance 1, then scales and shifts. */
   forward(x: Tensor): Tensor {
     return F.layerNorm(x, this.normalizedShape, { weight: this.weight, bias: this.bias, eps: this.eps });
   }
@@ -226,8 +280,14 @@ export interface EmbeddingConfig extends ParameterFactoryOptions {
 
 /** A lookup table (torch.nn.Embedding): weight [numEmbeddings, embeddingDim], indexed by integer tensors. */
 export class Embedding extends Module {
+  /** Parameter `weight`, [numEmbeddings, embeddingDim]. */
   readonly weight: Tensor;
 
+  /**
+   * @param numEmbeddings - Size of the table (indices run 0..numEmbeddings-1).
+   * @param embeddingDim - Size of each entry.
+   * @param config - Initialisation, dtype and device.
+   */
   constructor(readonly numEmbeddings: number, readonly embeddingDim: number, config: EmbeddingConfig = {}) {
     super();
     this.weight = normal_(this.registerParameter('weight', empty([numEmbeddings, embeddingDim], { dtype: config.dtype, device: config.device })),
@@ -241,6 +301,7 @@ export class Embedding extends Module {
 }
 
 export class ReLU extends Module {
+  /** max(x, 0) elementwise. */
   forward(x: Tensor): Tensor {
     return x.relu();
   }
@@ -248,13 +309,16 @@ export class ReLU extends Module {
 
 /** Returns its input (the same tensor). */
 export class Identity extends Module {
+  /** Returns `x` itself (no copy). */
   forward(x: Tensor): Tensor {
     return x;
   }
 }
 
 export class Flatten extends Module {
+  /** First dimension merged. */
   readonly startDim: number;
+  /** Last dimension merged (−1: the last). */
   readonly endDim: number;
   /** Defaults: startDim 1 (keeps the batch dimension), endDim -1. */
   constructor(config: { startDim?: number; endDim?: number } = {}) {
@@ -262,6 +326,7 @@ export class Flatten extends Module {
     this.startDim = config.startDim ?? 1;
     this.endDim = config.endDim ?? -1;
   }
+  /** Merges dimensions startDim..endDim into one. */
   forward(x: Tensor): Tensor {
     return x.flatten(this.startDim, this.endDim);
   }
@@ -269,37 +334,51 @@ export class Flatten extends Module {
 
 /** Zeroes elements with probability p and scales the rest by 1/(1-p), in training mode only. */
 export class Dropout extends Module {
+  /** @param p - Probability of zeroing an element, in [0, 1]. Default 0.5. */
   constructor(readonly p = 0.5) {
     super();
     if (p < 0 || p > 1) throw new RangeError(`dropout probability must be in [0, 1], got ${p}`);
   }
+  /** Drops and rescales in training mode; returns `x` unchanged in eval mode. */
   forward(x: Tensor): Tensor {
     return F.dropout(x, { p: this.p, training: this.training });
   }
 }
 
 export class MaxPool2d extends Module {
+  /**
+   * @param kernelSize - Window size.
+   * @param config - Stride (default: the window), padding, dilation, ceil mode.
+   */
   constructor(readonly kernelSize: F.Pair, readonly config: F.PoolOptions & { dilation?: F.Pair } = {}) {
     super();
   }
+  /** [N, C, H, W] to the maximum over each window. */
   forward(x: Tensor): Tensor {
     return F.maxPool2d(x, this.kernelSize, this.config);
   }
 }
 
 export class AvgPool2d extends Module {
+  /**
+   * @param kernelSize - Window size.
+   * @param config - Stride (default: the window), padding, ceil mode, whether padding counts.
+   */
   constructor(readonly kernelSize: F.Pair, readonly config: F.PoolOptions & { countIncludePad?: boolean } = {}) {
     super();
   }
+  /** [N, C, H, W] to the average over each window. */
   forward(x: Tensor): Tensor {
     return F.avgPool2d(x, this.kernelSize, this.config);
   }
 }
 
 export class AdaptiveAvgPool2d extends Module {
+  /** @param outputSize - Output [H, W] (one number for both; 1 for global average pooling). */
   constructor(readonly outputSize: F.Pair) {
     super();
   }
+  /** [N, C, H, W] to [N, C, outH, outW]. */
   forward(x: Tensor): Tensor {
     return F.adaptiveAvgPool2d(x, this.outputSize);
   }
@@ -317,22 +396,26 @@ export class Sequential extends Module {
     for (const layer of layers) this.append(layer);
   }
 
+  /** Adds a layer at the end (as child str(length)); returns this. */
   append(layer: Layer): this {
     this.registerModule(String(this.layers.length), layer);
     this.layers.push(layer);
     return this;
   }
 
+  /** Number of layers. */
   get length(): number {
     return this.layers.length;
   }
 
+  /** The layer at `index` (negative counts from the end); throws when out of range. */
   at(index: number): Layer {
     const layer = this.layers.at(index);
     if (!layer) throw new RangeError(`Sequential has ${this.layers.length} layers, no index ${index}`);
     return layer;
   }
 
+  /** Applies every layer in order. */
   forward(x: Tensor): Tensor {
     return pipe(x, ...this.layers);
   }

@@ -7,28 +7,35 @@ import { aten, isFloatingPoint, keep, noGrad, Tensor, type Device, type DType, t
 // elsewhere (an optimizer's parameter list) stay valid when a module moves to another device or dtype.
 const setData = aten('set_data');
 
+/** How {@link Module.registerParameter} registers a tensor. */
 export interface ParameterOptions {
   /** Default true for floating-point tensors (as torch.nn.Parameter), false otherwise. */
   requiresGrad?: boolean;
 }
 
+/** How {@link Module.registerBuffer} registers a tensor. */
 export interface BufferOptions {
   /** Part of the state dict. Default true. Non-persistent buffers still move with `to()`. */
   persistent?: boolean;
 }
 
+/** How {@link Module.loadStateDict} matches keys. */
 export interface LoadStateDictOptions {
   /** Missing and unexpected keys are errors. Default true. Shape and dtype mismatches are always errors. */
   strict?: boolean;
 }
 
+/** The keys {@link Module.loadStateDict} could not match (both empty after a strict load, which throws instead). */
 export interface LoadStateDictResult {
+  /** Keys of this module's state that the loaded dict did not hold (those tensors keep their values). */
   missingKeys: string[];
+  /** Keys in the loaded dict that this module does not have (ignored). */
   unexpectedKeys: string[];
 }
 
 export type { ZeroGradOptions };
 
+/** Tensors by dotted name ("layer1.0.conv1.weight"), in registration order: PyTorch's state_dict. */
 export type StateDict = Map<string, Tensor>;
 
 /**
@@ -44,6 +51,10 @@ export abstract class Module implements Disposable {
   private readonly ownModules = new Map<string, Module>();
 
   // `never[]` lets each module declare its own inputs; see Layer for the one-tensor form Sequential chains.
+  /**
+   * The module's computation. Each subclass declares its own inputs and output; {@link Layer}s take and return one
+   * tensor.
+   */
   abstract forward(...inputs: never[]): unknown;
 
   /** Registers a trainable tensor (kept out of every open tidy scope) and returns it. */
@@ -63,6 +74,7 @@ export abstract class Module implements Disposable {
     return tensor;
   }
 
+  /** Registers a child module under `name` (its tensors get the prefix "name.") and returns it. */
   registerModule<M extends Module>(name: string, module: M): M {
     this.checkNewName(name);
     this.ownModules.set(name, module);
@@ -76,6 +88,7 @@ export abstract class Module implements Disposable {
     }
   }
 
+  /** The class name, for error messages. */
   protected get typeName(): string {
     return this.constructor.name;
   }
@@ -95,12 +108,15 @@ export abstract class Module implements Disposable {
     visit(this, prefix);
     return out;
   }
+  /** This module and every descendant, each once (depth-first, registration order). */
   modules(): Module[] {
     return this.namedModules().map(([, m]) => m);
   }
+  /** Direct children with their names. */
   namedChildren(): [string, Module][] {
     return [...this.ownModules];
   }
+  /** Direct children. */
   children(): Module[] {
     return [...this.ownModules.values()];
   }
@@ -109,6 +125,7 @@ export abstract class Module implements Disposable {
   namedParameters(): [string, Tensor][] {
     return this.collectUnique((m) => m.ownParameters);
   }
+  /** Every parameter of this module and its descendants, each tensor once (what an optimiser takes). */
   parameters(): Tensor[] {
     return this.namedParameters().map(([, t]) => t);
   }
@@ -116,6 +133,7 @@ export abstract class Module implements Disposable {
   namedBuffers(): [string, Tensor][] {
     return this.collectUnique((m) => m.ownBuffers);
   }
+  /** Every buffer of this module and its descendants. */
   buffers(): Tensor[] {
     return this.namedBuffers().map(([, t]) => t);
   }
@@ -144,12 +162,14 @@ export abstract class Module implements Disposable {
     }
     return module;
   }
+  /** The parameter at a dotted path ("layer1.0.conv1.weight"); throws naming the path when there is none. */
   getParameter(path: string): Tensor {
     const [owner, name] = this.splitPath(path);
     const t = owner.ownParameters.get(name);
     if (!t) throw new Error(`${this.typeName} has no parameter '${path}'`);
     return t;
   }
+  /** The buffer at a dotted path ("bn1.running_mean"); throws naming the path when there is none. */
   getBuffer(path: string): Tensor {
     const [owner, name] = this.splitPath(path);
     const t = owner.ownBuffers.get(name);
@@ -168,10 +188,12 @@ export abstract class Module implements Disposable {
     for (const [, m] of this.namedModules()) m.training = mode;
     return this;
   }
+  /** Sets evaluation mode (running statistics, no dropout) on this module and every descendant; returns this. */
   eval(): this {
     return this.train(false);
   }
 
+  /** Clears the gradients of every parameter (see {@link ZeroGradOptions} for whether they are freed or zeroed). */
   zeroGrad(options: ZeroGradOptions = {}): void {
     noGrad(() => {
       for (const p of this.parameters()) {
@@ -217,6 +239,7 @@ export abstract class Module implements Disposable {
   dispose(): void {
     for (const t of [...this.parameters(), ...this.buffers()]) t.dispose();
   }
+  /** Same as dispose(), for `using model = ...`. */
   [Symbol.dispose](): void {
     this.dispose();
   }
@@ -296,6 +319,7 @@ export abstract class Module implements Disposable {
 
 /** A module from one tensor to one tensor: what Sequential chains. */
 export interface Layer extends Module {
+  /** One tensor in, one tensor out. */
   forward(x: Tensor): Tensor;
 }
 

@@ -47,9 +47,11 @@ const FRESH_SELF_ENSEMBLE_KEYS = [`${BACKBONE}.conv1.weight`];
 
 /** A model that holds its ResNet as `backbone` (with parameter names 'backbone.*'), as a crossmax SelfEnsemble does. */
 export interface WithResNetBackbone extends Module {
+  /** The ResNet inside. */
   readonly backbone: Module;
 }
 
+/** Settings of {@link adaptPretrainedStem}. */
 export interface AdaptPretrainedOptions {
   /** Random stream for the fresh conv1 and fc. Default: libtorch's global generator. */
   generator?: Generator;

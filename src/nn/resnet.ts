@@ -7,9 +7,12 @@ import { constant_, kaimingNormal_ } from './init.js';
 import { AdaptiveAvgPool2d, BatchNorm, BatchNorm2d, Conv2d, Identity, Linear, MaxPool2d, ReLU, Sequential, pipe } from './layers.js';
 import { Module } from './module.js';
 
+/** The depths torchvision builds: 18 and 34 from basic blocks, 50, 101 and 152 from bottlenecks. */
 export type ResNetDepth = 18 | 34 | 50 | 101 | 152;
 
+/** Settings of {@link ResNet}; the defaults are torchvision's. */
 export interface ResNetOptions {
+  /** Number of layers: 18, 34, 50, 101 or 152. */
   depth: ResNetDepth;
   /** Default 1000. */
   numClasses?: number;
@@ -47,12 +50,19 @@ function conv1x1(inPlanes: number, outPlanes: number, stride: number, generator:
 
 /** Two 3x3 convolutions and a shortcut (ResNet-18/34). */
 export class BasicBlock extends Module {
+  /** Output channels per `planes` (1: the block keeps its width). */
   static readonly expansion = 1;
+  /** First 3x3 convolution (carries the stride). */
   readonly conv1: Conv2d;
+  /** BatchNorm after conv1. */
   readonly bn1: BatchNorm2d;
+  /** ReLU after bn1 and after the residual sum. */
   readonly relu: ReLU;
+  /** Second 3x3 convolution. */
   readonly conv2: Conv2d;
+  /** BatchNorm after conv2 (zero-initialised with zeroInitResidual). */
   readonly bn2: BatchNorm2d;
+  /** 1x1 convolution and BatchNorm on the shortcut when the shape changes, else null. */
   readonly downsample: Sequential | null;
 
   constructor(inPlanes: number, planes: number, options: BlockOptions) {
@@ -65,6 +75,7 @@ export class BasicBlock extends Module {
     this.downsample = options.downsample && this.registerModule('downsample', options.downsample);
   }
 
+  /** [N, in, H, W] to [N, planes, H/stride, W/stride]. */
   forward(x: Tensor): Tensor {
     // torchvision's order, with its in-place ReLUs and residual sum: fewer allocations, same values and gradients.
     const hidden = pipe(x, this.conv1, this.bn1).relu_();
@@ -79,14 +90,23 @@ export class BasicBlock extends Module {
 
 /** 1x1 reduce, 3x3 (carrying the stride), 1x1 expand by 4, and a shortcut (ResNet-50/101/152). */
 export class Bottleneck extends Module {
+  /** Output channels per `planes` (4: the block widens fourfold). */
   static readonly expansion = 4;
+  /** 1x1 convolution reducing to `planes` channels. */
   readonly conv1: Conv2d;
+  /** BatchNorm after conv1. */
   readonly bn1: BatchNorm2d;
+  /** 3x3 convolution (carries the stride, "ResNet v1.5"). */
   readonly conv2: Conv2d;
+  /** BatchNorm after conv2. */
   readonly bn2: BatchNorm2d;
+  /** 1x1 convolution expanding to 4·planes channels. */
   readonly conv3: Conv2d;
+  /** BatchNorm after conv3 (zero-initialised with zeroInitResidual). */
   readonly bn3: BatchNorm2d;
+  /** ReLU between the convolutions and after the residual sum. */
   readonly relu: ReLU;
+  /** 1x1 convolution and BatchNorm on the shortcut when the shape changes, else null. */
   readonly downsample: Sequential | null;
 
   constructor(inPlanes: number, planes: number, options: BlockOptions) {
@@ -102,6 +122,7 @@ export class Bottleneck extends Module {
     this.downsample = options.downsample && this.registerModule('downsample', options.downsample);
   }
 
+  /** [N, in, H, W] to [N, 4·planes, H/stride, W/stride]. */
   forward(x: Tensor): Tensor {
     const reduced = pipe(x, this.conv1, this.bn1).relu_();
     const spatial = pipe(reduced, this.conv2, this.bn2).relu_();
@@ -109,6 +130,7 @@ export class Bottleneck extends Module {
     return addResidual(pipe(spatial, this.conv3, this.bn3), x, this.downsample, spatial);
   }
 
+  /** The BatchNorm on the residual branch's output (bn3), whose width is the block's output width. */
   get lastBatchNorm(): BatchNorm2d {
     return this.bn3;
   }
@@ -149,7 +171,9 @@ export function resnetBlockNames(depth: ResNetDepth): string[] {
 /** The feature name of a backbone's input (what it receives after the prior and any input adapter): the notebook's layer 0. */
 export const INPUT_FEATURE = 'input';
 
+/** What {@link ResNet.forwardWithFeatures} returns. */
 export interface ResNetOutput {
+  /** [N, numClasses]. */
   logits: Tensor;
   /** The requested activations by feature name. */
   features: Map<string, Tensor>;
@@ -157,6 +181,7 @@ export interface ResNetOutput {
 
 /** Anything that exposes named intermediate activations and its own classifier, as the self-ensemble needs. */
 export interface FeatureBackbone extends Module {
+  /** Number of classes the backbone's own classifier answers. */
   readonly numClasses: number;
   /** Names of the activations forwardWithFeatures can return, from input to output. */
   featureNames(): string[];
@@ -231,19 +256,33 @@ export function convOutputSize(size: number, kernel: number, stride: number, pad
  * flattened to [N, C]): the taps of the self-ensemble's intermediate heads.
  */
 export class ResNet extends Module {
+  /** Number of layers. */
   readonly depth: ResNetDepth;
+  /** Outputs of `fc`. */
   readonly numClasses: number;
+  /** Which stem it was built with ('imagenet' for 224x224 inputs, 'cifar' for 32x32). */
   readonly stem: 'imagenet' | 'cifar';
+  /** Factor on every width (1 is torchvision's). */
   readonly widthMultiplier: number;
+  /** The stem's convolution (7x7 stride 2, or 3x3 stride 1 for the CIFAR stem). */
   readonly conv1: Conv2d;
+  /** BatchNorm after conv1. */
   readonly bn1: BatchNorm2d;
+  /** ReLU after bn1. */
   readonly relu: ReLU;
+  /** 3x3 stride-2 max-pool (ImageNet stem) or an Identity (CIFAR stem). */
   readonly maxpool: MaxPool2d | Identity;
+  /** Stage 1: stride 1, 64 planes (times widthMultiplier). */
   readonly layer1: Sequential;
+  /** Stage 2: stride 2, 128 planes. */
   readonly layer2: Sequential;
+  /** Stage 3: stride 2, 256 planes. */
   readonly layer3: Sequential;
+  /** Stage 4: stride 2, 512 planes. */
   readonly layer4: Sequential;
+  /** Global average pooling to [N, C, 1, 1]. */
   readonly avgpool: AdaptiveAvgPool2d;
+  /** The classifier, [numClasses, C]. */
   readonly fc: Linear;
 
   constructor(options: ResNetOptions) {
@@ -333,6 +372,7 @@ export class ResNet extends Module {
     return blockFeatureShapes(`ResNet-${this.depth}`, [this.conv1.outChannels, h, w], blocks, this.fc.inFeatures, [height, width]);
   }
 
+  /** Logits [N, numClasses] of images [N, inChannels, H, W]. */
   forward(x: Tensor): Tensor {
     return this.forwardWithFeatures(x, []).logits;
   }
@@ -357,10 +397,16 @@ export class ResNet extends Module {
   }
 }
 
+/** {@link ResNetOptions} without the depth, which the factory fixes. */
 export type ResNetFactoryOptions = Omit<ResNetOptions, 'depth'>;
 
+/** torchvision's resnet18 (basic blocks 2, 2, 2, 2). */
 export function resnet18(options: ResNetFactoryOptions = {}): ResNet { return new ResNet({ ...options, depth: 18 }); }
+/** torchvision's resnet34 (basic blocks 3, 4, 6, 3). */
 export function resnet34(options: ResNetFactoryOptions = {}): ResNet { return new ResNet({ ...options, depth: 34 }); }
+/** torchvision's resnet50 (bottlenecks 3, 4, 6, 3). */
 export function resnet50(options: ResNetFactoryOptions = {}): ResNet { return new ResNet({ ...options, depth: 50 }); }
+/** torchvision's resnet101 (bottlenecks 3, 4, 23, 3). */
 export function resnet101(options: ResNetFactoryOptions = {}): ResNet { return new ResNet({ ...options, depth: 101 }); }
+/** torchvision's resnet152 (bottlenecks 3, 8, 36, 3), the backbone of the paper's ImageNet-pretrained setting. */
 export function resnet152(options: ResNetFactoryOptions = {}): ResNet { return new ResNet({ ...options, depth: 152 }); }

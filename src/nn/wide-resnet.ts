@@ -15,6 +15,7 @@ import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Linear, ReLU, Sequential } from
 import { Module } from './module.js';
 import { blockFeatureShapes, runStages, type FeatureBackbone, type ResNetOutput, type Stage } from './resnet.js';
 
+/** Settings of {@link WideResNet}; defaults give WRN-28-10 for CIFAR-10. */
 export interface WideResNetOptions {
   /** Total depth d = 6n + 4 (n blocks per group). Default 28. */
   depth?: number;
@@ -34,14 +35,28 @@ export interface WideResNetOptions {
 
 /** bn-relu-conv twice, with an identity or 1x1-convolution shortcut (the pre-activation basic block). */
 export class WideBasicBlock extends Module {
+  /** BatchNorm before conv1 (pre-activation). */
   readonly bn1: BatchNorm2d;
+  /** ReLU after bn1. */
   readonly relu1: ReLU;
+  /** First 3x3 convolution (carries the stride). */
   readonly conv1: Conv2d;
+  /** BatchNorm before conv2. */
   readonly bn2: BatchNorm2d;
+  /** ReLU after bn2. */
   readonly relu2: ReLU;
+  /** Second 3x3 convolution. */
   readonly conv2: Conv2d;
+  /** 1x1 convolution on the shortcut when the width changes (it sees relu(bn1(x))), else null. */
   readonly convShortcut: Conv2d | null;
 
+  /**
+   * @param inPlanes - Input channels.
+   * @param outPlanes - Output channels.
+   * @param stride - Stride of conv1 (and of the shortcut convolution).
+   * @param dropRate - Dropout probability between the convolutions, in training mode.
+   * @param generator - Random stream for the initial weights (undefined: the global one).
+   */
   constructor(inPlanes: number, outPlanes: number, readonly stride: number, readonly dropRate: number, generator: Generator | undefined) {
     super();
     this.bn1 = this.registerModule('bn1', new BatchNorm2d(inPlanes));
@@ -56,6 +71,7 @@ export class WideBasicBlock extends Module {
       : this.registerModule('convShortcut', new Conv2d(inPlanes, outPlanes, 1, { stride, bias: false, generator }));
   }
 
+  /** [N, in, H, W] to [N, out, H/stride, W/stride]. */
   forward(x: Tensor): Tensor {
     return tidy(() => {
       const preActivated = this.relu1.forward(this.bn1.forward(x));
@@ -69,6 +85,7 @@ export class WideBasicBlock extends Module {
 
 /** A group of blocks, the reference's NetworkBlock: its blocks live in `layer` ("block1.layer.0.conv1.weight"). */
 export class WideResNetGroup extends Module {
+  /** The blocks, in order. */
   readonly layer: Sequential;
 
   constructor(blocks: number, inPlanes: number, outPlanes: number, stride: number, dropRate: number, generator: Generator | undefined) {
@@ -79,6 +96,7 @@ export class WideResNetGroup extends Module {
     }
   }
 
+  /** Applies the blocks in order. */
   forward(x: Tensor): Tensor {
     return this.layer.forward(x);
   }
@@ -93,17 +111,29 @@ export class WideResNetGroup extends Module {
  * final map); this class pools globally, so it gives the same logits at 32x32 and also runs on other sizes.
  */
 export class WideResNet extends Module implements FeatureBackbone {
+  /** Total depth d = 6n + 4. */
   readonly depth: number;
+  /** Width multiplier k. */
   readonly widenFactor: number;
+  /** Outputs of `fc`. */
   readonly numClasses: number;
+  /** Dropout probability inside every block. */
   readonly dropRate: number;
+  /** The 3x3 stem convolution to 16 channels. */
   readonly conv1: Conv2d;
+  /** Group 1: width 16k, stride 1. */
   readonly block1: WideResNetGroup;
+  /** Group 2: width 32k, stride 2. */
   readonly block2: WideResNetGroup;
+  /** Group 3: width 64k, stride 2. */
   readonly block3: WideResNetGroup;
+  /** Final BatchNorm (pre-activation layout). */
   readonly bn1: BatchNorm2d;
+  /** ReLU after bn1. */
   readonly relu: ReLU;
+  /** Global average pooling. */
   readonly avgpool: AdaptiveAvgPool2d;
+  /** The classifier, [numClasses, 64k]. */
   readonly fc: Linear;
 
   constructor(options: WideResNetOptions = {}) {
@@ -160,6 +190,7 @@ export class WideResNet extends Module implements FeatureBackbone {
     return blockFeatureShapes(`WRN-${this.depth}-${this.widenFactor}`, [this.conv1.outChannels, height, width], blocks, this.fc.inFeatures, [height, width]);
   }
 
+  /** Logits [N, numClasses] of images [N, inChannels, H, W]. */
   forward(x: Tensor): Tensor {
     return this.forwardWithFeatures(x, []).logits;
   }

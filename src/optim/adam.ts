@@ -5,6 +5,10 @@ import { native } from '../tensor/native.js';
 import { keep } from '../tensor/scope.js';
 import { Optimizer, checkNonNegative, definedOnly, type ParamGroup, type ParamsInput } from './optimizer.js';
 
+/**
+ * Hyper-parameters of {@link Adam} and {@link AdamW} (torch.optim's names in camelCase and defaults; AdamW's
+ * weightDecay default differs).
+ */
 export interface AdamOptions {
   /** Learning rate. Default 1e-3. */
   lr: number;
@@ -27,7 +31,9 @@ export interface AdamOptions {
 export type AdamState = {
   /** Steps taken (PyTorch keeps a float32 tensor; a number here, exact to 2^53). */
   step?: number;
+  /** Running average of the gradient (first moment), the parameter's shape. */
   exp_avg?: Tensor;
+  /** Running average of the squared gradient (second moment), the parameter's shape. */
   exp_avg_sq?: Tensor;
   /** Only with amsgrad. */
   max_exp_avg_sq?: Tensor;

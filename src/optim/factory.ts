@@ -11,6 +11,7 @@ export type AnyOptimizer = Optimizer<BaseOptions, ParamState>;
 
 /** The optimiser; options left out take the optimiser class's defaults (those of torch.optim). */
 export interface OptimizerSpec {
+  /** Which optimiser: {@link SGD}, {@link Adam} or {@link AdamW}. */
   kind: 'sgd' | 'adam' | 'adamw';
   /** Learning rate (the peak rate for 'onecycle'). Required for SGD; Adam/AdamW default 1e-3. */
   lr?: number;
@@ -28,6 +29,9 @@ export interface OptimizerSpec {
 
 /** The learning-rate schedule, stepped after every batch. Defaults are those of src/optim/schedules.ts. */
 export interface ScheduleSpec {
+  /**
+   * Which schedule: a constant rate, {@link CosineAnnealingLR} (with warmup), {@link OneCycleLR} or {@link StepLR}.
+   */
   kind: 'constant' | 'cosine' | 'onecycle' | 'step';
   /** cosine: steps of linear warmup from 0. Default 0. */
   warmupSteps?: number;

@@ -22,6 +22,7 @@ export type ParamsInput<O> = Tensor[] | ParamGroupInput<O>[];
 /** Per-parameter state: tensors (saved as named tensors) and numbers such as step counts (saved as JSON). */
 export type ParamState = Record<string, Tensor | number | undefined>;
 
+/** A value JSON can hold, as an optimiser's state saves its options and counters. */
 export type JsonValue = number | string | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 
 /**
@@ -34,14 +35,19 @@ export type JsonValue = number | string | boolean | null | JsonValue[] | { [key:
  * the constructor takes them, `betas` as an array) and `params`, the indices of its parameters.
  */
 export interface OptimizerStateDict {
+  /** State tensors by name (`state.<paramIndex>.<name>`). */
   tensors: Map<string, Tensor>;
+  /** Everything else: options per group and numbers per parameter. */
   json: OptimizerStateJson;
 }
 
+/** The JSON half of an {@link OptimizerStateDict}. */
 export interface OptimizerStateJson {
   /** The optimiser class ('SGD', 'Adam', 'AdamW'); loading into another class is refused. */
   optimizer: string;
+  /** Each group's options and the indices of its parameters (`params`). */
   paramGroups: ({ params: number[] } & { [option: string]: JsonValue })[];
+  /** Numbers per parameter index, such as Adam's `step`. */
   state: { [paramIndex: string]: { [name: string]: number } };
 }
 
@@ -49,6 +55,12 @@ export type { ZeroGradOptions };
 
 const STATE_TENSOR_NAME = /^state\.(\d+)\.([A-Za-z0-9_]+)$/;
 
+/**
+ * Base of the optimisers, after torch.optim.Optimizer: parameter groups with their own options (changeable between
+ * steps, as schedules do), per-parameter state created on the first step, zeroGrad, and a state dict that saves and
+ * restores everything for a resumable checkpoint. `step()` updates the parameters in place without recording
+ * gradients.
+ */
 export abstract class Optimizer<O extends BaseOptions = BaseOptions, S extends ParamState = ParamState> {
   /** Options for groups that do not set their own. */
   readonly defaults: Readonly<O>;

@@ -19,6 +19,7 @@ export interface LRSchedule {
   step(): void;
   /** The rate of each group at `step` (closed form; the optimiser is not touched). */
   lrAt(step: number): number[];
+  /** The progress to save in a checkpoint (plain JSON). */
   stateDict(): ScheduleStateDict;
   /** Restores the progress saved by stateDict(); the options are the constructor's. */
   loadStateDict(state: ScheduleStateDict): void;
@@ -26,18 +27,28 @@ export interface LRSchedule {
 
 /** A schedule's progress, plain JSON. The rates themselves live in the optimiser's state dict. */
 export interface ScheduleStateDict {
+  /** The schedule class's name; loading into another class is refused. */
   schedule: string;
+  /** Steps taken. */
   stepCount: number;
+  /** Each group's rate when the schedule was created. */
   baseLrs: number[];
+  /** Each group's rate after the last step. */
   lastLr: number[];
 }
 
 abstract class LRScheduler implements LRSchedule {
+  /** Each group's rate when the schedule was created (the rates it scales). */
   protected baseLrs: number[];
   private count = -1;
   private last: number[] = [];
 
-  /** Subclasses end their constructor with `this.step()`, which sets the step-0 rates. */
+  /**
+   * Subclasses end their constructor with `this.step()`, which sets the step-0 rates.
+   * @param name - The schedule's class name, stored in its state dict.
+   * @param optimizer - The optimiser whose groups' rates the schedule sets.
+   * @param baseLrs - Each group's base rate. Default: the groups' current `lr`.
+   */
   protected constructor(readonly name: string, readonly optimizer: AnyOptimizer, baseLrs?: number[]) {
     this.baseLrs = baseLrs ?? optimizer.paramGroups.map((g) => g.lr);
   }
@@ -78,6 +89,7 @@ abstract class LRScheduler implements LRSchedule {
 
 // ---- StepLR ---------------------------------------------------------------------------------------------------
 
+/** Settings of {@link StepLR} and {@link stepLrAt}. */
 export interface StepLROptions {
   /** Steps between decays (a positive integer). */
   stepSize: number;
@@ -98,7 +110,9 @@ export function stepLrAt(step: number, options: StepLROptions & { baseLr: number
  * closed form, which can differ from them in the last bit.
  */
 export class StepLR extends LRScheduler {
+  /** Steps between decays. */
   readonly stepSize: number;
+  /** Factor applied every stepSize steps. */
   readonly gamma: number;
 
   constructor(optimizer: AnyOptimizer, options: StepLROptions) {
@@ -115,6 +129,7 @@ export class StepLR extends LRScheduler {
     return groups.map((g) => g.lr * this.gamma);
   }
 
+  /** baseLr · gamma^⌊step / stepSize⌋ for each group. */
   override lrAt(step: number): number[] {
     return this.baseLrs.map((baseLr) => stepLrAt(step, { baseLr, stepSize: this.stepSize, gamma: this.gamma }));
   }
@@ -129,6 +144,7 @@ function resolveStepLR(options: StepLROptions): Required<StepLROptions> {
 
 // ---- cosine annealing with linear warmup ------------------------------------------------------------------------
 
+/** Settings of {@link CosineAnnealingLR} and {@link cosineLrAt}. */
 export interface CosineAnnealingOptions {
   /** Step at which the rate reaches minLr (and stays). */
   totalSteps: number;
@@ -161,8 +177,11 @@ export function cosineLrAt(step: number, options: CosineAnnealingOptions & { bas
  * drift of CosineAnnealingLR's recursive form (which matches it to about 1e-15 relative).
  */
 export class CosineAnnealingLR extends LRScheduler {
+  /** Step at which the rate reaches minLr. */
   readonly totalSteps: number;
+  /** Steps of linear warmup from 0. */
   readonly warmupSteps: number;
+  /** Final rate (the same for every group). */
   readonly minLr: number;
 
   constructor(optimizer: AnyOptimizer, options: CosineAnnealingOptions) {
@@ -176,6 +195,7 @@ export class CosineAnnealingLR extends LRScheduler {
 
   protected override computeLrs(step: number): number[] { return this.lrAt(step); }
 
+  /** Each group's rate at `step` by the closed form of {@link cosineLrAt}. */
   override lrAt(step: number): number[] {
     return this.baseLrs.map((baseLr) => cosineLrAt(step, {
       baseLr, totalSteps: this.totalSteps, warmupSteps: this.warmupSteps, minLr: this.minLr,
@@ -197,6 +217,7 @@ function resolveCosine(options: CosineAnnealingOptions): Required<CosineAnnealin
 
 // ---- OneCycleLR --------------------------------------------------------------------------------------------------
 
+/** Settings of {@link OneCycleLR} (torch.optim.lr_scheduler.OneCycleLR's, camelCase, same defaults). */
 export interface OneCycleOptions {
   /** Peak rate, one for all groups or one per group. */
   maxLr: number | number[];
@@ -250,6 +271,7 @@ export function oneCycleMomentumAt(step: number, options: OneCycleSingleOptions)
  * Formulas are PyTorch's, in the same order, so rates match it to the last bit of Math.cos.
  */
 export class OneCycleLR extends LRScheduler {
+  /** Steps in the cycle. */
   readonly totalSteps: number;
   private readonly resolved: ResolvedOneCycle;
   private readonly levels: OneCycleLevels[];
@@ -298,6 +320,7 @@ export class OneCycleLR extends LRScheduler {
     return lrs;
   }
 
+  /** Each group's 1cycle rate at `step` (see {@link oneCycleLrAt}). */
   override lrAt(step: number): number[] {
     const o = this.resolved;
     return this.levels.map((levels) => oneCycleValue(step, o, (phase, pct) => o.annealFn(levels[phase.startLr], levels[phase.endLr], pct)));

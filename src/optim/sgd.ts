@@ -4,6 +4,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { keep } from '../tensor/scope.js';
 import { Optimizer, checkNonNegative, definedOnly, type ParamGroup, type ParamsInput } from './optimizer.js';
 
+/** Hyper-parameters of {@link SGD} (torch.optim.SGD's, camelCase, same defaults). */
 export interface SgdOptions {
   /** Learning rate (required). */
   lr: number;

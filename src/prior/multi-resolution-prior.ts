@@ -31,9 +31,16 @@ import { cat, noGrad, ones, rand, randint, randn, tidy, zeros, type Device, type
 import { rollPerImage } from './roll.js';
 import { bicubicResize } from './bicubic.js';
 
+/**
+ * Which defaults the prior takes: 'paper' reproduces the official notebook with its quirks (uniform noise, the colour
+ * range used for contrast, one shared draw); 'corrected' does what the notebook's comments describe (Gaussian noise,
+ * contrast in [0.7, 1.5], independent draws).
+ */
 export type PriorPreset = 'paper' | 'corrected';
+/** The noise added to each view: amplitude · U[0, 1) ('uniform') or amplitude · N(0, 1) ('gaussian'). */
 export type PriorNoiseKind = 'uniform' | 'gaussian';
 
+/** The noise added to each view after down-sampling and after up-sampling. */
 export interface PriorNoiseOptions {
   /**
    * 'uniform': amplitude · U[0, 1), the notebook's noise (mean amplitude/2). 'gaussian': amplitude · N(0, 1),
@@ -47,6 +54,7 @@ export interface PriorNoiseOptions {
   upAmplitude?: number;
 }
 
+/** The random contrast and colour changes applied to each view, one draw per image. */
 export interface PriorJitterOptions {
   /**
    * Range of the contrast factor (adjust_contrast's contrast_factor, 1 = unchanged), or null for no contrast
@@ -71,6 +79,10 @@ export interface PriorJitterOptions {
   steps?: number | null;
 }
 
+/**
+ * Settings of the {@link MultiResolutionPrior} (section 3 of Fort & Lakshminarayanan 2024); every one defaults to the
+ * preset's value, and {@link resolvePriorConfig} writes them all out.
+ */
 export interface MultiResolutionPriorOptions {
   /** Default 'paper': the official notebook, quirks included (see the file header). */
   preset?: PriorPreset;
@@ -117,20 +129,30 @@ export interface MultiResolutionPriorOptions {
 
 /** The options with every default applied. */
 export interface ResolvedPriorConfig {
+  /** The preset whose defaults filled the gaps. */
   readonly preset: PriorPreset;
+  /** Fixed side lengths of the views, or null when they follow resolutionFactors. */
   readonly resolutions: readonly number[] | null;
+  /** View sizes relative to the input's size (1 = full resolution), used when `resolutions` is null. */
   readonly resolutionFactors: readonly number[];
+  /** Interpolation down to each view's size. */
   readonly downsample: InterpolationMode;
+  /** Interpolation back up to the input's size. */
   readonly upsample: InterpolationMode;
+  /** Whether down-sampling low-pass filters first (bilinear/bicubic only). */
   readonly antialias: boolean;
+  /** Largest circular shift in pixels on each axis (uniform integers in [−shift, shift]), 0 for none. */
   readonly shift: number;
+  /** The noise settings, or null for no noise. */
   readonly noise: Required<PriorNoiseOptions> | null;
+  /** The contrast and colour settings (see {@link PriorJitterOptions}), or null for none. */
   readonly jitter: {
     readonly contrast: readonly [number, number] | null;
     readonly color: readonly [number, number] | null;
     readonly shared: boolean;
     readonly steps: number | null;
   } | null;
+  /** Whether each view is clipped to [0, 1]. */
   readonly clip: boolean;
 }
 
@@ -141,9 +163,13 @@ export interface ResolvedPriorConfig {
 export interface PriorViewDraws {
   /** [height, width] of the down-sampled view. */
   readonly size: readonly [number, number];
+  /** Row shift per image (int64 [N]), or null. */
   readonly rowShift: Tensor | null;
+  /** Column shift per image (int64 [N]), or null. */
   readonly colShift: Tensor | null;
+  /** Contrast factor per image ([N]), or null. */
   readonly contrast: Tensor | null;
+  /** Colour amount per image ([N]), or null. */
   readonly color: Tensor | null;
   /** [N, C, size[0], size[1]] */
   readonly downNoise: Tensor | null;
@@ -167,11 +193,13 @@ const lumaWeights = [0.2989, 0.587, 0.114] as const;
  * Randomness does not depend on train()/eval(): the paper keeps it on at test time and under attack.
  */
 export class MultiResolutionPrior extends Module {
+  /** Every setting, defaults applied (what a model file stores). */
   readonly config: ResolvedPriorConfig;
   /** See MultiResolutionPriorOptions.deterministic. */
   deterministic: boolean;
   /** See MultiResolutionPriorOptions.enabled. */
   enabled: boolean;
+  /** The random stream of the views' draws; undefined uses the device's default generator. */
   generator: Generator | undefined;
 
   constructor(options: MultiResolutionPriorOptions = {}) {
@@ -193,6 +221,9 @@ export class MultiResolutionPrior extends Module {
     return this.config.resolutionFactors.map((f) => [Math.max(1, Math.round(height * f)), Math.max(1, Math.round(width * f))]);
   }
 
+  /**
+   * images [N, C, H, W] in [0, 1] to the views stacked on channels, [N, C·V, H, W]; fresh random draws every call.
+   */
   forward(images: Tensor): Tensor {
     checkImages(images);
     if (!this.enabled) return images.repeat([1, this.numViews, 1, 1]);

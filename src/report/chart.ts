@@ -5,11 +5,14 @@ import { Resvg } from '@resvg/resvg-js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { escapeXml } from './escape.js';
 
+/** How an axis maps values: linearly or logarithmically (base 10). */
 export type AxisScale = 'linear' | 'log';
 
+/** One line of a chart. */
 export interface ChartSeries {
   /** Shown in the legend and as the path's data-series attribute. */
   name: string;
+  /** x values of the points, in drawing order. */
   x: readonly number[];
   /** Same length as x; null or NaN leaves a gap in the line. */
   y: readonly (number | null)[];
@@ -19,16 +22,23 @@ export interface ChartSeries {
   markers?: boolean;
 }
 
+/** A line chart: series, labels, axes and size (see {@link lineChartSvg} and {@link lineChartPng}). */
 export interface LineChartSpec {
+  /** The lines, drawn in order. */
   series: readonly ChartSeries[];
+  /** Title above the plot. Default none. */
   title?: string;
+  /** x-axis label. Default none. */
   xLabel?: string;
+  /** y-axis label. Default none. */
   yLabel?: string;
   /** Default 'linear'. A log axis needs every value on it to be positive. */
   xScale?: AxisScale;
+  /** Default 'linear'. A log axis needs every value on it to be positive. */
   yScale?: AxisScale;
   /** Axis limits. Default: the data's extent, widened to round tick values (linear) or by 4% (log). */
   xRange?: readonly [number, number];
+  /** y-axis limits. Default: the data's extent, widened as for x. */
   yRange?: readonly [number, number];
   /** Dots at data points. Default: on for series of at most 30 points. */
   markers?: boolean;
@@ -36,9 +46,11 @@ export interface LineChartSpec {
   legend?: 'auto' | 'right' | 'bottom' | 'none';
   /** Size in CSS pixels. Default 640 × 400. */
   width?: number;
+  /** Height in CSS pixels. Default 400. */
   height?: number;
   /** Tick label text. Default: round numbers with the decimals the tick step needs. */
   xTickFormat?: (value: number) => string;
+  /** y tick label text. Default: round numbers with the decimals the tick step needs. */
   yTickFormat?: (value: number) => string;
 }
 
@@ -428,6 +440,7 @@ function hashString(text: string): string {
 
 // ---- PNG -----------------------------------------------------------------------------------------------------
 
+/** Settings of {@link lineChartPng}. */
 export interface ChartPngOptions {
   /** Device pixels per CSS pixel: 2 (default) gives a 1280 × 800 PNG for the default 640 × 400 chart. */
   pixelRatio?: number;
@@ -451,6 +464,7 @@ export function lineChartPng(spec: LineChartSpec, options: ChartPngOptions = {})
   return new Uint8Array(svg.render().asPng());
 }
 
+/** Settings of {@link saveChart}. */
 export interface SaveChartOptions extends ChartPngOptions {
   /** Default: from the path's extension, '.png' → PNG, anything else → SVG. */
   format?: 'svg' | 'png';

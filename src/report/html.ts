@@ -14,7 +14,9 @@ import { formatEstimate, type AccuracyEstimate } from '../util/statistics.js';
 
 /** A report's title, subtitle, footer date and asset folder. */
 export interface HtmlReportOptions {
+  /** The page's title (heading and <title>). */
   title: string;
+  /** A line under the title. Default none. */
   subtitle?: string;
   /** Shown in the footer when given; left out by default so equal reports are equal files. */
   generatedAt?: Date;
@@ -34,6 +36,7 @@ export type ImageSource = string | Tensor | RasterImage | Uint8Array;
 
 /** How HtmlReport.image shows one image. */
 export interface ImageOptions {
+  /** Text under the image. Default none. */
   caption?: string;
   /** Alternative text. Default: the caption. */
   alt?: string;
@@ -47,6 +50,7 @@ export interface ImageOptions {
 
 /** One image of a gallery with its caption and frame. */
 export interface GalleryItem {
+  /** The image (see {@link ImageSource}). */
   image: ImageSource;
   /** Several lines are kept ("true: cat" / "pred: dog 0.93"). */
   caption?: string;
@@ -56,6 +60,7 @@ export interface GalleryItem {
 
 /** How HtmlReport.gallery lays its images out. */
 export interface GalleryOptions {
+  /** Text under the gallery. Default none. */
   caption?: string;
   /** Displayed width of each image in CSS pixels. Default 96 (a 32×32 image at 3×). */
   imageWidth?: number;
@@ -92,14 +97,19 @@ export interface TableColumn {
 
 /** A table of records for HtmlReport.table. */
 export interface DataTable {
+  /** The columns, in order. */
   columns: readonly (TableColumn | string)[];
+  /** One object per row, keyed as the columns. */
   rows: readonly Record<string, unknown>[];
+  /** Text under the table. Default none. */
   caption?: string;
 }
 
 /** A self-contained one-page HTML report, built section by section and written by save(). */
 export class HtmlReport {
+  /** The page's title. */
   readonly title: string;
+  /** The line under the title, if any. */
   readonly subtitle: string | undefined;
   private readonly generatedAt: Date | undefined;
   private readonly assetDirectory: string;
@@ -124,6 +134,7 @@ export class HtmlReport {
     return this;
   }
 
+  /** A paragraph of plain text (escaped); returns this. */
   paragraph(text: string): this {
     this.sections.push(`<p>${escapeXml(text)}</p>`);
     return this;
@@ -157,6 +168,7 @@ export class HtmlReport {
     return this;
   }
 
+  /** One image with an optional caption; returns this. */
   image(source: ImageSource, options: ImageOptions = {}): this {
     const src = this.sourceOf(source, options.scale ?? 1);
     const style = options.width !== undefined ? ` style="width:${checkedWidth(options.width)}px"` : '';

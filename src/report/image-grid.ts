@@ -6,6 +6,7 @@
 import { tensor, tidy, type Tensor } from '../tensor/index.js';
 import { savePng } from './png.js';
 
+/** Settings of {@link imageGrid}. */
 export interface ImageGridOptions {
   /** Images per row. Default: min(N, 8), as torchvision's nrow. */
   columns?: number;
@@ -19,24 +20,37 @@ export interface ImageGridOptions {
 
 /** Where image `index` sits in the grid picture, in output pixels (x to the right, y down, from the top left). */
 export interface GridCell {
+  /** The image's index in the batch. */
   index: number;
+  /** Row, from 0 at the top. */
   row: number;
+  /** Column, from 0 at the left. */
   column: number;
+  /** Left edge in pixels. */
   x: number;
+  /** Top edge in pixels. */
   y: number;
+  /** Width in pixels. */
   width: number;
+  /** Height in pixels. */
   height: number;
 }
 
+/** Where every image sits in a grid picture. */
 export interface ImageGridLayout {
   /** Size of the whole picture in pixels. */
   width: number;
+  /** Height of the whole picture in pixels. */
   height: number;
+  /** Rows of images. */
   rows: number;
+  /** Images per row. */
   columns: number;
+  /** One cell per image, in batch order. */
   cells: GridCell[];
 }
 
+/** What {@link imageGrid} returns: the picture and its layout. */
 export interface ImageGrid extends ImageGridLayout {
   /** The picture, float32 [3, height, width] on the CPU; the caller owns (disposes) it. */
   image: Tensor;

@@ -1,3 +1,9 @@
+/**
+ * How results are shown: PNG images, image grids, SVG/PNG line charts, JSON results and JSON Lines logs, and
+ * one-page HTML reports for training, robustness and generation.
+ *
+ * @module crossmax/report
+ */
 // How results are shown: PNG images, image grids, line charts (SVG, rasterised to PNG by resvg for places
 // without SVG), JSON results, and one-page HTML reports that combine them.
 //

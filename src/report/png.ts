@@ -7,13 +7,17 @@ import { writeFileAtomic } from '../util/atomic-write.js';
 
 /** Pixels in memory: row-major, channels interleaved (H, W, C), one byte per channel. */
 export interface RasterImage {
+  /** Width in pixels. */
   width: number;
+  /** Height in pixels. */
   height: number;
   /** 1 grey, 3 RGB, 4 RGBA. */
   channels: 1 | 3 | 4;
+  /** height × width × channels bytes. */
   data: Uint8Array;
 }
 
+/** How tensors are encoded as PNG. */
 export interface PngOptions {
   /** Integer nearest-neighbour up-scaling, so a 32×32 CIFAR image can be seen (scale 4 → 128×128). Default 1. */
   scale?: number;
@@ -79,6 +83,7 @@ export function tensorToRaster(image: Tensor): RasterImage {
   return { width, height, channels: channels as 1 | 3, data };
 }
 
+/** Settings of {@link perturbationToImage}. */
 export interface PerturbationImageOptions {
   /**
    * Factor on δ = adv - clean before it is centred on grey. 'auto' (default) maps the largest |δ| in the whole

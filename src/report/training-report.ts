@@ -11,10 +11,13 @@ import { formatDifference, formatEstimate, pairedDifference, proportionEstimate,
 
 /** What a training report shows. */
 export interface TrainingReportInput {
+  /** The page's title. */
   title: string;
   /** Facts shown at the top (model, data copy, machine, timings...). */
   facts: Record<string, unknown>;
+  /** The metric records of the run (metrics.jsonl). */
   metrics: readonly MetricRecord[];
+  /** The final clean evaluation. */
   evaluation: EvaluationResult;
   /** Member names in member order (e.g. 'layer1.0', ..., 'fc'). */
   memberNames: readonly string[];
@@ -26,9 +29,13 @@ export interface TrainingReportInput {
 
 /** The files writeTrainingReport writes. */
 export interface TrainingReportFiles {
+  /** The HTML page. */
   html: string;
+  /** The training curves as PNG. */
   curvesPng: string;
+  /** The training curves as SVG. */
   curvesSvg: string;
+  /** The evaluation as JSON. */
   resultsJson: string;
 }
 

@@ -30,7 +30,9 @@ export interface AdaptiveBudget {
   steps: number;
   /** EOT draws of those attacks. */
   eot: number;
+  /** Steps and EOT draws of both stages of TransferThenRefine. */
   transfer: Required<Pick<TransferThenRefineOptions, 'transferSteps' | 'transferEot' | 'refineSteps' | 'refineEot'>>;
+  /** Queries of the Square attack. */
   squareQueries: number;
 }
 
@@ -61,9 +63,11 @@ export interface AdaptiveSuiteOptions {
   budget?: BudgetName;
   /** Overrides of the budget's APGD iterations and EOT draws. */
   steps?: number;
+  /** Override of the budget's EOT draws. */
   eot?: number;
   /** Overrides of the budget's transfer-then-refine settings. */
   transfer?: Partial<AdaptiveBudget['transfer']>;
+  /** Override of the budget's Square queries. */
   squareQueries?: number;
   /** Temperature of the soft-CrossMax surrogate (a CrossMax model only). Default 1. */
   softCrossMaxTemperature?: number;

@@ -15,6 +15,10 @@ import { type Norm, DEFAULT_EPS, checkAdversarial } from '../attacks/threat-mode
 import { describeAttack, type AttackEntry } from '../attacks/registry.js';
 import { attackInBatches, batchesOf } from './runner.js';
 
+/**
+ * AutoAttack's versions (Croce & Hein 2020): 'standard' (APGD-CE, APGD-T, FAB-T, Square) for deterministic models,
+ * 'rand' (APGD-CE and APGD-DLR with EOT 20) for randomised defences.
+ */
 export type AutoAttackVersion = 'standard' | 'rand';
 
 /** The attacks of AutoAttack's version `version` under the norm `norm` (default 'Linf'), with the reference's settings. */
@@ -37,6 +41,7 @@ export function autoAttackSuite(version: AutoAttackVersion, settings: { norm?: N
   ];
 }
 
+/** Settings of {@link AutoAttack}. */
 export interface AutoAttackOptions {
   /** The threat model. Default 'Linf'. */
   norm?: Norm;
@@ -56,42 +61,65 @@ export interface AutoAttackOptions {
   log?: (line: string) => void;
 }
 
+/** A suite run as plain JSON (what the reference logs, machine-readable). */
 export interface SuiteSummary {
+  /** 'standard', 'rand' or 'custom'. */
   version: string;
+  /** The threat model's norm. */
   norm: Norm;
+  /** The threat model's radius. */
   eps: number;
+  /** The suite's seed. */
   seed: number;
+  /** Images evaluated. */
   images: number;
+  /** The attacks run, in order, as entries (name, registered kind, options). */
   attacks: { name: string; attack: string; options: Record<string, unknown> }[];
+  /** Accuracy without attack, in [0, 1]. */
   cleanAccuracy: number;
   /** Robust accuracy after each attack, in order ('clean' first). */
   robustAccuracyAfter: Record<string, number>;
+  /** Robust accuracy after all the attacks, in [0, 1]. */
   robustAccuracy: number;
   /** Per image: null if robust, 'clean' if misclassified without attack, else the attack that broke it. */
   brokenBy: (string | null)[];
+  /** Seconds per attack (and in all). */
   seconds: Record<string, number>;
 }
 
+/** What {@link AutoAttack.run} returns. */
 export interface SuiteResult {
   /** Per image, the worst case: the adversarial example of the attack that broke it, the clean image otherwise. */
   adversarial: Tensor;
   /** Per image: no attack fooled it (and it is classified correctly). */
   robust: boolean[];
+  /** Per image: null if robust, 'clean' if misclassified without attack, else the attack that broke it. */
   brokenBy: (string | null)[];
+  /** Accuracy without attack, in [0, 1]. */
   cleanAccuracy: number;
+  /** Robust accuracy after all the attacks, in [0, 1]. */
   robustAccuracy: number;
+  /** Robust accuracy after each attack, in order ('clean' first). */
   robustAccuracyAfter: Record<string, number>;
+  /** The same as plain JSON. */
   summary: SuiteSummary;
 }
 
 /** The AutoAttack runner: construct with (model, options), call run(images, labels). */
 export class AutoAttack {
+  /** The attacked classifier. */
   readonly model: Classifier;
+  /** The suite's version. */
   readonly version: AutoAttackVersion | 'custom';
+  /** The threat model's norm. */
   readonly norm: Norm;
+  /** The threat model's radius, in [0, 1] pixel units. */
   readonly eps: number;
+  /** Seed of every attack. */
   readonly seed: number;
+  /** The attacks, in order. */
   readonly attacks: AttackEntry[];
+  /** Images per attack call. */
   readonly batchSize: number;
   private readonly onProgress: ((event: ProgressEvent) => void) | undefined;
   private readonly log: (line: string) => void;
@@ -116,6 +144,10 @@ export class AutoAttack {
     this.log = options.log ?? (() => {});
   }
 
+  /**
+   * Runs the suite on `images` [N, C, H, W] in [0, 1] with `labels` [N], each attack only on the points still robust,
+   * logging robust accuracy after each, and checking every adversarial example (inside the ball, in [0, 1]).
+   */
   run(images: Tensor, labels: Tensor): SuiteResult {
     checkAttackInputs(images, labels);
     const n = images.shape[0]!;

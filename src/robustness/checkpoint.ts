@@ -20,12 +20,15 @@ const FORMAT = 'crossmax-robustness-checkpoint-v1';
 
 /** What one attack call on one batch returned (rows in the batch's order). */
 export interface BatchOutcome {
+  /** [rows, C, H, W], the attack's result for the batch. */
   adversarial: Tensor;
+  /** Per row: the attack's own final pass misclassified it. */
   success: boolean[];
   /** Rows the attack skipped (retried with another seed; see RobustnessOptions.retryUntouched). */
   skipped: boolean[];
 }
 
+/** How {@link EvaluationCheckpoint.open} treats a folder that already holds results. */
 export interface EvaluationCheckpointOptions {
   /** Continue the evaluation the folder holds (it must belong to the same `identity`). Default false. */
   resume?: boolean;
@@ -44,6 +47,10 @@ export class EvaluationCheckpoint {
   private hits = 0;
   private misses = 0;
 
+  /**
+   * @param dir - The checkpoint folder.
+   * @param identity - What the cached results depend on (model, data, device).
+   */
   private constructor(readonly dir: string, readonly identity: Record<string, string>) {}
 
   /**

@@ -27,14 +27,17 @@ import {
 
 /** What an evaluation reports as it goes (RobustnessOptions.onProgress). */
 export interface EvaluationProgress {
+  /** Clean passes, an attack, re-evaluation of adversarial images, or the masking checks. */
   phase: 'clean' | 'attack' | 're-evaluation' | 'masking';
   /** The attack running (attack and re-evaluation phases). */
   attack: string | null;
   /** The attack's own iteration count and plan in the current batch (attack phase), else 0. */
   step: number;
+  /** Iterations the attack plans in the current batch (attack phase), else 0. */
   total: number;
   /** Images robust under the headline definition, as of the last finished attack. */
   robust: number;
+  /** Images evaluated. */
   images: number;
 }
 
@@ -78,6 +81,7 @@ export interface RobustnessOptions {
   modelName?: string;
   /** Recorded in the results (e.g. 'CIFAR-10 test, first 1000'). Default 'unspecified'. */
   dataSource?: string;
+  /** Called as the evaluation advances. */
   onProgress?: (event: EvaluationProgress) => void;
   /** Receives log lines (accuracy after each attack). Default: none. */
   log?: (line: string) => void;
@@ -90,8 +94,11 @@ export interface RobustnessOptions {
 
 /** One attack's outcome in an evaluation: how many images it ran on and fooled, the accuracies after it, per image. */
 export interface AttackEvaluation {
+  /** The entry's name. */
   name: string;
+  /** The registered kind, or 'custom'. */
   attack: string;
+  /** The entry's options. */
   options: Record<string, unknown>;
   /** Images this attack ran on. */
   attackedImages: number;
@@ -103,6 +110,7 @@ export interface AttackEvaluation {
   robustAccuracyAfter: AccuracyByDefinition;
   /** This attack alone (worst of clean and its adversarial image); null unless it ran on every point. */
   robustAccuracy: AccuracyByDefinition | null;
+  /** Time the attack took. */
   seconds: number;
   /** Per image: correct re-evaluations of this attack's adversarial image (of R), null where it did not run. */
   correctReEvaluations: (number | null)[];
@@ -124,6 +132,7 @@ export interface PerImageRobustness {
 
 /** Per image of the evaluation, in input order. */
 export interface PerImageResults {
+  /** True classes. */
   labels: number[];
   /** Correct clean passes, of R. */
   cleanCorrect: number[];
@@ -148,37 +157,58 @@ export interface PerImageResults {
 
 /** The gradient-masking checks (masking.ts) as an evaluation records them. */
 export interface MaskingResults {
+  /** Images the checks ran on. */
   images: number;
+  /** The accuracy definition the checks compare. */
   definition: AccuracyDefinition;
+  /** Each check with its verdict. */
   checks: MaskingCheck[];
+  /** Robust accuracy against eps for each sweep attack. */
   epsCurve: EpsCurvePoint[];
+  /** Time the checks took. */
   seconds: number;
 }
 
 /** Plain JSON: what writeJsonAtomic writes and crossmax's reports read. */
 export interface RobustnessResults {
+  /** Identifies the file's layout. */
   format: 'crossmax-robustness-v1';
+  /** The model's name (as given). */
   model: string;
+  /** The images' source (as given). */
   dataSource: string;
+  /** The threat model's norm. */
   norm: Norm;
+  /** The threat model's radius, in [0, 1] pixel units. */
   eps: number;
+  /** Images evaluated. */
   images: number;
+  /** R: forward passes per image when judging. */
   reEvaluations: number;
+  /** Each accuracy definition in words. */
   definitions: Record<AccuracyDefinition, string>;
+  /** The number to quote: its `value`, the accuracy `definition` it uses and its `scope` in words. */
   headline: { value: number; definition: AccuracyDefinition; scope: string };
+  /** Accuracy without attack under each definition. */
   cleanAccuracy: AccuracyByDefinition;
+  /** Each attack's results, in order. */
   attacks: AttackEvaluation[];
+  /** Robust accuracy in the worst case over all attacks, under each definition. */
   worstCase: AccuracyByDefinition;
   /** 95% intervals of every accuracy above, with its number of images (intervals.ts). */
   intervals: RobustnessIntervals;
   perImage: PerImageResults;
+  /** The gradient-masking checks, or null when skipped. */
   masking: MaskingResults | null;
+  /** The evaluation's `seed`, `batchSize`, `independent` and `retryUntouched` settings. */
   settings: { seed: number; batchSize: number; independent: boolean; retryUntouched: number };
+  /** Seconds in `total`, in the `attacks` and in the `masking` checks. */
   seconds: { total: number; attacks: number; masking: number };
 }
 
 /** What evaluateRobustness returns: the JSON results and the adversarial images. */
 export interface RobustnessEvaluation {
+  /** The results as plain JSON. */
   results: RobustnessResults;
   /** Per attack, [N, C, H, W]: its adversarial images where it ran, the clean images elsewhere (caller's scope). */
   adversarial: Map<string, Tensor>;
@@ -360,12 +390,19 @@ function evaluateRobustnessInCurrentMode(model: Classifier, images: Tensor, labe
 export interface MaskingRunOptions extends MaskingOptions {
   /** The evaluation's attacks (the defaults of mainAttack and blackBoxAttack come from them). Default none. */
   suite?: readonly AttackEntry[];
+  /** The threat model's norm. Default 'Linf'. */
   norm?: Norm;
+  /** The threat model's radius. Default 8/255. */
   eps?: number;
+  /** Seeds the attacks and passes. Default 0. */
   seed?: number;
+  /** R, passes per image. Default 10. */
   reEvaluations?: number;
+  /** Images per attack call. Default 100. */
   batchSize?: number;
+  /** Retries of skipped images (see {@link RobustnessOptions.retryUntouched}). Default 2. */
   retryUntouched?: number;
+  /** Called as the checks advance. */
   onProgress?: (event: EvaluationProgress) => void;
   /** See RobustnessOptions.checkpoint. */
   checkpoint?: EvaluationCheckpoint;

@@ -1,3 +1,10 @@
+/**
+ * The robustness protocol: AutoAttack's `standard` and `rand` suites, the adaptive suite, evaluation of stochastic
+ * defences over repeated passes (the accuracy definitions, worst case over attacks), gradient-masking checks,
+ * resumable evaluation checkpoints and transfer tables.
+ *
+ * @module crossmax/robustness
+ */
 // The robustness protocol: AutoAttack's suites and runner, the adaptive suite, the evaluation of stochastic
 // defences (re-evaluations, the accuracy definitions, worst case over attacks), gradient-masking checks,
 // evaluation checkpoints and transfer tables. The attack algorithms are in ../attacks.

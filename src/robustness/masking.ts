@@ -9,9 +9,11 @@
 import type { AccuracyByDefinition, AccuracyDefinition } from './definitions.js';
 import { scaleAttackBudget, type AttackEntry } from '../attacks/registry.js';
 
+/** One gradient-masking check and its verdict. */
 export interface MaskingCheck {
   /** 'eps-sweep', 'black-box-vs-white-box' or 'budget'. */
   name: string;
+  /** Whether the check found no sign of gradient masking. */
   passed: boolean;
   /** One sentence for people, with the numbers and the definition of accuracy they use. */
   details: string;
@@ -21,11 +23,19 @@ export interface MaskingCheck {
 
 /** One point of the accuracy-vs-eps curve: robust accuracy of `attack` at radius `eps`. */
 export interface EpsCurvePoint {
+  /** The sweep attack's name. */
   attack: string;
+  /** The radius. */
   eps: number;
+  /** Robust accuracy at that radius, under each definition. */
   robustAccuracy: AccuracyByDefinition;
 }
 
+/**
+ * Settings of the gradient-masking checks (Athalye, Carlini & Wagner 2018; Carlini et al. 2019, section 5): accuracy
+ * falls to about 0 as eps grows, a doubled budget does not keep lowering it, and a black-box attack does not beat the
+ * white-box ones.
+ */
 export interface MaskingOptions {
   /** The checks run on the first `images` images of the evaluation. Default 100. */
   images?: number;
@@ -51,22 +61,36 @@ export interface MaskingOptions {
   definition?: AccuracyDefinition;
 }
 
+/** The eps sweep's default attack: PGD on cross-entropy, 20 steps. */
 export const DEFAULT_SWEEP_ATTACK: Readonly<AttackEntry> = Object.freeze({ name: 'pgd', attack: 'pgd', options: { steps: 20, restarts: 1, loss: 'ce' as const } });
 
 const GRADIENT_ATTACKS = new Set(['apgd', 'pgd', 'fgsm', 'surrogate', 'per-head', 'transfer-then-refine']);
 
+/** The masking checks' settings with every default resolved against an evaluation's attacks. */
 export interface MaskingPlan {
+  /** Images checked. */
   images: number;
+  /** Radii of the sweep. */
   epsSweep: number[];
+  /** Attacks of the sweep. */
   sweepAttacks: AttackEntry[];
+  /** The sweep's pass threshold at the largest eps. */
   maxAccuracyAtLargestEps: number;
+  /** Largest allowed rise of accuracy with eps. */
   monotonicTolerance: number;
+  /** The attack whose budget is scaled. */
   mainAttack: AttackEntry;
+  /** Budget multiplier. */
   budgetFactor: number;
+  /** mainAttack with the budget multiplied. */
   scaledMainAttack: AttackEntry;
+  /** Largest allowed drop of accuracy with the larger budget. */
   maxBudgetDrop: number;
+  /** The black-box attack, or null to skip that check. */
   blackBoxAttack: AttackEntry | null;
+  /** Allowed margin of the black-box attack below the best white-box one. */
   blackBoxTolerance: number;
+  /** The accuracy definition compared. */
   definition: AccuracyDefinition;
 }
 

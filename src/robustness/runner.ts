@@ -87,6 +87,7 @@ export interface BatchRunSettings extends ThreatModel {
   onBatch?: (batch: readonly number[], success: readonly boolean[]) => void;
 }
 
+/** What {@link attackInBatches} returns. */
 export interface BatchRunResult {
   /** All N rows: the attack's result where it ran, the clean image elsewhere. Kept: the caller disposes it. */
   adversarial: Tensor;

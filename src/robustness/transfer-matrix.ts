@@ -20,10 +20,12 @@ import { estimatesOfPasses, type EstimateByDefinition } from './intervals.js';
 
 /** Several classifiers as one: the mean of their logits (each must return [N, classes] for the same classes). */
 export class LogitEnsemble implements Classifier {
+  /** @param models - The classifiers whose logits are averaged. */
   constructor(readonly models: readonly Classifier[]) {
     if (models.length === 0) throw new Error('LogitEnsemble needs at least one model');
   }
 
+  /** Mean of the models' logits [N, classes]. */
   forward(x: Tensor): Tensor {
     return tidy(() => {
       const logits = this.models.map((m) => m.forward(x));
@@ -34,11 +36,15 @@ export class LogitEnsemble implements Classifier {
   }
 }
 
+/** A classifier with a name for the table. */
 export interface NamedClassifier {
+  /** Row and column label. */
   name: string;
+  /** The classifier. */
   model: Classifier;
 }
 
+/** Settings of {@link transferMatrix}. */
 export interface TransferOptions {
   /** Default 'Linf'. */
   norm?: Norm;
@@ -67,6 +73,7 @@ export interface TransferOptions {
   onStep?: () => void;
 }
 
+/** Images crafted on one set of sources and how every target fares on them. */
 export interface TransferRow {
   /** Names of the sources the images were crafted on. */
   sources: string[];
@@ -78,6 +85,7 @@ export interface TransferRow {
   transferred: { target: string; accuracy: AccuracyByDefinition; intervals: EstimateByDefinition; correctPasses: number[]; firstPrediction: number[] }[];
 }
 
+/** A transfer table: rows of source sets, columns of targets (each target judged over R passes). */
 export interface TransferMatrix {
   /** Per target: accuracy on the clean images, with its 95% intervals and per-image correct passes. */
   clean: { target: string; accuracy: AccuracyByDefinition; intervals: EstimateByDefinition; correctPasses: number[] }[];

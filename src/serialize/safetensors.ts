@@ -1,3 +1,9 @@
+/**
+ * Reading and writing safetensors files (the format of Hugging Face's `safetensors`), the format of crossmax's
+ * model files and checkpoints.
+ *
+ * @module crossmax/serialize
+ */
 // The safetensors format (huggingface/safetensors): an 8-byte little-endian u64 N, N bytes of UTF-8 JSON header
 // {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {string: string}}, then the tensors' bytes,
 // offsets relative to the first byte after the header, elements little-endian and row-major.
@@ -16,6 +22,7 @@ import { type DType, dtypeCode, elementSize } from '../tensor/dtype.js';
 import { disposeAll } from '../tensor/scope.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 
+/** Element types as safetensors names them in the header; each maps to one {@link DType}. */
 export type SafetensorsDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
 const fromSafetensors: Record<SafetensorsDType, DType> = {
@@ -36,15 +43,20 @@ const METADATA_KEY = '__metadata__';
 /** The reference reader's limit; a larger header is far more likely a corrupt length than a real file. */
 const MAX_HEADER_BYTES = 100_000_000;
 
+/** Named tensors to save: a Map (keeps its order) or a plain object. */
 export type TensorDict = Map<string, Tensor> | Record<string, Tensor>;
 
 /** One tensor as the header describes it. `dataOffsets` are relative to the start of the data buffer. */
 export interface SafetensorsTensorInfo {
+  /** Element type. */
   dtype: DType;
+  /** Sizes of each dimension. */
   shape: number[];
+  /** [begin, end) byte offsets of the tensor's elements. */
   dataOffsets: [number, number];
 }
 
+/** A file's parsed header: what it holds and where, without reading the tensors. */
 export interface SafetensorsHeader {
   /** Tensors in the order of their data in the file. */
   tensors: Map<string, SafetensorsTensorInfo>;
@@ -54,18 +66,23 @@ export interface SafetensorsHeader {
   dataStart: number;
 }
 
+/** Where loaded tensors go. */
 export interface SafetensorsLoadOptions {
   /** Where the loaded tensors live. Default 'cpu'. */
   device?: Device;
 }
 
+/** Settings for decoding safetensors bytes held in memory. */
 export interface SafetensorsDecodeOptions extends SafetensorsLoadOptions {
   /** What the bytes are, for error messages (a file name, say). Default 'safetensors data'. */
   source?: string;
 }
 
+/** What a safetensors file holds: named tensors and string metadata. */
 export interface Safetensors {
+  /** The tensors by name, in the file's order; the caller owns (and disposes) them. */
   tensors: Map<string, Tensor>;
+  /** The "__metadata__" strings ({} when the file has none). */
   metadata: Record<string, string>;
 }
 

@@ -23,6 +23,10 @@ function withGradMode<T>(enabled: boolean, fn: () => T): T {
   }
 }
 
+/**
+ * Whether operations record autograd history here (false inside noGrad and inference mode), like
+ * torch.is_grad_enabled.
+ */
 export function isGradEnabled(): boolean {
   return native.isGradEnabled();
 }
@@ -42,6 +46,7 @@ export function inferenceMode<T>(fn: () => T): T {
   }
 }
 
+/** Settings of {@link grad}: seeds for the outputs and what happens to the graph. */
 export interface GradOptions {
   /** d(output)/d(output) seeds; omitted entries mean ones (outputs must then be scalars). */
   gradOutputs?: (Tensor | null)[];

@@ -2,16 +2,23 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import { native, type CpuAllocatorStats, type NativeBuildInfo } from './native.js';
 
+/**
+ * Sets libtorch's intra-op thread count (torch.set_num_threads); a positive integer. The CLI's `--threads` and
+ * CROSSMAX_NUM_THREADS end up here.
+ */
 export function setNumThreads(n: number): void {
   if (!Number.isInteger(n) || n < 1) throw new RangeError(`thread count must be a positive integer, got ${n}`);
   native.setNumThreads(n);
 }
+/** libtorch's current intra-op thread count (torch.get_num_threads). */
 export function getNumThreads(): number {
   return native.getNumThreads();
 }
+/** How the native addon was built: libtorch version, CUDA, compiler and the like (what `crossmax info` prints). */
 export function buildInfo(): NativeBuildInfo {
   return native.buildInfo();
 }
+/** True when libtorch sees at least one CUDA device (torch.cuda.is_available()). */
 export function cudaAvailable(): boolean {
   return native.buildInfo().cudaAvailable;
 }

@@ -2,8 +2,11 @@
 // handle may own 100 MB), so tensors are freed explicitly: dispose(), `using`, or a scope that frees every
 // tensor created inside it except those it returns (TensorFlow.js's tidy). Finalizers remain a fallback.
 
+/** Something holding native memory that is freed explicitly, not by the garbage collector: tensors and modules. */
 export interface Disposable {
+  /** Frees the native memory now; calling it again does nothing. */
   dispose(): void;
+  /** True once dispose() has run; using the object after that is an error. */
   readonly disposed: boolean;
 }
 

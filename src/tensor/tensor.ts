@@ -4,14 +4,23 @@ import { native, type NativeTensorHandle } from './native.js';
 import { type DType, type AnyTypedArray, dtypeCode, dtypeFromCode, dtypeOfTypedArray, typedArrayOf } from './dtype.js';
 import { trackInScope } from './scope.js';
 
+/** Where a tensor lives: the CPU, the current CUDA device, or CUDA device N ('cuda:1'), as in PyTorch. */
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
+/** Sizes of a tensor's dimensions, outermost first ([B, C, H, W] for a batch of images). */
 export type Shape = readonly number[];
+/**
+ * A tensor or a plain number; a number operand acts as a scalar (PyTorch's Scalar overloads, type-promoted the same
+ * way).
+ */
 export type TensorLike = Tensor | number;
 
 /** Options shared by every creation function. Defaults: float32 on the CPU, no gradient. */
 export interface CreationOptions {
+  /** Element type. Default 'float32'. */
   dtype?: DType;
+  /** Where the tensor is created. Default 'cpu'. */
   device?: Device;
+  /** Make the new tensor a leaf that records gradients. Default false. */
   requiresGrad?: boolean;
 }
 
@@ -125,14 +134,18 @@ const op = {
 
 /** A seedable stream of random numbers (torch.Generator). */
 export class Generator {
+  /** The native generator handle, for the addon's random ops. */
   readonly raw;
   constructor(seed: number, device: Device = 'cpu') {
     this.raw = native.newGenerator(checkSeed(seed), device);
   }
+  /** The seed the generator was last seeded with (initial_seed()). */
   get seed(): number { return native.generatorSeed(this.raw); }
+  /** Reseeds the generator (a non-negative safe integer), restarting its stream; returns this. */
   manualSeed(seed: number): this { native.generatorSeed(this.raw, checkSeed(seed)); return this; }
   /** The full state, to save in a checkpoint. */
   getState(): Tensor { return new Tensor(native.generatorState(this.raw)); }
+  /** Restores a state {@link getState} returned, so the same numbers follow again. */
   setState(state: Tensor): void { native.setGeneratorState(this.raw, state.handle); }
 }
 
@@ -161,7 +174,13 @@ function checkSeed(seed: unknown): number {
 
 // ---- the Tensor -----------------------------------------------------------------------------------------------
 
+/**
+ * A libtorch tensor (at::Tensor) with PyTorch's semantics: every op returns a new tensor (broadcasting and type
+ * promotion as in PyTorch) except the in-place ones ending in `_`, which return `this`. Native memory is freed by
+ * dispose(), `using`, or an enclosing {@link tidy} scope; the garbage collector's finalizer is only a fallback.
+ */
 export class Tensor implements Disposable {
+  /** Always true: lets code recognise a tensor without instanceof. */
   readonly isTensor = true;
   /** The native handle (one libtorch at::Tensor). */
   readonly handle: NativeTensorHandle;
@@ -171,18 +190,29 @@ export class Tensor implements Disposable {
     trackInScope(this);
   }
 
+  /** Sizes of each dimension (a fresh array). */
   get shape(): number[] { return this.handle.shape; }
+  /** Element strides of each dimension (row-major [W·H·C, W·H, W, 1] for a contiguous [B, C, H, W]). */
   get strides(): number[] { return this.handle.strides; }
+  /** Number of dimensions (0 for a scalar tensor). */
   get ndim(): number { return this.handle.dim; }
+  /** Number of elements (the product of the shape; 1 for a scalar tensor). */
   get numel(): number { return this.handle.numel; }
+  /** Element type. */
   get dtype(): DType { return dtypeFromCode(this.handle.dtype); }
+  /** The device, as libtorch names it ('cpu', 'cuda:0'). */
   get device(): string { return this.handle.device; }
+  /** True once the native memory has been freed. */
   get disposed(): boolean { return this.handle.disposed; }
+  /** Whether autograd records operations on this tensor. */
   get requiresGrad(): boolean { return this.handle.requiresGrad; }
+  /** True for a tensor not produced by a recorded operation (a parameter or input); only leaves accumulate `grad`. */
   get isLeaf(): boolean { return this.handle.isLeaf; }
   /** Version counter, bumped by every in-place change (as in PyTorch). */
   get version(): number { return this.handle.version; }
+  /** Whether the elements are laid out row-major without gaps (needed for view() and dataView()). */
   isContiguous(): boolean { return this.handle.isContiguous(); }
+  /** Size of dimension `dim` (negative counts from the end); throws when out of range. */
   size(dim: number): number {
     const s = this.shape;
     const d = dim < 0 ? dim + s.length : dim;
@@ -192,20 +222,24 @@ export class Tensor implements Disposable {
 
   /** Frees the native memory now (idempotent). */
   dispose(): void { this.handle.dispose(); }
+  /** Same as dispose(), for `using t = ...`. */
   [Symbol.dispose](): void { this.handle.dispose(); }
 
+  /** Starts (or stops) recording gradients for this leaf; returns this. */
   setRequiresGrad(value = true): this { this.handle.setRequiresGrad(value); return this; }
   /** The accumulated gradient, a new handle sharing its memory (null before any backward). */
   get grad(): Tensor | null {
     const g = this.handle.grad();
     return g ? new Tensor(g) : null;
   }
+  /** Replaces the accumulated gradient (same shape and dtype as the tensor), or clears it with null. */
   set grad(value: Tensor | null) {
     if (value && (value.shape.join() !== this.shape.join() || value.dtype !== this.dtype)) {
       throw new RangeError(`assigned grad has shape [${value.shape}] (${value.dtype}), the tensor is [${this.shape}] (${this.dtype})`);
     }
     this.handle.setGrad(value ? value.handle : null);
   }
+  /** Keeps `grad` for this non-leaf tensor after backward (PyTorch's retain_grad); returns this. */
   retainGrad(): this { this.handle.retainGrad(); return this; }
   /** Back-propagates from this tensor (a scalar unless `gradient` is given), accumulating into leaves' grad. */
   backward(gradient?: Tensor, options: { retainGraph?: boolean; createGraph?: boolean } = {}): void {
@@ -213,6 +247,7 @@ export class Tensor implements Disposable {
   }
 
   // -- data out
+  /** The value of a one-element tensor as a number (bool as 0/1; int64 beyond 2^53 loses precision). */
   item(): number {
     const v = this.handle.item();
     return typeof v === 'boolean' ? Number(v) : v;
@@ -233,6 +268,10 @@ export class Tensor implements Disposable {
   toString(): string { return `Tensor(shape=[${this.shape}], dtype=${this.dtype}, device=${this.device})`; }
 
   // -- conversion
+  /**
+   * This tensor on another device and/or as another dtype; the same tensor's data (a new handle) when nothing
+   * changes, unless `copy` is true.
+   */
   to(target: Device | DType | { device?: Device; dtype?: DType }, options: { copy?: boolean } = {}): Tensor {
     const spec = typeof target === 'string'
       ? (isDeviceName(target) ? { device: target as Device } : { dtype: target as DType })
@@ -241,53 +280,87 @@ export class Tensor implements Disposable {
     if (spec.device !== undefined) return wrap(op.toDevice(this, spec.device, dtypeCode(dtype), false, options.copy ?? false));
     return wrap(op.toDtype(this, dtypeCode(dtype), false, options.copy ?? false));
   }
+  /** As float32. */
   float(): Tensor { return this.to('float32'); }
+  /** As float64. */
   double(): Tensor { return this.to('float64'); }
+  /** As int64 (truncating toward zero). */
   long(): Tensor { return this.to('int64'); }
+  /** As int32 (truncating toward zero). */
   int(): Tensor { return this.to('int32'); }
+  /** As bool (non-zero is true). */
   bool(): Tensor { return this.to('bool'); }
+  /** A copy with its own memory, still connected to the autograd graph. */
   clone(): Tensor { return wrap(op.clone(this)); }
   /** Shares memory, cut from the autograd graph. */
   detach(): Tensor { return wrap(op.detach(this)); }
+  /** This tensor laid out row-major (itself, as a new handle, when it already is). */
   contiguous(): Tensor { return wrap(op.contiguous(this)); }
 
   // -- arithmetic (broadcasting)
+  /** this + alpha · other (broadcasting). */
   add(other: TensorLike, alpha = 1): Tensor {
     return wrap(typeof other === 'number' ? op.addScalar(this, other, alpha) : op.add(this, other, alpha));
   }
+  /** this − alpha · other (broadcasting). */
   sub(other: TensorLike, alpha = 1): Tensor {
     return wrap(typeof other === 'number' ? op.subScalar(this, other, alpha) : op.sub(this, other, alpha));
   }
   /** other - this */
   rsub(other: number): Tensor { return wrap(op.rsub(this, other)); }
+  /** Elementwise product (broadcasting). */
   mul(other: TensorLike): Tensor { return wrap(typeof other === 'number' ? op.mulScalar(this, other) : op.mul(this, other)); }
+  /** Elementwise true division (broadcasting; integer tensors give float results, as torch.div). */
   div(other: TensorLike): Tensor { return wrap(typeof other === 'number' ? op.divScalar(this, other) : op.div(this, other)); }
+  /** Python-style remainder: the result takes the sign of the divisor (torch.remainder). */
   remainder(other: number): Tensor { return wrap(op.remainder(this, other)); }
+  /** Elementwise power: this ^ exponent (a number or a broadcasting tensor). */
   pow(exponent: TensorLike): Tensor {
     return wrap(typeof exponent === 'number' ? op.powScalar(this, exponent) : op.pow(this, exponent));
   }
+  /** −this. */
   neg(): Tensor { return wrap(op.neg(this)); }
+  /** Elementwise |x|. */
   abs(): Tensor { return wrap(op.abs(this)); }
+  /** Elementwise sign: −1, 0 or 1. */
   sign(): Tensor { return wrap(op.sign(this)); }
+  /** Elementwise e^x. */
   exp(): Tensor { return wrap(op.exp(this)); }
+  /** Elementwise natural logarithm. */
   log(): Tensor { return wrap(op.log(this)); }
+  /** Elementwise log(1 + x), accurate for small x. */
   log1p(): Tensor { return wrap(op.log1p(this)); }
+  /** Elementwise square root. */
   sqrt(): Tensor { return wrap(op.sqrt(this)); }
+  /** Elementwise 1 / √x. */
   rsqrt(): Tensor { return wrap(op.rsqrt(this)); }
+  /** Elementwise x². */
   square(): Tensor { return wrap(op.square(this)); }
+  /** Elementwise 1 / x. */
   reciprocal(): Tensor { return wrap(op.reciprocal(this)); }
+  /** Elementwise round down. */
   floor(): Tensor { return wrap(op.floor(this)); }
+  /** Elementwise round up. */
   ceil(): Tensor { return wrap(op.ceil(this)); }
+  /** Elementwise round to nearest, ties to even (as torch.round). */
   round(): Tensor { return wrap(op.round(this)); }
+  /** Elementwise sine (radians). */
   sin(): Tensor { return wrap(op.sin(this)); }
+  /** Elementwise cosine (radians). */
   cos(): Tensor { return wrap(op.cos(this)); }
+  /** Elementwise max(x, 0). */
   relu(): Tensor { return wrap(op.relu(this)); }
   /** GELU; `approximate: 'tanh'` is the tanh approximation. */
   gelu(options: { approximate?: 'none' | 'tanh' } = {}): Tensor { return wrap(op.gelu(this, options.approximate ?? 'none')); }
+  /** Elementwise logistic function 1 / (1 + e^−x). */
   sigmoid(): Tensor { return wrap(op.sigmoid(this)); }
+  /** Elementwise hyperbolic tangent. */
   tanh(): Tensor { return wrap(op.tanh(this)); }
+  /** Elementwise SiLU (swish): x · sigmoid(x). */
   silu(): Tensor { return wrap(op.silu(this)); }
+  /** Softmax along `dim` (each slice sums to 1). */
   softmax(dim: number): Tensor { return wrap(op.softmax(this, dim)); }
+  /** Log-softmax along `dim`, computed stably (log of {@link softmax} without overflow). */
   logSoftmax(dim: number): Tensor { return wrap(op.logSoftmax(this, dim)); }
   /** Clamp to [min, max]; bounds are numbers or tensors (broadcast), either may be omitted. */
   clamp(min?: TensorLike | null, max?: TensorLike | null): Tensor {
@@ -296,37 +369,59 @@ export class Tensor implements Disposable {
     }
     return wrap(op.clamp(this, min ?? null, max ?? null));
   }
+  /** Elementwise maximum of two tensors (broadcasting; NaN propagates). */
   maximum(other: Tensor): Tensor { return wrap(op.maximum(this, other)); }
+  /** Elementwise minimum of two tensors (broadcasting; NaN propagates). */
   minimum(other: Tensor): Tensor { return wrap(op.minimum(this, other)); }
+  /** Matrix product with torch.matmul's rules (vectors, matrices, batched broadcasting). */
   matmul(other: Tensor): Tensor { return wrap(op.matmul(this, other)); }
+  /** Product of two 2-d matrices [n, m] · [m, p]. */
   mm(other: Tensor): Tensor { return wrap(op.mm(this, other)); }
+  /** Batched matrix product [B, n, m] · [B, m, p]. */
   bmm(other: Tensor): Tensor { return wrap(op.bmm(this, other)); }
+  /** Outer product of two vectors: [n] and [m] give [n, m]. */
   outer(other: Tensor): Tensor { return wrap(op.outer(this, other)); }
 
   // -- comparison and logic
+  /** Elementwise ==, a bool tensor. */
   eq(other: TensorLike): Tensor { return wrap(typeof other === 'number' ? op.eqScalar(this, other) : op.eq(this, other)); }
+  /** Elementwise !=, a bool tensor. */
   ne(other: TensorLike): Tensor { return wrap(typeof other === 'number' ? op.neScalar(this, other) : op.ne(this, other)); }
+  /** Elementwise <, a bool tensor. */
   lt(other: TensorLike): Tensor { return wrap(typeof other === 'number' ? op.ltScalar(this, other) : op.lt(this, other)); }
+  /** Elementwise <=, a bool tensor. */
   le(other: TensorLike): Tensor { return wrap(typeof other === 'number' ? op.leScalar(this, other) : op.le(this, other)); }
+  /** Elementwise >, a bool tensor. */
   gt(other: TensorLike): Tensor { return wrap(typeof other === 'number' ? op.gtScalar(this, other) : op.gt(this, other)); }
+  /** Elementwise >=, a bool tensor. */
   ge(other: TensorLike): Tensor { return wrap(typeof other === 'number' ? op.geScalar(this, other) : op.ge(this, other)); }
+  /** Elementwise logical not, a bool tensor. */
   logicalNot(): Tensor { return wrap(op.logicalNot(this)); }
+  /** Elementwise logical and, a bool tensor. */
   logicalAnd(other: Tensor): Tensor { return wrap(op.logicalAnd(this, other)); }
+  /** Elementwise logical or, a bool tensor. */
   logicalOr(other: Tensor): Tensor { return wrap(op.logicalOr(this, other)); }
+  /** Elementwise: true where NaN. */
   isnan(): Tensor { return wrap(op.isnan(this)); }
+  /** Elementwise: true where neither NaN nor ±Infinity. */
   isfinite(): Tensor { return wrap(op.isfinite(this)); }
+  /** A 0-d bool tensor: true when any element is non-zero. */
   any(): Tensor { return wrap(op.any(this)); }
+  /** A 0-d bool tensor: true when every element is non-zero. */
   all(): Tensor { return wrap(op.all(this)); }
   /** True when every element of both is within atol + rtol·|other|. */
   allclose(other: Tensor, options: { rtol?: number; atol?: number } = {}): boolean {
     return op.allclose(this, other, options.rtol ?? 1e-5, options.atol ?? 1e-8, false) as boolean;
   }
+  /** True when both have the same shape and the same elements (torch.equal). */
   equal(other: Tensor): boolean { return op.equal(this, other) as boolean; }
 
   // -- reductions
+  /** Sum over everything (a 0-d tensor) or over `dim`. */
   sum(options: ReduceOptions = {}): Tensor {
     return wrap(options.dim === undefined ? op.sumAll(this) : op.sumDim(this, dims(options.dim), options.keepdim ?? false));
   }
+  /** Mean over everything (a 0-d tensor) or over `dim`. */
   mean(options: ReduceOptions = {}): Tensor {
     return wrap(options.dim === undefined ? op.meanAll(this) : op.meanDim(this, dims(options.dim), options.keepdim ?? false));
   }
@@ -338,6 +433,7 @@ export class Tensor implements Disposable {
     const [values, indices] = wrapPair(op.maxDim(this, options.dim, options.keepdim ?? false));
     return { values, indices };
   }
+  /** Minimum over everything (a scalar tensor) or, with a dim, values and indices. */
   min(): Tensor;
   min(options: { dim: number; keepdim?: boolean }): { values: Tensor; indices: Tensor };
   min(options?: { dim: number; keepdim?: boolean }): Tensor | { values: Tensor; indices: Tensor } {
@@ -345,14 +441,19 @@ export class Tensor implements Disposable {
     const [values, indices] = wrapPair(op.minDim(this, options.dim, options.keepdim ?? false));
     return { values, indices };
   }
+  /** Maximum values only (no indices), over everything or over one or more dims (torch.amax). */
   amax(options: ReduceOptions = {}): Tensor { return wrap(op.amax(this, dims(options.dim) ?? [], options.keepdim ?? false)); }
+  /** Minimum values only, over everything or over one or more dims (as torch.amin). */
   amin(options: ReduceOptions = {}): Tensor { return wrap(op.amin(this, dims(options.dim) ?? [], options.keepdim ?? false)); }
+  /** Index of the largest element (int64), of the flattened tensor or along `dim`. */
   argmax(options: { dim?: number; keepdim?: boolean } = {}): Tensor { return wrap(op.argmax(this, options.dim ?? null, options.keepdim ?? false)); }
+  /** Index of the smallest element (int64), of the flattened tensor or along `dim`. */
   argmin(options: { dim?: number; keepdim?: boolean } = {}): Tensor { return wrap(op.argmin(this, options.dim ?? null, options.keepdim ?? false)); }
   /** Standard deviation; `correction` 1 (default) is the unbiased estimator, 0 the population one. */
   std(options: ReduceOptions & { correction?: number } = {}): Tensor {
     return wrap(op.std(this, dims(options.dim), options.correction ?? 1, options.keepdim ?? false));
   }
+  /** Variance; `correction` 1 (default) is the unbiased estimator, 0 the population one. */
   var(options: ReduceOptions & { correction?: number } = {}): Tensor {
     return wrap(op.var(this, dims(options.dim), options.correction ?? 1, options.keepdim ?? false));
   }
@@ -361,18 +462,27 @@ export class Tensor implements Disposable {
     if (options.dim === undefined) return wrap(op.normAll(this, options.p ?? 2));
     return wrap(op.norm(this, options.p ?? 2, dims(options.dim), options.keepdim ?? false));
   }
+  /** Product of all elements, a 0-d tensor. */
   prod(): Tensor { return wrap(op.prod(this)); }
+  /** log(Σ exp(x)) over `dim`, computed stably. */
   logsumexp(options: { dim: number | number[]; keepdim?: boolean }): Tensor {
     return wrap(op.logsumexp(this, dims(options.dim), options.keepdim ?? false));
   }
+  /** Running sum along `dim`. */
   cumsum(dim: number): Tensor { return wrap(op.cumsum(this, dim)); }
+  /** Values sorted along `dim` (default the last, ascending) and the indices they came from. */
   sort(options: { dim?: number; descending?: boolean } = {}): { values: Tensor; indices: Tensor } {
     const [values, indices] = wrapPair(op.sort(this, options.dim ?? -1, options.descending ?? false));
     return { values, indices };
   }
+  /** Indices that sort along `dim` (default the last, ascending). */
   argsort(options: { dim?: number; descending?: boolean } = {}): Tensor {
     return wrap(op.argsort(this, options.dim ?? -1, options.descending ?? false));
   }
+  /**
+   * The k largest (default) or smallest values along `dim` (default the last) and their indices, sorted unless
+   * `sorted` is false.
+   */
   topk(k: number, options: { dim?: number; largest?: boolean; sorted?: boolean } = {}): { values: Tensor; indices: Tensor } {
     const [values, indices] = wrapPair(op.topk(this, k, options.dim ?? -1, options.largest ?? true, options.sorted ?? true));
     return { values, indices };
@@ -392,64 +502,104 @@ export class Tensor implements Disposable {
   }
 
   // -- indexing
+  /**
+   * Picks values along `dim` at `index` (same rank as this): out[i][j] = this[index[i][j]][j] for dim 0, as
+   * torch.gather.
+   */
   gather(dim: number, index: Tensor): Tensor { return wrap(op.gather(this, dim, index)); }
+  /** A copy with `src` (or a number) written at `index` along `dim`, the inverse of {@link gather}. */
   scatter(dim: number, index: Tensor, src: TensorLike): Tensor {
     return wrap(typeof src === 'number' ? op.scatterValue(this, dim, index, src) : op.scatter(this, dim, index, src));
   }
+  /** A copy with `src` added at `index` along `dim` (repeated indices accumulate). */
   scatterAdd(dim: number, index: Tensor, src: Tensor): Tensor { return wrap(op.scatterAdd(this, dim, index, src)); }
+  /** The entries at `index` (a 1-d int64 tensor) along `dim`. */
   indexSelect(dim: number, index: Tensor): Tensor { return wrap(op.indexSelect(this, dim, index)); }
   /** Advanced indexing, x[i0, i1, ...] with index tensors (null keeps a dimension whole). */
   index(indices: (Tensor | null)[]): Tensor { return wrap(op.index(this, indices)); }
+  /** A copy with `value` where the bool `mask` (broadcasting) is true. */
   maskedFill(mask: Tensor, value: TensorLike): Tensor {
     return wrap(typeof value === 'number' ? op.maskedFill(this, mask, value) : op.maskedFillTensor(this, mask, value));
   }
+  /** The elements where `mask` is true, as a 1-d tensor. */
   maskedSelect(mask: Tensor): Tensor { return wrap(op.maskedSelect(this, mask)); }
+  /** Indices of the non-zero elements, [count, ndim] int64. */
   nonzero(): Tensor { return wrap(op.nonzero(this)); }
+  /**
+   * One-hot encoding of an int64 tensor of class indices: a new last dimension of size `numClasses` (−1: max + 1),
+   * int64.
+   */
   oneHot(numClasses = -1): Tensor { return wrap(op.oneHot(this, numClasses)); }
 
   // -- shape
+  /** The same elements in a new shape (a view when possible, a copy otherwise); one size may be −1. */
   reshape(shape: Shape): Tensor { return wrap(op.reshape(this, [...shape])); }
+  /** A view with a new shape sharing memory; the tensor must be contiguous enough (else use reshape). */
   view(shape: Shape): Tensor { return wrap(op.view(this, [...shape])); }
+  /** The dimensions reordered: output dimension i is input dimension order[i] (a view). */
   permute(order: Shape): Tensor { return wrap(op.permute(this, [...order])); }
+  /** Swaps two dimensions (a view). */
   transpose(dim0: number, dim1: number): Tensor { return wrap(op.transpose(this, dim0, dim1)); }
+  /** Merges dimensions startDim..endDim (inclusive) into one. */
   flatten(startDim = 0, endDim = -1): Tensor { return wrap(op.flatten(this, startDim, endDim)); }
+  /** Splits dimension `dim` into `sizes` (inverse of flatten). */
   unflatten(dim: number, sizes: Shape): Tensor { return wrap(op.unflatten(this, dim, [...sizes])); }
+  /** Removes size-1 dimensions: all of them, or only `dim`. */
   squeeze(dim?: number): Tensor { return wrap(dim === undefined ? op.squeeze(this) : op.squeezeDim(this, dim)); }
+  /** Inserts a size-1 dimension at `dim`. */
   unsqueeze(dim: number): Tensor { return wrap(op.unsqueeze(this, dim)); }
+  /** A broadcast view to `shape` (−1 keeps a size); no copy. */
   expand(shape: Shape): Tensor { return wrap(op.expand(this, [...shape])); }
+  /** A broadcast view to `other`'s shape. */
   expandAs(other: Tensor): Tensor { return wrap(op.expandAs(this, other)); }
+  /** Tiles the tensor `repeats[i]` times along dimension i (torch.Tensor.repeat; copies). */
   repeat(repeats: Shape): Tensor { return wrap(op.repeat(this, [...repeats])); }
+  /** Repeats each element `repeats` times along `dim` (of the flattened tensor when omitted). */
   repeatInterleave(repeats: number, dim?: number): Tensor { return wrap(op.repeatInterleave(this, repeats, dim ?? null)); }
   /** Elements start..end (exclusive, negatives count from the end) with a step, along `dim`. */
   slice(dim: number, start?: number | null, end?: number | null, step = 1): Tensor {
     return wrap(op.slice(this, dim, start ?? null, end ?? null, step));
   }
+  /** `length` entries from `start` along `dim` (a view). */
   narrow(dim: number, start: number, length: number): Tensor { return wrap(op.narrow(this, dim, start, length)); }
+  /** Entry `index` along `dim`, that dimension removed (a view). */
   select(dim: number, index: number): Tensor { return wrap(op.select(this, dim, index)); }
+  /** Splits into `chunks` nearly equal views along `dim` (the last may be smaller). */
   chunk(chunks: number, dim = 0): Tensor[] { return wrapList(op.chunk(this, chunks, dim)); }
+  /** Splits along `dim` into views of `size` each (the last may be smaller) or of the given sizes. */
   split(sizeOrSizes: number | number[], dim = 0): Tensor[] {
     return wrapList(typeof sizeOrSizes === 'number' ? op.split(this, sizeOrSizes, dim) : op.splitSizes(this, sizeOrSizes, dim));
   }
+  /** Reverses the order along each of the given dimensions (copies). */
   flip(dimsToFlip: number[]): Tensor { return wrap(op.flip(this, dimsToFlip)); }
+  /**
+   * Shifts elements cyclically by `shifts` along the given dimensions (elements leaving one end enter at the other).
+   */
   roll(shifts: number | number[], dimsToRoll: number | number[]): Tensor {
     return wrap(op.roll(this, typeof shifts === 'number' ? [shifts] : shifts, typeof dimsToRoll === 'number' ? [dimsToRoll] : dimsToRoll));
   }
+  /** Lower triangle of the last two dimensions (above `diagonal` zeroed). */
   tril(diagonal = 0): Tensor { return wrap(op.tril(this, diagonal)); }
+  /** Upper triangle of the last two dimensions (below `diagonal` zeroed). */
   triu(diagonal = 0): Tensor { return wrap(op.triu(this, diagonal)); }
 
   // -- in place (return this). Under noGrad() these update parameters without recording.
+  /** In place: this += alpha · other; returns this. */
   add_(other: TensorLike, alpha = 1): this {
     if (typeof other === 'number') op.addScalar_(this, other, alpha); else op.add_(this, other, alpha);
     return this;
   }
+  /** In place: this −= alpha · other; returns this. */
   sub_(other: TensorLike, alpha = 1): this {
     if (typeof other === 'number') op.subScalar_(this, other, alpha); else op.sub_(this, other, alpha);
     return this;
   }
+  /** In place: this ·= other; returns this. */
   mul_(other: TensorLike): this {
     if (typeof other === 'number') op.mulScalar_(this, other); else op.mul_(this, other);
     return this;
   }
+  /** In place: this /= other; returns this. */
   div_(other: TensorLike): this {
     if (typeof other === 'number') op.divScalar_(this, other); else op.div_(this, other);
     return this;
@@ -458,24 +608,37 @@ export class Tensor implements Disposable {
   addcmul_(t1: Tensor, t2: Tensor, value = 1): this { op.addcmul_(this, t1, t2, value); return this; }
   /** this += value · t1 / t2 */
   addcdiv_(t1: Tensor, t2: Tensor, value = 1): this { op.addcdiv_(this, t1, t2, value); return this; }
+  /** In place: this += weight · (end − this); returns this. */
   lerp_(end: Tensor, weight: number): this { op.lerp_(this, end, weight); return this; }
+  /** In place: clamps to [min, max] (either may be null; numbers or broadcasting tensors); returns this. */
   clamp_(min?: TensorLike | null, max?: TensorLike | null): this {
     if (min instanceof Tensor || max instanceof Tensor) withTensorBounds(min, max, (lo, hi) => op.clampTensor_(this, lo, hi));
     else op.clamp_(this, min ?? null, max ?? null);
     return this;
   }
+  /** In place: elementwise square root; returns this. */
   sqrt_(): this { op.sqrt_(this); return this; }
+  /** In place: max(x, 0); returns this. */
   relu_(): this { op.relu_(this); return this; }
+  /** In place: copies `src` (broadcasting, converting dtype and device) into this; returns this. */
   copy_(src: Tensor): this { op.copy_(this, src, false); return this; }
+  /** In place: sets every element to 0; returns this. */
   zero_(): this { op.zero_(this); return this; }
+  /** In place: sets every element to `value`; returns this. */
   fill_(value: number): this { op.fill_(this, value); return this; }
+  /** In place: writes `value` where the bool `mask` is true; returns this. */
   maskedFill_(mask: Tensor, value: number): this { op.maskedFill_(this, mask, value); return this; }
+  /** In place: fills with uniform numbers on [from, to), from `generator` or the default one; returns this. */
   uniform_(from = 0, to = 1, generator?: Generator): this { op.uniform_(this, from, to, generator?.raw ?? null); return this; }
+  /** In place: fills with normal numbers N(mean, std²), from `generator` or the default one; returns this. */
   normal_(mean = 0, std = 1, generator?: Generator): this { op.normal_(this, mean, std, generator?.raw ?? null); return this; }
 }
 
+/** Where a reduction runs. */
 export interface ReduceOptions {
+  /** Dimension(s) to reduce; default all of them. */
   dim?: number | readonly number[];
+  /** Keep reduced dimensions with size 1 (so the result broadcasts against the input). Default false. */
   keepdim?: boolean;
 }
 
@@ -527,12 +690,15 @@ function checkCount(what: string, n: number): void {
 const dt = (o: CreationOptions) => dtypeCode(o.dtype ?? 'float32');
 const dev = (o: CreationOptions) => o.device ?? null;
 
+/** A tensor of zeros (float32 on the CPU unless options say otherwise). */
 export function zeros(shape: Shape, options: CreationOptions = {}): Tensor {
   return created(op.zeros(checkShape(shape), dt(options), null, dev(options)), options);
 }
+/** A tensor of ones (float32 on the CPU unless options say otherwise). */
 export function ones(shape: Shape, options: CreationOptions = {}): Tensor {
   return created(op.ones(checkShape(shape), dt(options), null, dev(options)), options);
 }
+/** A tensor filled with `value` (float32 on the CPU unless options say otherwise). */
 export function full(shape: Shape, value: number, options: CreationOptions = {}): Tensor {
   return created(op.full(checkShape(shape), value, dt(options), null, dev(options)), options);
 }
@@ -540,14 +706,21 @@ export function full(shape: Shape, value: number, options: CreationOptions = {})
 export function empty(shape: Shape, options: CreationOptions = {}): Tensor {
   return created(op.empty(checkShape(shape), dt(options), null, dev(options)), options);
 }
+/** Zeros with `t`'s shape, dtype and device. */
 export function zerosLike(t: Tensor): Tensor { return wrap(op.zerosLike(t)); }
+/** Ones with `t`'s shape, dtype and device. */
 export function onesLike(t: Tensor): Tensor { return wrap(op.onesLike(t)); }
+/** `value` everywhere, with `t`'s shape, dtype and device. */
 export function fullLike(t: Tensor, value: number): Tensor { return wrap(op.fullLike(t, value)); }
+/** Uninitialised memory with `t`'s shape, dtype and device (write every element before reading). */
 export function emptyLike(t: Tensor): Tensor { return wrap(op.emptyLike(t)); }
+/** Uniform on [0, 1) with `t`'s shape, dtype and device, from the default generator. */
 export function randLike(t: Tensor): Tensor { return wrap(op.randLike(t)); }
+/** Standard normal with `t`'s shape, dtype and device, from the default generator. */
 export function randnLike(t: Tensor): Tensor { return wrap(op.randnLike(t)); }
 
 export interface RandomOptions extends CreationOptions {
+  /** Where the random numbers come from. Default: libtorch's default generator (seeded by {@link manualSeed}). */
   generator?: Generator;
 }
 /** Uniform on [0, 1). */
@@ -572,10 +745,12 @@ export function arange(start: number, end?: number, step = 1, options: CreationO
   const [s, e] = end === undefined ? [0, start] : [start, end];
   return created(op.arange(s, e, step, dt(options), null, dev(options)), options);
 }
+/** `steps` evenly spaced values from start to end, both included. */
 export function linspace(start: number, end: number, steps: number, options: CreationOptions = {}): Tensor {
   checkCount('linspace steps', steps);
   return created(op.linspace(start, end, steps, dt(options), null, dev(options)), options);
 }
+/** The n × n identity matrix. */
 export function eye(n: number, options: CreationOptions = {}): Tensor {
   checkCount('eye', n);
   return created(op.eye(n, dt(options), null, dev(options)), options);
@@ -630,6 +805,7 @@ function holdsRawElementsOf(data: AnyTypedArray, dtype: DType): boolean {
   return dtypeOfTypedArray(data) === dtype || (dtype === 'bool' && data instanceof Uint8Array);
 }
 
+/** Numbers nested in arrays, one level per dimension (rectangular), as {@link tensor} takes them. */
 export type NestedNumbers = number[] | NestedNumbers[];
 
 /** The shape of nested arrays, which must be rectangular (every sibling of the same length and depth). */
@@ -670,7 +846,9 @@ function fillTyped(dtype: DType, values: number[]): AnyTypedArray {
 
 // ---- functions over several tensors --------------------------------------------------------------------------
 
+/** Joins tensors along an existing dimension `dim` (all other sizes equal). */
 export function cat(tensors: Tensor[], dim = 0): Tensor { return wrap(op.cat(tensors, dim)); }
+/** Joins same-shaped tensors along a new dimension `dim`. */
 export function stack(tensors: Tensor[], dim = 0): Tensor { return wrap(op.stack(tensors, dim)); }
 /** Elementwise condition ? a : b (broadcasting; a or b may be numbers). */
 export function where(condition: Tensor, a: TensorLike, b: TensorLike): Tensor {

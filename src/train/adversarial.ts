@@ -7,8 +7,10 @@
 import { Module, withEvalMode } from '../nn/module.js';
 import { cat, enableGrad, grad, randLike, tidy, type Tensor } from '../tensor/index.js';
 
+/** The attack adversarial training uses: one FGSM step, or PGD (Madry et al. 2018). */
 export type AdversarialAttackKind = 'fgsm' | 'pgd';
 
+/** Settings of adversarial training (L∞, pixel values in [0, 1]). */
 export interface AdversarialTrainingOptions {
   /** 'fgsm': one signed-gradient step of size eps. 'pgd': `steps` projected signed-gradient steps. */
   attack: AdversarialAttackKind;
@@ -33,6 +35,7 @@ export interface AdversarialTrainingOptions {
   objective?: 'training' | 'output';
 }
 
+/** {@link AdversarialTrainingOptions} with every default applied. */
 export type ResolvedAdversarialOptions = Required<AdversarialTrainingOptions>;
 
 /** The options with defaults applied and checked. */

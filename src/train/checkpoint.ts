@@ -19,7 +19,9 @@ import type { ScheduleStateDict } from '../optim/schedules.js';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../serialize/safetensors.js';
 import { disposeAll, type Tensor } from '../tensor/index.js';
 
+/** The format name a training checkpoint's metadata carries, by which one is recognised. */
 export const CHECKPOINT_FORMAT = 'crossmax-training-checkpoint';
+/** The checkpoint layout this code writes and reads. */
 export const CHECKPOINT_VERSION = 1;
 
 const MODEL_PREFIX = 'model.';
@@ -28,6 +30,7 @@ const RNG_PREFIX = 'rng.';
 /** The name of libtorch's default CPU generator among the checkpoint's generator states. */
 export const DEFAULT_GENERATOR = 'default';
 
+/** A JSON object (the options and records a checkpoint stores). */
 export type JsonObject = { [key: string]: JsonValue };
 
 /** Where a run stands: the next batch to train. batch = batches per epoch means the epoch's end-of-epoch work is due. */
@@ -44,12 +47,15 @@ export interface TrainingPosition {
   completed: boolean;
 }
 
+/** Everything besides tensors that a resumed run needs to continue bit for bit. */
 export interface TrainingCheckpointState {
+  /** The next batch to train. */
   position: TrainingPosition;
   /** The current phase's optimiser state (tensors are stored separately). */
   optimizer: OptimizerStateJson;
   /** The current phase's schedule state; null for a constant rate. */
   schedule: ScheduleStateDict | null;
+  /** The data loader's `seed` (its order and augmentation follow from it and the position). */
   loader: { seed: number };
   /** Metric records written so far, in order (the metrics file is rewritten from these on resume). */
   metrics: JsonObject[];
@@ -61,11 +67,15 @@ export interface TrainingCheckpointState {
   writtenAt: string;
 }
 
+/** What a training checkpoint holds besides tensors. */
 export interface TrainingCheckpointContents {
+  /** The run's options as JSON; a resumed run must be given the same. */
   options: JsonObject;
+  /** Where the run stands. */
   state: TrainingCheckpointState;
 }
 
+/** A checkpoint as read back: its JSON parts and its tensors. */
 export interface LoadedTrainingCheckpoint extends TrainingCheckpointContents {
   /** The model's state dict. The caller disposes these tensors (and the others below). */
   model: Map<string, Tensor>;
@@ -75,13 +85,22 @@ export interface LoadedTrainingCheckpoint extends TrainingCheckpointContents {
   generators: Map<string, Tensor>;
 }
 
+/**
+ * A training checkpoint that cannot be used (missing, corrupt, another format or version); the message names the file
+ * and the problem.
+ */
 export class CheckpointError extends Error {
+  /**
+   * @param path - The checkpoint file.
+   * @param problem - What is wrong with it.
+   */
   constructor(readonly path: string, problem: string) {
     super(`training checkpoint '${path}': ${problem}`);
     this.name = 'CheckpointError';
   }
 }
 
+/** What {@link writeTrainingCheckpoint} stores. */
 export interface WriteCheckpointInput extends TrainingCheckpointContents {
   /** The model's state dict (e.g. model.stateDict()); not disposed here. */
   model: Map<string, Tensor>;

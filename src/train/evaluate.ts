@@ -27,6 +27,7 @@ export interface TrainableModel extends Module {
   readonly heads?: readonly Module[] | Module;
 }
 
+/** Settings of {@link evaluate}. */
 export interface EvaluateOptions {
   /** Images per forward pass. Default 256. */
   batchSize?: number;
@@ -42,27 +43,40 @@ export interface EvaluateOptions {
   progress?: boolean | ProgressOptions;
 }
 
+/** One image's prediction, for a look at examples. */
 export interface SamplePrediction {
   /** Index in the dataset. */
   index: number;
+  /** The class the model's output predicts. */
   predicted: number;
+  /** The true class. */
   label: number;
   /** Each member's predicted class (empty for a single-output model). */
   memberVotes: number[];
 }
 
+/** Accuracy of one extra aggregator on the same member logits. */
 export interface AggregatorAccuracy {
+  /** The aggregator's name, e.g. 'mean-logits'. */
   name: string;
+  /** Accuracy in [0, 1]. */
   accuracy: number;
+  /** Images it classified correctly. */
   correct: number;
 }
 
+/**
+ * Clean accuracy of a model on a dataset, with every member's, each extra aggregator's, per class and a confusion
+ * matrix.
+ */
 export interface EvaluationResult {
+  /** The dataset's name, e.g. 'cifar10/test'. */
   dataset: string;
   /** Images evaluated. */
   count: number;
   /** Accuracy of the model's output (the aggregated output of a self-ensemble), in [0, 1]. */
   accuracy: number;
+  /** Images the model's output classified correctly. */
   correct: number;
   /** Accuracy of each member alone, in member order (empty for a single-output model). */
   memberAccuracies: number[];
@@ -72,6 +86,7 @@ export interface EvaluationResult {
   confusion: number[][];
   /** Accuracy of the model's output on each class's images (NaN for a class with none). */
   perClassAccuracy: number[];
+  /** Predictions of the first few images. */
   samples: SamplePrediction[];
   /**
    * How the output accuracy was obtained: 'shared-pass' (the model's aggregator on the same member logits as the

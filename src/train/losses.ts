@@ -11,11 +11,13 @@
 import { crossEntropy } from '../nn/functional.js';
 import { tensor, tidy, type Device, type Tensor } from '../tensor/index.js';
 
+/** Settings of the classification losses. */
 export interface ClassificationLossOptions {
   /** Label smoothing ε (Szegedy et al. 2016): targets (1 − ε)·onehot + ε/C. Default 0. */
   labelSmoothing?: number;
 }
 
+/** Settings of the self-ensemble's training loss: label smoothing and the members' weights. */
 export interface EnsembleLossOptions extends ClassificationLossOptions {
   /**
    * Weight of each member's cross-entropy, in member order; normalised to sum to 1. Default: equal weights (the

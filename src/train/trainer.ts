@@ -57,9 +57,16 @@ import { classificationLoss, memberWeightTensor, selfEnsembleLoss } from './loss
 /** The specs TrainOptions takes, defined beside their factories in optim/factory.ts. */
 export type { OptimizerSpec, ScheduleSpec } from '../optim/factory.js';
 
+/**
+ * What is trained: 'from-scratch' and 'fine-tune' train every trainable parameter (they differ only in the weights
+ * the caller starts from); 'heads' freezes the backbone and trains only the heads (the paper's setting for a
+ * pretrained backbone).
+ */
 export type TrainingMode = 'from-scratch' | 'fine-tune' | 'heads';
 
+/** Where training is, passed to a per-step callback. */
 export interface TrainStepInfo {
+  /** Training phase, 0-based (one per head when heads train one at a time). */
   phase: number;
   /** 0-based epoch within the phase. */
   epoch: number;
@@ -67,16 +74,19 @@ export interface TrainStepInfo {
   batch: number;
   /** Optimiser steps taken so far, this one included. */
   globalStep: number;
+  /** This step's training loss (mean per image). */
   loss: number;
 }
 
 /** A line of metrics.jsonl. Epochs and batches are counted from 1 here; timing fields vary run to run. */
 export interface MetricRecord {
+  /** 'step': a logging window; 'epoch': the end of an epoch. */
   type: 'step' | 'epoch';
   /** Only when training has several phases (one head at a time). */
   phase?: number;
   /** The member trained in this phase (one head at a time). */
   member?: number;
+  /** Epoch, counted from 1. */
   epoch: number;
   /** Step records: the batch within the epoch. */
   batch?: number;
@@ -91,7 +101,9 @@ export interface MetricRecord {
   accuracy: number;
   /** Learning rate of the last step (first parameter group). */
   lr: number;
+  /** Training throughput over the span. */
   imagesPerSecond: number;
+  /** Training time so far, in seconds. */
   elapsedSeconds: number;
   /** Epoch records, when evaluated: clean test accuracy of the output and of each member. */
   test?: { accuracy: number; memberAccuracies: number[]; count: number };
@@ -100,8 +112,14 @@ export interface MetricRecord {
 /** Fields of a MetricRecord that depend on timing, not on the computation. */
 export const TIMING_FIELDS: readonly string[] = ['imagesPerSecond', 'elapsedSeconds'];
 
+/**
+ * Settings of {@link train}: the model, data, recipe and where results go. The model file, metrics and checkpoint are
+ * written into `outDir`.
+ */
 export interface TrainOptions {
+  /** The model to train (a {@link SelfEnsemble} or any classifier module). */
   model: TrainableModel;
+  /** Training images. */
   trainSet: ImageClassificationDataset;
   /** Evaluated after every `evalEvery` epochs; none when left out. */
   testSet?: ImageClassificationDataset;
@@ -111,6 +129,7 @@ export interface TrainOptions {
   epochs: number;
   /** Default 128. */
   batchSize?: number;
+  /** The optimiser and its hyper-parameters. */
   optimizer: OptimizerSpec;
   /** Default { kind: 'constant' }. */
   schedule?: ScheduleSpec;
@@ -189,43 +208,70 @@ export interface TrainOptions {
   onEpochEnd?: (record: MetricRecord) => void;
 }
 
+/** summary.json: what a finished run did, in one object. */
 export interface TrainSummary {
+  /** Identifies the file. */
   format: 'crossmax-training-summary';
+  /** The training mode. */
   mode: TrainingMode;
+  /** Training phases run. */
   phases: number;
+  /** Epochs per phase. */
   epochs: number;
+  /** Optimiser steps in all. */
   steps: number;
   /** The last evaluation of each epoch record that has one. */
   finalTest: MetricRecord['test'] | null;
+  /** Mean training loss of the last epoch (null when none ran). */
   finalTrainLoss: number | null;
+  /** Training accuracy of the last epoch (null when none ran). */
   finalTrainAccuracy: number | null;
+  /** Training time in seconds, over all resumed parts. */
   elapsedSeconds: number;
   /** Global steps at which this run was resumed from a checkpoint. */
   resumedAtSteps: number[];
+  /** The model file written ({@link MODEL_FILE}). */
   modelFile: string;
+  /** The checkpoint file ({@link CHECKPOINT_FILE}). */
   checkpointFile: string;
+  /** The metrics log ({@link METRICS_FILE}). */
   metricsFile: string;
+  /** The run's options as JSON. */
   options: JsonObject;
 }
 
+/** What {@link train} returns. */
 export interface TrainResult {
+  /** Every metric record, in order. */
   metrics: MetricRecord[];
+  /** The summary also written to summary.json. */
   summary: TrainSummary;
+  /** The trained model's file. */
   modelPath: string;
+  /** The final checkpoint's file. */
   checkpointPath: string;
 }
 
 /** Thrown (with exitOnSignal false) when a signal stopped training after its checkpoint was written. */
 export class TrainingInterrupted extends Error {
+  /**
+   * @param signal - The signal that stopped training (SIGINT or SIGTERM).
+   * @param checkpointPath - The checkpoint written before stopping; `--resume` continues from it.
+   * @param position - Where training stood.
+   */
   constructor(readonly signal: NodeJS.Signals, readonly checkpointPath: string, readonly position: TrainingPosition) {
     super(`training stopped by ${signal}; checkpoint written to ${checkpointPath}`);
     this.name = 'TrainingInterrupted';
   }
 }
 
+/** Name of the resumable checkpoint in the output folder. */
 export const CHECKPOINT_FILE = 'checkpoint.safetensors';
+/** Name of the metrics log (JSON Lines, one {@link MetricRecord} a line) in the output folder. */
 export const METRICS_FILE = 'metrics.jsonl';
+/** Name of the run's {@link TrainSummary} in the output folder. */
 export const SUMMARY_FILE = 'summary.json';
+/** Name of the trained model file in the output folder. */
 export const MODEL_FILE = 'model.safetensors';
 
 const SIGNAL_EXIT_CODES: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
@@ -241,6 +287,10 @@ interface Phase {
 interface Sums { loss: number; correct: number; images: number }
 const emptySums = (): Sums => ({ loss: 0, correct: 0, images: 0 });
 
+/**
+ * Trains a classifier (usually a self-ensemble) with the recipe in `options`, writing metrics, checkpoints (a killed
+ * run resumes bit for bit) and the model file into `options.outDir`.
+ */
 export async function train(options: TrainOptions): Promise<TrainResult> {
   const run = new TrainingRun(options);
   return run.execute();

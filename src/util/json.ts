@@ -4,6 +4,7 @@
 import { writeFileAtomic } from './atomic-write.js';
 import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, writeSync, fsyncSync } from 'node:fs';
 
+/** How values become JSON text. */
 export interface JsonOptions {
   /** Object keys in code-point order at every depth, so equal results give byte-identical files. Default false. */
   sortKeys?: boolean;
@@ -69,6 +70,7 @@ function normalize(value: unknown, where: string, options: JsonOptions, ancestor
   }
 }
 
+/** Settings of a {@link JsonLinesWriter}. */
 export interface JsonLinesWriterOptions extends Omit<JsonOptions, 'indent'> {
   /**
    * fsync after every line: survives a power loss, not just a killed process, at the cost of a disk flush per
@@ -87,6 +89,7 @@ export interface JsonLinesWriterOptions extends Omit<JsonOptions, 'indent'> {
  * appends to it; a cut-off last line left by a killed writer is removed first, so the next line starts clean.
  */
 export class JsonLinesWriter implements Disposable {
+  /** The log file's path. */
   readonly path: string;
   private fd: number | undefined;
   private readonly options: JsonLinesWriterOptions;
@@ -113,6 +116,7 @@ export class JsonLinesWriter implements Disposable {
     return toJson(record, { ...json, indent: 0 }) + '\n';
   }
 
+  /** Closes the file; later writes throw. Calling it again does nothing. */
   close(): void {
     if (this.fd === undefined) return;
     const fd = this.fd;
@@ -120,6 +124,7 @@ export class JsonLinesWriter implements Disposable {
     closeSync(fd);
   }
 
+  /** Same as close(), for `using log = new JsonLinesWriter(...)`. */
   [Symbol.dispose](): void {
     this.close();
   }
@@ -148,6 +153,7 @@ function dropPartialLastLine(path: string): void {
   }
 }
 
+/** Settings of {@link readJsonLines}. */
 export interface ReadJsonLinesOptions {
   /**
    * Throw on a last line that is cut off (no final newline and not valid JSON) instead of skipping it.
