@@ -37,7 +37,8 @@ if command -v dpkg-query >/dev/null; then
   need_pkg g++
   need_pkg make
   need_pkg python3
-  if [ "$with_tests" = 1 ]; then need_pkg python3-torch; need_pkg python3-torchvision; fi
+  # The tests compare with PyTorch (python3-torch/torchvision) and open the HTML reports in headless Chromium.
+  if [ "$with_tests" = 1 ]; then need_pkg python3-torch; need_pkg python3-torchvision; need_pkg chromium; fi
   if [ "${#missing[@]}" -gt 0 ]; then
     say "installing ${missing[*]} (apt-get)"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2

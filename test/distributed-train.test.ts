@@ -66,3 +66,23 @@ test('launch names the rank that failed', { skip }, async () => {
   assert.notEqual(result.code, 0);
   assert.match(result.stderr, /crossmax launch: rank [01] of 2 failed \(exit code/);
 });
+
+test('launch --nproc 2 -- eval --robust: two ranks over Gloo write the report one process writes (timings apart)', { skip }, async () => {
+  const model = join(dir, 'eval-run');
+  const trained = await crossmax(trainArgs(model));
+  assert.equal(trained.code, 0, trained.stderr);
+  const evalArgs = (report: string) => ['eval', '--robust', '--model', join(model, 'model.safetensors'), '--data', data, '--suite', 'autoattack-rand',
+    '--budget', 'quick', '--steps', '2', '--n', '4', '--batch-size', '2', '--re-evaluations', '3', '--no-masking', '--threads', '1', '--report', report];
+  const single = await crossmax(evalArgs(join(dir, 'robust-single')));
+  assert.equal(single.code, 0, single.stderr);
+  const launched = await crossmax(['launch', '--nproc', '2', '--', ...evalArgs(join(dir, 'robust-ranks'))]);
+  assert.equal(launched.code, 0, launched.stderr);
+  type Results = { seconds: unknown; attacks: { seconds: unknown }[]; images: number };
+  const read = (name: string) => {
+    const r = JSON.parse(readFileSync(join(dir, name, 'robust.json'), 'utf8')) as Results;
+    return { ...r, seconds: null, attacks: r.attacks.map((a) => ({ ...a, seconds: null })) };
+  };
+  const expected = read('robust-single');
+  assert.equal(expected.images, 4);
+  assert.deepEqual(read('robust-ranks'), expected);
+});

@@ -1,6 +1,6 @@
 // The reports as a reader sees them: pages written into one folder (as `crossmax demo` does) opened in headless
 // Chromium (Debian's `chromium` package), where every image must load and no table may be wider than the page.
-// Skipped where Chromium is not installed.
+// Skipped where Chromium is not installed, except in CI (CI=true), where scripts/setup.sh --tests installs it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -11,6 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { Generator, rand, setNumThreads, tidy } from '../src/tensor/index.js';
 import { HtmlReport, writeGenerateReport, writeRobustReport, writeTrainingReport } from '../src/report/index.js';
 import type { GeneratedImages } from '../src/generate/index.js';
+import { referenceRequired } from './helpers/python.js';
 import { CIFAR10_CLASSES, InMemoryImageDataset } from '../src/data/index.js';
 import type { EvaluationResult } from '../src/train/index.js';
 import { evaluateRobustness } from '../src/robustness/index.js';
@@ -22,7 +23,11 @@ setNumThreads(1);
 const CHROMIUM = 'chromium';
 const chromiumMissing = (() => {
   const probe = spawnSync(CHROMIUM, ['--version'], { encoding: 'utf8' });
-  return probe.status === 0 ? null : `${CHROMIUM} is not installed (apt-get install chromium): ${probe.error?.message ?? probe.stderr.trim()}`;
+  if (probe.status === 0) return null;
+  const reason = `${CHROMIUM} is not installed (apt-get install chromium): ${probe.error?.message ?? probe.stderr.trim()}`;
+  // In CI the test command has installed it (scripts/setup.sh --tests): a skip there would hide that nothing was looked at.
+  if (referenceRequired()) throw new Error(`${reason}; CI needs it: run bash scripts/setup.sh --tests`);
+  return reason;
 })();
 
 interface Probe {

@@ -225,12 +225,16 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
       auto backend = s.backend;
       auto timeout = s.timeout;
       int size = s.size;
-      return Queue(env, [backend, tensor, op, timeout, size]() mutable {
-        std::vector<at::Tensor> tensors{tensor};
-        c10d::AllreduceOptions opts;
-        opts.reduceOp = c10d::ReduceOp(c10d::ReduceOp::SUM);
-        opts.timeout = timeout;
-        WaitFor(backend->allreduce(tensors, opts), timeout);
+      // Issued here, on the JS thread, in program order: c10d matches collectives across ranks by their order, so
+      // two collectives issued from thread-pool threads could pair up differently on each rank. Only the wait
+      // happens off the JS thread.
+      std::vector<at::Tensor> tensors{tensor};
+      c10d::AllreduceOptions opts;
+      opts.reduceOp = c10d::ReduceOp(c10d::ReduceOp::SUM);
+      opts.timeout = timeout;
+      auto work = backend->allreduce(tensors, opts);
+      return Queue(env, [work, tensor, op, timeout, size]() mutable {
+        WaitFor(work, timeout);
         if (op == "avg") tensor.div_(size);
       });
     });
@@ -250,14 +254,13 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
       }
       auto backend = s.backend;
       auto timeout = s.timeout;
-      return Queue(env, [backend, tensor, root, timeout]() mutable {
-        std::vector<at::Tensor> tensors{tensor};
-        c10d::BroadcastOptions opts;
-        opts.rootRank = root;
-        opts.rootTensor = 0;
-        opts.timeout = timeout;
-        WaitFor(backend->broadcast(tensors, opts), timeout);
-      });
+      std::vector<at::Tensor> tensors{tensor};
+      c10d::BroadcastOptions opts;
+      opts.rootRank = root;
+      opts.rootTensor = 0;
+      opts.timeout = timeout;
+      auto work = backend->broadcast(tensors, opts);  // issued in program order (see allReduce)
+      return Queue(env, [work, timeout]() { WaitFor(work, timeout); });
     });
   }
 
@@ -272,14 +275,13 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
       auto timeout = s.timeout;
       auto outputs = std::make_shared<std::vector<std::vector<at::Tensor>>>(1);
       for (int r = 0; r < s.size; r++) (*outputs)[0].push_back(at::empty_like(tensor));
+      std::vector<at::Tensor> inputs{tensor};
+      c10d::AllgatherOptions opts;
+      opts.timeout = timeout;
+      auto work = backend->allgather(*outputs, inputs, opts);  // issued in program order (see allReduce)
       return Queue(
           env,
-          [backend, tensor, outputs, timeout]() {
-            std::vector<at::Tensor> inputs{tensor};
-            c10d::AllgatherOptions opts;
-            opts.timeout = timeout;
-            WaitFor(backend->allgather(*outputs, inputs, opts), timeout);
-          },
+          [work, outputs, timeout]() { WaitFor(work, timeout); },
           [outputs](Napi::Env env) -> Napi::Value {
             Napi::Array out = Napi::Array::New(env, (*outputs)[0].size());
             for (size_t i = 0; i < (*outputs)[0].size(); i++) out.Set(i, TensorHandle::Wrap(env, (*outputs)[0][i]));
@@ -294,11 +296,10 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
       GroupState& s = Live(env);
       auto backend = s.backend;
       auto timeout = s.timeout;
-      return Queue(env, [backend, timeout]() {
-        c10d::BarrierOptions opts;
-        opts.timeout = timeout;
-        WaitFor(backend->barrier(opts), timeout);
-      });
+      c10d::BarrierOptions opts;
+      opts.timeout = timeout;
+      auto work = backend->barrier(opts);  // issued in program order (see allReduce)
+      return Queue(env, [work, timeout]() { WaitFor(work, timeout); });
     });
   }
 

@@ -177,7 +177,19 @@ export const ATTACK_PRESETS = Object.freeze({
   'apgd-dlr': { name: 'apgd-dlr', attack: 'apgd', options: { eot: 1, steps: 100, loss: 'dlr' } },
   'apgd-t': { name: 'apgd-t', attack: 'apgd', options: { eot: 1, steps: 100, loss: 'dlr', targeted: true, nTargetClasses: 9 } },
   'fab-t': { name: 'fab-t', attack: 'fab', options: { steps: 100, targeted: true, nTargetClasses: 9 } },
-  'square': { name: 'square', attack: 'square', options: { queries: 5000, pInit: 0.8, restarts: 1, loss: 'margin', rescaleSchedule: false } },
+  'square': {
+    name: 'square', attack: 'square', options: {
+      queries: 5000,
+      /** Initial fraction of the image's pixels a square window covers (AutoAttack's p_init). */
+      pInit: 0.8,
+      /** One run, no restarts on the images still robust. */
+      restarts: 1,
+      /** Descend the margin z_y − max_{i≠y} z_i (AutoAttack's Square objective). */
+      loss: 'margin',
+      /** Keep the p schedule as defined for 10,000 queries (AutoAttack does not stretch it over 5000). */
+      rescaleSchedule: false,
+    },
+  },
 } satisfies Record<string, AttackEntry>);
 
 /** The names `crossmax attack --attack` takes. */

@@ -1,6 +1,7 @@
 // `crossmax eval --robust` and `crossmax attack`: robustness of a saved model on the first N test points
 // (RobustBench's protocol), with the worst case over attacks as the headline, the stochastic-model definitions
 // spelled out, gradient-masking checks, and report/robust.html with the adversarial images.
+import { initProcessGroup } from '../distributed/index.js';
 import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -351,7 +352,7 @@ export function formatRobustness(r: RobustnessEvaluation['results']): string {
 export interface RobustCommandOptions {
   /**
    * Opens the process group of this launch; called only when the launcher's variables say there is more than one
-   * rank (WORLD_SIZE, or SLURM_NTASKS). Without it such a launch is refused.
+   * rank (WORLD_SIZE, or SLURM_NTASKS). Default: src/distributed's initProcessGroup on the --device's backend.
    */
   openWorld?: () => Promise<EvaluationWorld & { destroy?(): void }>;
 }
@@ -382,8 +383,9 @@ async function runAnyPart(values: ParsedArgs['values'], defaults: RobustDefaults
     return { kind: 'shard', ...await runRobustnessShard(values, spec, defaults) };
   }
   if (ranks > 1) {
-    if (!options.openWorld) throw new UsageError(`launched with ${ranks} ranks, but this build has no process group to open (src/distributed): run one process, or --shard I/N per process and crossmax merge`);
-    const world = await options.openWorld();
+    // The process group of this launch (c10d: Gloo on CPU, NCCL on a GPU), unless the caller brings its own (tests).
+    const openWorld = options.openWorld ?? (() => initProcessGroup({ device: stringFlag(values, 'device') ?? 'cpu' }));
+    const world = await openWorld();
     try {
       const run = await runRobustnessDistributed(values, world, defaults);
       return run ? { kind: 'rank-0', run } : { kind: 'other-rank', model: null };

@@ -47,6 +47,7 @@ export function isCifar100Copy(dir: string): boolean {
   return COPY_FILES.every((f) => existsSync(join(dir, f))) && existsSync(shards) && readdirSync(shards).some(isShardName);
 }
 
+/** How {@link readCifar100Copy} reads a CIFAR-100 copy: which split, which labels, and the decoded-image cache. */
 export interface Cifar100Options {
   /** Default 'train'. */
   split?: Split;
@@ -97,6 +98,10 @@ export function readCifar100Copy(dir: string, options: Cifar100Options = {}): In
   return dataset;
 }
 
+/**
+ * Options of {@link loadDefaultCifar100}: those of {@link Cifar100Options}, plus where to find or download the data
+ * when the shared copy is absent.
+ */
 export interface DefaultCifar100Options extends Cifar100Options {
   /** The project root that `../shared/datasets` is relative to. Default: this package's root. */
   projectRoot?: string;

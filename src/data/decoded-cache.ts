@@ -12,7 +12,13 @@ export type CacheStatus = 'hit' | 'miss' | 'invalidated' | 'disabled';
 
 /** Where a loaded dataset's decoded cache is, and whether it was used. */
 export interface CacheInfo {
+  /**
+   * How the images were obtained: 'hit' (read from a matching cache file), 'miss' (no cache file yet: decoded, then
+   * written), 'invalidated' (stale or damaged cache file: decoded, then rewritten) or 'disabled' (no cache path:
+   * decoded only).
+   */
   status: CacheStatus;
+  /** The cache file's path, or null when caching is disabled. */
   path: string | null;
   /** Why the cache file could not be written (the data are still loaded). */
   writeError?: string;
@@ -28,16 +34,24 @@ export interface DecodedCacheHeader {
   root: string;
   /** A hash of the source's file list (names, sizes, mtimes) and of the options that change labels or classes. */
   fingerprint: string;
+  /**
+   * Class names, indexed by label. Kept in the file so that a cache hit rebuilds the dataset without reading the
+   * source.
+   */
   classes: string[];
 }
 
 /** Decoded images and labels, as held in a cache file. */
 export interface DecodedImages {
+  /** Class names, indexed by label (label l is `classes[l]`). */
   classes: string[];
+  /** One class index per image (length N), in [0, classes.length): uint8 for up to 256 classes, else uint16. */
   labels: Uint8Array | Uint16Array;
   /** N×3×H×W uint8. */
   images: Uint8Array;
+  /** Image height in pixels (every image has the same size). */
   height: number;
+  /** Image width in pixels. */
   width: number;
 }
 
@@ -99,7 +113,12 @@ export function writeDecodedCache(path: string, header: DecodedCacheHeader, data
  * Reads the cache when it matches, else decodes with `decode` and writes the cache. A cache that cannot be written
  * (read-only or full disk) costs speed next time, not this load: its error is reported in `CacheInfo.writeError`.
  */
-export function withDecodedCache(path: string | null, header: DecodedCacheHeader, decode: () => DecodedImages): { data: DecodedImages; cache: CacheInfo } {
+export function withDecodedCache(path: string | null, header: DecodedCacheHeader, decode: () => DecodedImages): {
+  /** The images and labels: read from the cache on a hit, else freshly decoded. */
+  data: DecodedImages;
+  /** Whether the cache was used, and where it is. */
+  cache: CacheInfo;
+} {
   if (path) {
     const cached = readDecodedCache(path, header.fingerprint);
     if (cached) return { data: cached, cache: { status: 'hit', path } };
@@ -128,7 +147,9 @@ export class PlanarImageWriter {
   private first = '';
   /** Images written so far. */
   count = 0;
+  /** Height in pixels of every image written, fixed by the first one (0 until then). */
   height = 0;
+  /** Width in pixels of every image written, fixed by the first one (0 until then). */
   width = 0;
 
   /** `chunkImages`: images per allocation, so an unknown total needs no copy of the whole set on growth. */

@@ -14,11 +14,13 @@ import { isShardName, listShards, loadWebDataset, scanWebDatasetLabels } from '.
 
 /** A `--data` spec that names no source, or a path that the named source cannot read: the user's to fix. */
 export class DataSpecError extends Error {
+  /** The error's name, 'DataSpecError' (shown in place of 'Error' in messages and stack traces). */
   override name = 'DataSpecError';
 }
 
 /** What every source's load is given. */
 export interface DataSourceLoadOptions {
+  /** Which split to read: 'train' or 'test'. */
   split: Split;
   /** The PATH of 'NAME:PATH' (or the bare directory); undefined for a bare name. */
   path?: string;
@@ -167,7 +169,12 @@ export function detectDataSource(dir: string, split: Split): DataSource | undefi
 }
 
 /** Splits a spec into its source and path: 'cifar100', 'wds:/data/shards', or a bare directory. */
-export function parseDataSpec(spec: string, split: Split): { source: DataSource; path?: string } {
+export function parseDataSpec(spec: string, split: Split): {
+  /** The source that reads the data: the one named, or the one whose layout a bare directory matches. */
+  source: DataSource;
+  /** The PATH of 'NAME:PATH', or the bare directory itself; undefined for a bare name such as 'cifar100'. */
+  path?: string;
+} {
   const colon = spec.indexOf(':');
   const named = dataSource(colon > 0 ? spec.slice(0, colon) : spec);
   if (named) {

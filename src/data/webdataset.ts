@@ -32,6 +32,9 @@ export interface WebDatasetSample {
   shard: string;
   /** WebDataset's `__key__`: the entry's path up to the first dot of its file name. */
   key: string;
+  /**
+   * The sample's files: field (the file name after the key, lower-cased: 'jpg', 'cls', 'seg.png') to the file's bytes.
+   */
   fields: Map<string, Uint8Array>;
 }
 
@@ -64,7 +67,12 @@ export function listShards(spec: string): string[] {
 }
 
 /** Splits a tar entry's name into WebDataset's key and field: 'a/b/00042.seg.png' -> key 'a/b/00042', field 'seg.png'. */
-export function splitSampleName(name: string): { key: string; field: string } | null {
+export function splitSampleName(name: string): {
+  /** WebDataset's `__key__`: the directory part plus the file name up to its first dot ('a/b/00042'). */
+  key: string;
+  /** The rest of the file name after that dot, lower-cased ('seg.png'): which of the sample's files this is. */
+  field: string;
+} | null {
   const normalized = posix.normalize(name.replace(/\\/g, '/')).replace(/^\.\//, '');
   const slash = normalized.lastIndexOf('/');
   const file = normalized.slice(slash + 1);
@@ -221,6 +229,10 @@ export function scanWebDatasetLabels(shards: readonly string[], field: 'auto' | 
   return labels;
 }
 
+/**
+ * How {@link loadWebDataset} reads shards: where classes and labels come from, the dataset's name, and the decoded-
+ * image cache.
+ */
 export interface WebDatasetOptions {
   /** Class names in label order. Default: names from the labels (below). */
   classes?: readonly string[];
@@ -255,8 +267,9 @@ export interface WebDatasetOptions {
 /** A dataset decoded from WebDataset shards, with where its decoded cache is. */
 export class WebDatasetDataset extends InMemoryImageDataset {
   /**
-   * `init`: the decoded images, labels and names; `cache`: whether the decoded cache was used; `shards`: the
-   * files the images came from, in the order read.
+   * @param init - The decoded images, labels and names.
+   * @param cache - Whether the decoded cache was used, and the cache file's path (null when caching is off).
+   * @param shards - The shard files the images came from (resolved paths), in the order read.
    */
   constructor(init: InMemoryImageDatasetInit, readonly cache: CacheInfo, readonly shards: readonly string[]) {
     super(init);

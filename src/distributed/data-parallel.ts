@@ -31,7 +31,11 @@ export interface GradientReduceOptions {
 export class DistributedDataParallel {
   private readonly bucketBytes: number;
 
-  /** Binds `module` to `group`; nothing is communicated until {@link synchronize}. */
+  /**
+   * Binds `module` to `group`; nothing is communicated until {@link synchronize}.
+   * @param module the model whose parameters and buffers the ranks keep equal, and whose gradients they average
+   * @param group the process group of this launch (one rank per process)
+   */
   constructor(readonly module: Module, readonly group: ProcessGroup, options: DataParallelOptions = {}) {
     const mb = options.bucketMegabytes ?? 25;
     if (!(mb > 0)) throw new RangeError(`bucketMegabytes must be positive, got ${mb}`);

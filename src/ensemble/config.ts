@@ -105,7 +105,15 @@ export interface ResolvedSelfEnsembleConfig {
   heads: { features: string[]; kind: HeadKind; poolSize?: number };
   /** Whether the backbone's classifier is the last member. */
   includeBackboneClassifier: boolean;
+  /**
+   * Which draw of the prior the backbone's own classifier sees: 'shared' (the heads' draw) or 'independent' (a second
+   * draw and backbone pass, the notebook's quirk). Default 'shared'.
+   */
   backboneClassifierDraw: BackboneClassifierDraw;
+  /**
+   * How the members' logits are combined, with every default of the aggregator filled in. Default {name: 'crossmax',
+   * k: 3}.
+   */
   aggregator: AggregatorSpec;
 }
 

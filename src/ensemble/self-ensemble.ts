@@ -104,6 +104,10 @@ export class SelfEnsemble extends Module {
   readonly includeBackboneClassifier: boolean;
   /** See SelfEnsembleOptions.backboneClassifierDraw. */
   readonly backboneClassifierDraw: BackboneClassifierDraw;
+  /**
+   * [height, width] in pixels of the images the model takes (before the input adapter, if any). Flatten heads are
+   * sized for it, so only this size is accepted; pooled heads accept any size.
+   */
   readonly inputSize: [number, number];
   /** Number of classes. */
   readonly numClasses: number;

@@ -18,9 +18,15 @@ export interface Judgement {
   /** Per intended class, over its images and the passes. */
   perClass: Record<string, number>;
   /** 95% intervals over the images (Wilson for allPasses, the seeded bootstrap for agreement), each with its number of images. */
-  intervals?: { agreement: AccuracyEstimate; allPasses: AccuracyEstimate };
+  intervals?: {
+    /** `agreement` with its percentile-bootstrap interval over the images (the mean of each image's share of passes). */
+    agreement: AccuracyEstimate;
+    /** `allPasses` with its Wilson interval (images right on every pass, of all images). */
+    allPasses: AccuracyEstimate;
+  };
   /** Per image: passes (of `passes`) that gave it its intended class. */
   correctPasses?: number[];
+  /** R: the seeded forward passes each image was classified in (what `correctPasses` counts out of). */
   passes?: number;
 }
 

@@ -14,7 +14,9 @@ import {
 export interface ComparisonRow {
   /** What is compared ("worst case, all-R", "clean, output", ...). */
   what: string;
+  /** Result A's accuracy, in [0, 1], with its 95% interval (Wilson for a proportion, bootstrap for mean over R). */
   a: AccuracyEstimate;
+  /** Result B's accuracy on the same images, with its 95% interval, as for `a`. */
   b: AccuracyEstimate;
   /** A − B: Newcombe's interval and McNemar's test for a proportion, a paired bootstrap for mean over R. */
   difference: PairedDifference | AccuracyEstimate;
@@ -22,11 +24,15 @@ export interface ComparisonRow {
 
 /** The comparison of two results files. */
 export interface Comparison {
+  /** What was compared: two robustness results (robust.json) or two clean evaluations. */
   kind: 'robustness' | 'clean';
   /** Images, the same in both. */
   images: number;
+  /** Result A's name (its file's path, or 'A'). */
   nameA: string;
+  /** Result B's name (its file's path, or 'B'). */
   nameB: string;
+  /** One row per accuracy both results report, each with the paired difference A − B. */
   rows: ComparisonRow[];
   /** Differences in settings worth knowing (eps, R, data source) that do not prevent the pairing. */
   notes: string[];
@@ -34,7 +40,9 @@ export interface Comparison {
 
 /** A results file's content and a name for it (its path). */
 export interface NamedResults {
+  /** What messages and the comparison call the result: usually its file's path. */
   name: string;
+  /** The file's parsed JSON: a robustness result, or a clean evaluation (bare or under `evaluation`). */
   value: unknown;
 }
 

@@ -197,6 +197,10 @@ export interface RobustnessResults {
   worstCase: AccuracyByDefinition;
   /** 95% intervals of every accuracy above, with its number of images (intervals.ts). */
   intervals: RobustnessIntervals;
+  /**
+   * Per image, in input order: label, clean and worst-case outcomes. What paired comparisons (report/compare.ts),
+   * bootstrap intervals and the merging of shards are computed from.
+   */
   perImage: PerImageResults;
   /** The gradient-masking checks, or null when skipped. */
   masking: MaskingResults | null;

@@ -21,29 +21,70 @@ export interface RobustnessIntervals {
   /** How each definition's interval is obtained. */
   methods: Record<AccuracyDefinition, string>;
   /** The bootstrap's settings (mean over R): fixed, so equal results give equal intervals. */
-  bootstrap: { resamples: number; seed: number };
+  bootstrap: {
+    /** Bootstrap resamples drawn (default 10,000). */
+    resamples: number;
+    /** Seed of the resampling (default 0). */
+    seed: number;
+  };
+  /** The headline: the worst case's estimate under the headline's definition; null where its counts were not kept. */
   headline: AccuracyEstimate | null;
+  /** Accuracy without attack, under each definition, with its interval. */
   cleanAccuracy: EstimateByDefinition;
   /** Per attack, in the results' order. */
-  attacks: { name: string; robustAccuracyAfter: EstimateByDefinition; robustAccuracy: EstimateByDefinition | null }[];
+  attacks: {
+    /** The attack entry's name. */
+    name: string;
+    /** Worst case over the clean image and the attacks up to this one, with intervals. */
+    robustAccuracyAfter: EstimateByDefinition;
+    /** This attack alone, with intervals; null where the results have no such accuracy. */
+    robustAccuracy: EstimateByDefinition | null;
+  }[];
+  /** Robust accuracy in the worst case over all attacks, under each definition, with its interval. */
   worstCase: EstimateByDefinition;
 }
 
 /** What robustnessIntervals reads from a RobustnessResults (older files may lack the per-attack counts). */
 export interface IntervalInput {
+  /** Images evaluated: n of every interval. */
   images: number;
+  /** R: forward passes per image when judging (the denominator of the per-image fractions). */
   reEvaluations: number;
-  headline: { definition: AccuracyDefinition };
+  /** The headline's accuracy definition. */
+  headline: {
+    /** Which definition the headline quotes ('all-R', 'mean-over-R' or 'single-evaluation'). */
+    definition: AccuracyDefinition;
+  };
+  /** Accuracy without attack under each definition, as stated in the results. */
   cleanAccuracy: AccuracyByDefinition;
+  /** Each attack's results, in order. */
   attacks: readonly {
+    /** The attack entry's name (used in error messages). */
     name: string;
+    /** Stated worst case over the clean image and the attacks so far. */
     robustAccuracyAfter: AccuracyByDefinition;
+    /** Stated accuracy against this attack alone; null when not computed. */
     robustAccuracy: AccuracyByDefinition | null;
-    perImageAfter?: { robustEvaluations: readonly number[] };
-    perImageAlone?: { robustEvaluations: readonly number[] } | null;
+    /** Per-image counts behind `robustAccuracyAfter`; absent in older files (then no mean-over-R interval). */
+    perImageAfter?: {
+      /** Per image, the evaluations (of R) in which it is robust. */
+      robustEvaluations: readonly number[];
+    };
+    /** Per-image counts behind `robustAccuracy`; null or absent where there are none. */
+    perImageAlone?: {
+      /** Per image, the evaluations (of R) in which it is robust. */
+      robustEvaluations: readonly number[];
+    } | null;
   }[];
+  /** Stated robust accuracy in the worst case over all attacks. */
   worstCase: AccuracyByDefinition;
-  perImage: { cleanCorrect: readonly number[]; robustEvaluations: readonly number[] };
+  /** Per-image counts behind the clean and worst-case mean over R. */
+  perImage: {
+    /** Per image, the correct clean passes (of R). */
+    cleanCorrect: readonly number[];
+    /** Per image, the evaluations (of R) in which it is robust against every attack. */
+    robustEvaluations: readonly number[];
+  };
 }
 
 /** The bootstrap's settings for robustnessIntervals. */

@@ -56,7 +56,12 @@ function signature(record: ShardRecord): Record<string, unknown> {
  */
 export function mergeShardRecords(
   records: readonly ShardRecord[], names: readonly string[] = records.map((_, i) => `part ${i}`), options: MergeOptions = {},
-): { results: RobustnessResults; order: number[] } {
+): {
+  /** The merged results over every image of the evaluation, as one process would give them (timings aside). */
+  results: RobustnessResults;
+  /** Indices into `records`, sorted by each part's first image (then by its end): the order the parts were joined in. */
+  order: number[];
+} {
   if (records.length === 0) throw new RangeError('merge needs at least one shard');
   records.forEach((record, i) => {
     if (record?.format !== SHARD_FORMAT) throw new Error(`${names[i]} is not a crossmax shard (format '${String(record?.format)}')`);

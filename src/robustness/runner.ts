@@ -38,7 +38,12 @@ export function seedStream(seed: number, ...parts: readonly (string | number)[])
  * Rows `indices` grouped by their batch on the evaluation's grid: row i is image imageOffset + i, and batch b holds
  * images [b·size, (b+1)·size). Groups in order of b, rows in the order given (ascending rows give ascending groups).
  */
-export function alignedBatchesOf(indices: readonly number[], size: number, imageOffset = 0): { batch: number; rows: number[] }[] {
+export function alignedBatchesOf(indices: readonly number[], size: number, imageOffset = 0): {
+  /** b, the batch's index on the evaluation's grid: it holds images [b·size, (b+1)·size). */
+  batch: number;
+  /** The rows of `indices` whose image falls in that batch, in the order given. */
+  rows: number[];
+}[] {
   if (!Number.isInteger(size) || size < 1) throw new RangeError(`batch size must be a positive integer, got ${size}`);
   checkImageOffset(imageOffset, size);
   const groups = new Map<number, number[]>();
@@ -58,7 +63,13 @@ export function checkImageOffset(imageOffset: number, batchSize: number): void {
 }
 
 /** How the runner cuts rows into batches and seeds them (see the file's comment). */
-export type BatchLayout = 'packed' | { aligned: { imageOffset: number } };
+export type BatchLayout = 'packed' | {
+  /** Batches on the evaluation's fixed grid of images, each call with its own seed stream. */
+  aligned: {
+    /** The evaluation's image index of row 0 of the images: a non-negative multiple of the batch size. */
+    imageOffset: number;
+  };
+};
 
 export interface BatchRunSettings extends ThreatModel {
   /**

@@ -19,13 +19,17 @@ export const SHARD_TENSORS = 'robust-shard.safetensors';
 
 /** Part `index` (from 0) of `count`. */
 export interface ShardSpec {
+  /** I: which part this is, from 0 to count − 1. */
   index: number;
+  /** N: how many parts the evaluation is cut into (at least 1, at most its number of batches). */
   count: number;
 }
 
 /** Images [start, end) of the first `images`. */
 export interface ImageRange {
+  /** Index of the first image in the range (inclusive, from 0). */
   start: number;
+  /** Index one past the last image in the range (exclusive): the range holds end − start images. */
   end: number;
 }
 
@@ -35,8 +39,14 @@ export interface ImageRange {
  * value, in rank order).
  */
 export interface EvaluationWorld {
+  /** This process's rank in the group, from 0 to worldSize − 1: which part of the images it evaluates. */
   rank: number;
+  /** Number of processes in the group: the parts the evaluation is split into. */
   worldSize: number;
+  /**
+   * Sends this rank's JSON-able `value` to every rank and resolves to every rank's value, in rank order (length
+   * worldSize).
+   */
   allGatherObject<T>(value: T): Promise<T[]>;
 }
 
@@ -69,13 +79,19 @@ export function shardRange(images: number, batchSize: number, shard: ShardSpec):
 
 /** One part of an evaluation: what merge.ts needs to combine it with the others and to refuse a mismatch. */
 export interface ShardRecord {
+  /** Identifies the file's layout: always {@link SHARD_FORMAT}. */
   format: typeof SHARD_FORMAT;
   /** What the numbers depend on besides the settings: the model file's SHA-256, the aggregator, the data, the device. */
   identity: Record<string, string>;
   /** Every setting that changes a number: suite or attack, budget, steps, EOT, eps, seed, R, batch size, masking, the attacks as run. */
   settings: Record<string, unknown>;
   /** This part's images among the first `images`, and how it was made ('shard I/N' or 'rank r of w'). */
-  range: ImageRange & { images: number; part: string };
+  range: ImageRange & {
+    /** The number of images the whole evaluation covers (the first `images` of the test set). */
+    images: number;
+    /** How the part was made, for messages: 'shard I/N' or 'rank r of w'. */
+    part: string;
+  };
   /** Class names by label, for the merged report. */
   classNames: string[];
   /** The evaluation of this part's images (masking: the checks, in the part holding image 0 only). */
@@ -84,13 +100,24 @@ export interface ShardRecord {
 
 /** A part's tensors: clean images, the worst adversarial image per image, labels. */
 export interface ShardTensors {
+  /** The part's clean images, [n, 3, H, W] float32 in [0, 1] (n = range.end − range.start). */
   clean: Tensor;
+  /**
+   * Per image, the adversarial image of its worst attack (the clean image where none is worse), [n, 3, H, W] float32
+   * in [0, 1].
+   */
   adversarial: Tensor;
+  /** The images' true classes, [n] int64. */
   labels: Tensor;
 }
 
 /** Writes a shard into `dir` (JSON and tensors, each atomically). */
-export function writeShardFolder(dir: string, record: ShardRecord, tensors: ShardTensors): { json: string; tensors: string } {
+export function writeShardFolder(dir: string, record: ShardRecord, tensors: ShardTensors): {
+  /** Path of the shard's JSON file (`dir`/{@link SHARD_JSON}), written last. */
+  json: string;
+  /** Path of the shard's safetensors file (`dir`/{@link SHARD_TENSORS}). */
+  tensors: string;
+} {
   mkdirSync(dir, { recursive: true });
   const tensorsPath = join(dir, SHARD_TENSORS);
   saveSafetensors(tensorsPath, { clean: tensors.clean.contiguous(), adversarial: tensors.adversarial.contiguous(), labels: tensors.labels.contiguous() }, { format: SHARD_FORMAT });
@@ -101,7 +128,12 @@ export function writeShardFolder(dir: string, record: ShardRecord, tensors: Shar
 }
 
 /** Reads the shard in `dir`; an unreadable, foreign or inconsistent folder is an error naming it. */
-export function readShardFolder(dir: string, device: Device = 'cpu'): { record: ShardRecord; tensors: ShardTensors } {
+export function readShardFolder(dir: string, device: Device = 'cpu'): {
+  /** The shard's JSON record: its range, settings, identity and results. */
+  record: ShardRecord;
+  /** The shard's images and labels, on `device`; owned by the caller, who disposes them. */
+  tensors: ShardTensors;
+} {
   const jsonPath = join(dir, SHARD_JSON);
   if (!existsSync(jsonPath)) throw new Error(`${dir} holds no shard (no ${SHARD_JSON}): give the --report folders of \`--shard I/N\` runs`);
   let record: ShardRecord;

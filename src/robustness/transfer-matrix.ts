@@ -82,13 +82,29 @@ export interface TransferRow {
   /** Per image: the source ensemble misclassifies its crafted image (one pass). */
   sourceFooled: boolean[];
   /** Per target: accuracy on the crafted images, with its 95% intervals (intervals.ts) and per-image correct passes. */
-  transferred: { target: string; accuracy: AccuracyByDefinition; intervals: EstimateByDefinition; correctPasses: number[]; firstPrediction: number[] }[];
+  transferred: {
+    target: string;
+    accuracy: AccuracyByDefinition;
+    /** `accuracy` with its 95% interval under each definition (Wilson, or the seeded bootstrap for mean over R). */
+    intervals: EstimateByDefinition;
+    /** Per crafted image, the passes (of R) in which the target classified it correctly. */
+    correctPasses: number[];
+    firstPrediction: number[];
+  }[];
 }
 
 /** A transfer table: rows of source sets, columns of targets (each target judged over R passes). */
 export interface TransferMatrix {
   /** Per target: accuracy on the clean images, with its 95% intervals and per-image correct passes. */
-  clean: { target: string; accuracy: AccuracyByDefinition; intervals: EstimateByDefinition; correctPasses: number[] }[];
+  clean: {
+    target: string;
+    accuracy: AccuracyByDefinition;
+    /** `accuracy` with its 95% interval under each definition (Wilson, or the seeded bootstrap for mean over R). */
+    intervals: EstimateByDefinition;
+    /** Per clean image, the passes (of R) in which the target classified it correctly. */
+    correctPasses: number[];
+  }[];
+  /** One row per source set (see {@link sourceSets}), in crafting order: the images crafted on it and every target's accuracy on them. */
   rows: TransferRow[];
 }
 

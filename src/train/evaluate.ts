@@ -95,12 +95,25 @@ export interface EvaluationResult {
    */
   outputSource: 'shared-pass' | 'separate-pass' | 'forward';
   /** 95% Wilson intervals over the images of the accuracies above, each with its number of images. */
-  intervals: { output: AccuracyEstimate; members: AccuracyEstimate[]; aggregators: AccuracyEstimate[] };
+  intervals: {
+    /** `accuracy` (the model's output) with its interval. */
+    output: AccuracyEstimate;
+    /** Each of `memberAccuracies` with its interval, in member order (empty for a single-output model). */
+    members: AccuracyEstimate[];
+    /** Each extra aggregator's accuracy with its interval, in the order of `aggregators`. */
+    aggregators: AccuracyEstimate[];
+  };
   /**
    * Per image, in dataset order, one character each ('1' right, '0' wrong): the output's and each extra
    * aggregator's verdicts, kept so that two results on the same images can be compared pair by pair (McNemar).
    */
-  perImageCorrect: { output: string; aggregators: string[] };
+  perImageCorrect: {
+    /** The model output's verdicts: `count` characters, '1' where image i was classified correctly, else '0'. */
+    output: string;
+    /** Each extra aggregator's verdicts in the same form, in the order of `aggregators`. */
+    aggregators: string[];
+  };
+  /** Wall-clock time the evaluation took, in seconds. */
   seconds: number;
 }
 
