@@ -20,7 +20,7 @@
 // gradients on the concatenated batch (test/distributed.test.ts pins it).
 import { BatchNorm, type BatchStatistics, type BatchStatisticsSource, type Module } from '../nn/index.js';
 import {
-  backward, cat, defaultGeneratorState, keep, noGrad, setDefaultGeneratorState, tidy, type Tensor, zerosLike,
+  backward, cat, defaultGeneratorState, type Generator, keep, noGrad, setDefaultGeneratorState, tidy, type Tensor, zerosLike,
 } from '../tensor/index.js';
 import type { ProcessGroup } from './process-group.js';
 
@@ -44,6 +44,11 @@ export interface SyncBatchNormOptions {
    * DistributedDataParallel.allReduceGradients will give its gradients. Default 1/worldSize. Must be positive.
    */
   share?: number;
+  /**
+   * Generators the forward draws from besides libtorch's default CPU one (a model's own noise generators): their
+   * states are restored before every pass too, so every pass sees the same numbers. Default none.
+   */
+  generators?: Generator[];
 }
 
 /**
@@ -68,8 +73,9 @@ export class SyncBatchNorm {
    * statistics and back-propagates the loss, so that parameter gradients, once DDP weights them by `share` and sums
    * them, equal the single-process gradients. Every rank must call it for every step, with the same model and the
    * same control flow. `compute` runs more than once (statistics-only passes under noGrad first): it must not have
-   * side effects other than the forward's; the default CPU generator is restored before every pass, so dropout
-   * draws the same masks on the real pass as a single pass would.
+   * side effects other than the forward's; the default CPU generator (and `options.generators`) is restored before
+   * every pass, so every pass normalises the same activations and dropout draws the masks a single pass would.
+   * (A CUDA generator is not restored: random ops on a GPU would differ between passes.)
    */
   async forwardBackward<T extends { loss: Tensor }>(compute: () => T, options: SyncBatchNormOptions = {}): Promise<SyncBatchNormStep<T>> {
     const share = options.share ?? 1 / this.group.worldSize;
@@ -77,6 +83,11 @@ export class SyncBatchNorm {
     const totals: BatchStatistics[] = [];
     const records: { local: BatchStatistics; combined: BatchStatistics }[] = [];
     const rng = defaultGeneratorState();
+    const others = (options.generators ?? []).map((g) => [g, g.getState()] as const);
+    const rewind = (): void => {
+      setDefaultGeneratorState(rng);
+      for (const [g, state] of others) g.setState(state);
+    };
     let mode: 'probe' | 'final' = 'probe';
     let call = 0;
     const source: BatchStatisticsSource = {
@@ -89,15 +100,22 @@ export class SyncBatchNorm {
         const packed = keep(cat([local.sum.detach(), local.sumSq.detach()]).contiguous());
         throw new StopPass(packed, local.count);
       },
-      record: (local, combined) => { records.push({ local, combined }); },
+      record: (local, combined) => {
+        // Kept out of every scope at once: a model's forward may free its intermediates in a tidy of its own.
+        keep([local.sum, local.sumSq, combined.sum, combined.sumSq]);
+        combined.sum.retainGrad();
+        combined.sumSq.retainGrad();
+        records.push({ local, combined });
+      },
     };
     for (const layer of this.layers) layer.statisticsSource = source;
     const sums: Tensor[] = [];
     try {
-      // Statistics-only passes: each ends at the first call whose global sums are not known yet.
-      for (;;) {
+      // Statistics-only passes: each ends at the first call whose global sums are not known yet (none when no
+      // BatchNorm is in training mode: a frozen backbone's).
+      while (this.layers.some((l) => l.training)) {
         call = 0;
-        setDefaultGeneratorState(rng);
+        rewind();
         let stop: StopPass | null = null;
         try {
           tidy(() => noGrad(() => { compute(); }));
@@ -118,17 +136,12 @@ export class SyncBatchNorm {
       // The real pass, with autograd.
       call = 0;
       mode = 'final';
-      setDefaultGeneratorState(rng);
+      rewind();
       // Inside tidy the forward's intermediates are freed after backward; the graph keeps what the corrections need.
       const result = tidy(() => {
         const out = compute();
         if (call !== totals.length) {
           throw new Error(`SyncBatchNorm: the forward made ${call} BatchNorm calls, its statistics passes ${totals.length}; it must be deterministic`);
-        }
-        for (const r of records) {
-          r.combined.sum.retainGrad();
-          r.combined.sumSq.retainGrad();
-          keep([r.local.sum, r.local.sumSq, r.combined.sum, r.combined.sumSq]);
         }
         out.loss.backward(undefined, { retainGraph: records.length > 0 });
         return out;
@@ -160,6 +173,7 @@ export class SyncBatchNorm {
       for (const t of totals) { t.sum.dispose(); t.sumSq.dispose(); }
       for (const t of sums) t.dispose();
       rng.dispose();
+      for (const [, state] of others) state.dispose();
     }
   }
 }
