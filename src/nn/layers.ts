@@ -139,6 +139,14 @@ export interface BatchStatistics {
   count: number;
 }
 
+/** What a {@link BatchStatisticsSource} answers for one BatchNorm call. */
+export interface CombinedBatchStatistics {
+  /** The sums over every rank's batch (constants: no autograd history). */
+  total: BatchStatistics;
+  /** Whether this is the real pass (update the running statistics, record the call) or a statistics-only pass. */
+  final: boolean;
+}
+
 /**
  * Where a BatchNorm in training mode takes its batch statistics from instead of its own input: the statistics of
  * the global batch over all ranks (src/distributed's SyncBatchNorm implements it). BatchNorm asks it once per call.
@@ -149,7 +157,7 @@ export interface BatchStatisticsSource {
    * Returns the combined sums (constants: no history) and whether this pass is the real one (it updates the running
    * statistics and records the call); a source may throw here to end a statistics-only pass early.
    */
-  combine(layer: BatchNorm, local: BatchStatistics): { total: BatchStatistics; final: boolean };
+  combine(layer: BatchNorm, local: BatchStatistics): CombinedBatchStatistics;
   /**
    * The real pass's record of a call: this process's sums (`local`, with history) and the combined sums used
    * (`combined` = local + the other ranks' part as a constant, so gradients reach `local`); the source corrects
