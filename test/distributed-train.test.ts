@@ -115,3 +115,9 @@ test('launch --nproc 2 -- train --sync-batchnorm trains the model one process tr
   const differs = [...relativeDifferences(join(plain, 'model.safetensors'), reference)].filter(([, d]) => d > 1e-2).map(([n]) => n);
   assert.ok(differs.some((n) => n.endsWith('running_mean')), `per-rank statistics should differ; differing: ${differs.join(', ')}`);
 });
+
+test('train --sync-batchnorm with --adversarial is refused naming both flags', async () => {
+  const result = await crossmax(['train', '--data', data, '--out', join(dir, 'refused'), '--sync-batchnorm', '--adversarial', 'fgsm']);
+  assert.equal(result.code, 2, result.stderr);
+  assert.match(result.stderr, /--sync-batchnorm and --adversarial don't go together/);
+});
