@@ -9,7 +9,9 @@
 //   node scripts/gpu-check.mjs prepare-data --out DIR [--jpeg DIR --train-per-class K --test-per-class M]
 //                              [--binary FILE --first N]
 //
-// Stages: environment (PyTorch, CUDA, GPU), build (the addon against that PyTorch's libtorch), tests (the suite's
+// Stages: environment (PyTorch, CUDA, GPU), build (the addon against that PyTorch's libtorch), distributed (a c10d
+// process group of world size 1: NCCL on cuda, Gloo on cpu; its collectives and synchronised BatchNorm on the
+// device), tests (the suite's
 // device variants, test/device.test.ts), parity (bench/parity on the device, both models), train (the full-width
 // CIFAR ResNet-18 with the paper's prior for as many epochs as the time left allows), eval (clean accuracy of every
 // member and CrossMax), autoattack (AutoAttack 'rand' at the published budget on the first 100 official test images).
@@ -17,6 +19,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { createServer } from 'node:net';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,7 +28,7 @@ import { parseArgs } from 'node:util';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const { ownLibtorch } = createRequire(import.meta.url)('./libtorch-paths.cjs');
 const CIFAR10_CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];
-const STAGES = ['environment', 'build', 'tests', 'parity', 'train', 'eval', 'autoattack'];
+const STAGES = ['environment', 'build', 'distributed', 'tests', 'parity', 'train', 'eval', 'autoattack'];
 
 /**
  * Per stage: the most it may take (seconds) and the least it is left when earlier stages ran long (the reserve
@@ -35,14 +38,17 @@ const STAGES = ['environment', 'build', 'tests', 'parity', 'train', 'eval', 'aut
 const LIMITS = {
   full: {
     budget: 470,
-    environment: { max: 30, reserve: 10 }, build: { max: 240, reserve: 60 }, tests: { max: 90, reserve: 20 },
+    environment: { max: 30, reserve: 10 }, build: { max: 240, reserve: 60 },
+    // NCCL's communicator set-up takes a few seconds on one GPU
+    distributed: { max: 30, reserve: 10 }, tests: { max: 90, reserve: 20 },
     parity: { max: 90, reserve: 20 }, train: { max: 300, reserve: 60 }, eval: { max: 60, reserve: 20 },
     // measured on an H200: about 220 s for the full-width model (APGD-CE 88 s on 100 images, EOT 20)
     autoattack: { max: 300, reserve: 240 },
   },
   tiny: {
     budget: 600,
-    environment: { max: 30, reserve: 10 }, build: { max: 400, reserve: 30 }, tests: { max: 120, reserve: 30 },
+    environment: { max: 30, reserve: 10 }, build: { max: 400, reserve: 30 }, distributed: { max: 60, reserve: 10 },
+    tests: { max: 120, reserve: 30 },
     parity: { max: 120, reserve: 30 }, train: { max: 120, reserve: 30 }, eval: { max: 60, reserve: 10 },
     autoattack: { max: 60, reserve: 20 },
   },
@@ -248,6 +254,89 @@ async function buildStage(ctx, seconds) {
   return { libtorch: info.torchVersion, libtorchRoot, cuda, cudaDevices: info.cudaDevices, cudnn: info.cudnn, cxx11Abi: info.cxx11Abi };
 }
 
+/** A free TCP port on the loopback interface, for the rendezvous store of a world of one. */
+function freePort() {
+  return new Promise((resolvePromise, reject) => {
+    const server = createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolvePromise(port));
+    });
+  });
+}
+
+/**
+ * c10d on the device, as a launch of world size 1 sets it up (the variables torchrun sets): a child process (so
+ * the stage's limit can kill a hang) joins the process group, checks all-reduce, broadcast, all-gather and barrier
+ * on a device tensor, and one synchronised-BatchNorm step against a plain one.
+ */
+async function distributedStage(ctx, seconds) {
+  const port = await freePort();
+  const out = await mustRun('distributed probe', 'node', [join(root, 'scripts', 'gpu-check.mjs'), 'distributed-probe', '--device', ctx.device], {
+    env: { RANK: '0', WORLD_SIZE: '1', LOCAL_RANK: '0', MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) }, seconds,
+  });
+  const r = parseJsonOutput('distributed probe', out);
+  if (!r.available) throw Object.assign(new StageError(r.reason), { result: r });
+  if (r.problems.length > 0) throw Object.assign(new StageError(`distributed on ${ctx.device}: ${r.problems.join('; ')}`), { result: r });
+  return r;
+}
+
+/** The distributed stage's child: prints one JSON object (reasons for failure included) and exits 0 unless it crashed. */
+async function distributedProbe(argv) {
+  const { values } = parseArgs({ args: argv, options: { device: { type: 'string', default: 'cuda' } } });
+  const device = values.device === 'cuda' ? 'cuda:0' : values.device;
+  const load = (path) => import(join(root, 'dist', 'src', ...path.split('/')));
+  const { distributedBackends, initProcessGroup, SyncBatchNorm } = await load('distributed/index.js');
+  const { tensor, manualSeed, randn } = await load('tensor/index.js');
+  const { BatchNorm2d, Conv2d, Sequential } = await load('nn/index.js');
+  const backend = device.startsWith('cuda') ? 'nccl' : 'gloo';
+  const backends = distributedBackends();
+  if (!backends.includes(backend)) {
+    const how = backend === 'nccl' ? 'build it against a CUDA libtorch that has NCCL' : 'install libgloo-dev and rebuild';
+    console.log(JSON.stringify({ available: false, backend, backends,
+      reason: `the addon was built without ${backend} (it has: ${backends.join(', ') || 'no backend'}): ${how}` }));
+    return;
+  }
+  const problems = [];
+  const times = {};
+  const timed = async (name, fn) => { const t = performance.now(); const v = await fn(); times[name] = (performance.now() - t) / 1000; return v; };
+  const group = await timed('init', () => initProcessGroup({ device, timeoutMs: 20_000 }));
+  try {
+    const x = tensor(new Float32Array([1, 2, 3, 4])).to(device);
+    await timed('allReduce', () => group.allReduce(x, { op: 'sum' }));
+    await group.allReduce(x, { op: 'avg' });
+    await timed('broadcast', () => group.broadcast(x, { root: 0 }));
+    const gathered = await timed('allGather', () => group.allGather(x));
+    await timed('barrier', () => group.barrier());
+    const values = x.to('cpu').toArray();
+    if (values.join(',') !== '1,2,3,4') problems.push(`all-reduce/broadcast of [1,2,3,4] on a world of one gave [${values.join(',')}]`);
+    if (gathered.length !== 1 || gathered[0].to('cpu').toArray().join(',') !== '1,2,3,4') problems.push('all-gather differs from the input');
+    // Synchronised BatchNorm over a world of one is plain BatchNorm: same loss and gradients on the device.
+    manualSeed(0);
+    const model = new Sequential(new Conv2d(3, 8, 3), new BatchNorm2d(8)).to(device);
+    const input = randn([4, 3, 8, 8]).to(device);
+    // Weighted by a fixed random tensor: a loss BatchNorm's normalisation leaves nearly constant has no gradient to compare.
+    const weights = randn([4, 8, 6, 6]).to(device);
+    const lossOf = () => ({ loss: model.forward(input).mul(weights).sum() });
+    const plain = lossOf().loss;
+    plain.backward();
+    const expected = model.parameters().map((p) => p.grad.to('cpu').toArray());
+    model.zeroGrad();
+    const { result } = await timed('syncBatchNormStep', () => new SyncBatchNorm(model, group).forwardBackward(lossOf));
+    const got = model.parameters().map((p) => p.grad.to('cpu').toArray());
+    let worst = Math.abs(result.loss.item() - plain.item()) / Math.max(1e-12, Math.abs(plain.item()));
+    // Relative to the largest gradient: the convolution's bias has none through a BatchNorm (only rounding).
+    const scale = Math.max(1e-12, ...expected.flat().map(Math.abs));
+    for (const [i, e] of expected.entries()) worst = Math.max(worst, ...e.map((v, j) => Math.abs(got[i][j] - v) / scale));
+    if (!(worst <= 1e-4)) problems.push(`synchronised BatchNorm differs from BatchNorm by ${worst} relative`);
+    console.log(JSON.stringify({ available: true, backend: group.backend, device, worldSize: group.worldSize, seconds: times,
+      syncBatchNormRelativeDifference: worst, problems }));
+  } finally {
+    group.destroy();
+  }
+}
+
 async function testsStage(ctx, seconds) {
   const r = await runCommand('node', ['--test', '--test-reporter=tap', join(root, 'dist', 'test', 'device.test.js')], {
     env: { CROSSMAX_TEST_DEVICE: ctx.device, NODE_TEST_CONTEXT: null }, seconds,
@@ -360,7 +449,7 @@ async function autoattackStage(ctx, seconds) {
 }
 
 const STAGE_BODIES = {
-  environment: environmentStage, build: buildStage, tests: testsStage, parity: parityStage,
+  environment: environmentStage, build: buildStage, distributed: distributedStage, tests: testsStage, parity: parityStage,
   train: trainStage, eval: evalStage, autoattack: autoattackStage,
 };
 
@@ -376,6 +465,9 @@ function summarise(stage) {
     case 'build':
       return `addon against libtorch ${r.libtorch} (${r.libtorchRoot ?? "the system's"}); ` +
         `CUDA ${r.cuda ? `available, ${r.cudaDevices} device(s), cuDNN ${r.cudnn ? 'yes' : 'no'}` : 'not available'}`;
+    case 'distributed':
+      return `${r.backend} on ${r.device}, world size ${r.worldSize}: init ${r.seconds.init.toFixed(1)} s, all-reduce ` +
+        `${(1000 * r.seconds.allReduce).toFixed(1)} ms; synchronised BatchNorm = BatchNorm to ${r.syncBatchNormRelativeDifference.toExponential(1)}`;
     case 'tests':
       return `${r.pass} passed, ${r.fail} failed, ${r.skipped} skipped`;
     case 'parity':
@@ -477,6 +569,8 @@ const [first, ...rest] = process.argv.slice(2);
 try {
   if (first === 'prepare-data') {
     prepareData(rest);
+  } else if (first === 'distributed-probe') {
+    await distributedProbe(rest);
   } else {
     process.exitCode = await check(process.argv.slice(2));
   }

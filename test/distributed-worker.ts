@@ -1,14 +1,16 @@
 // One rank of the distributed tests (test/distributed.test.ts starts two with the torchrun or Slurm variables).
 // Mode (argv[2]):
-//   steps N OUT   N data-parallel SGD steps of a small MLP on fixed data; rank 0 writes its parameters to OUT
+//   steps N OUT [mlp|bn|syncbn]   N data-parallel SGD steps of a small model on fixed data (bn: with BatchNorm and
+//                 per-rank statistics, syncbn: the same model with synchronised BatchNorm); rank 0 writes its
+//                 parameters and running statistics to OUT
 //   die R         rank R exits in the middle of the second step; the other must fail naming it
 //   mismatch      the ranks pass different model configurations to the consistency check
 import { writeFileSync } from 'node:fs';
-import { DistributedDataParallel, initProcessGroup, shardOfBatch, checkConsistency } from '../src/distributed/index.js';
+import { DistributedDataParallel, initProcessGroup, shardOfBatch, checkConsistency, SyncBatchNorm } from '../src/distributed/index.js';
 import { crossEntropy } from '../src/nn/index.js';
 import { SGD } from '../src/optim/index.js';
 import { manualSeed } from '../src/tensor/index.js';
-import { makeModel, makeBatch } from './helpers/distributed-fixture.js';
+import { floatState, makeModel, makeBatch } from './helpers/distributed-fixture.js';
 
 
 async function main(): Promise<void> {
@@ -21,8 +23,13 @@ async function main(): Promise<void> {
     }
     // Different initial weights per rank: synchronize() must replace them by rank 0's.
     manualSeed(100 + group.rank);
-    const model = makeModel();
-    const ddp = new DistributedDataParallel(model, group, { bucketMegabytes: 0.0005 });
+    const kind = process.argv[5] ?? 'mlp';
+    if (!['mlp', 'bn', 'syncbn'].includes(kind)) throw new Error(`unknown model ${kind}`);
+    const model = makeModel(kind === 'mlp' ? 'mlp' : 'bn');
+    const sync = kind === 'syncbn' ? new SyncBatchNorm(model, group) : null;
+    // Tiny buckets for the MLP (several all-reduces in flight); one bucket for the BatchNorm models, whose tests are
+    // about the statistics (their bucketing is the MLP's).
+    const ddp = new DistributedDataParallel(model, group, { bucketMegabytes: kind === 'mlp' ? 0.0005 : 25 });
     await ddp.synchronize({ modelConfig: { width: 16 } });
     const optimizer = new SGD(model.parameters(), { lr: 0.1, momentum: 0.9 });
     const steps = mode === 'die' ? 1000 : Number(arg);
@@ -31,16 +38,24 @@ async function main(): Promise<void> {
       const rows = shardOfBatch([...Array(x.shape[0]).keys()], group.rank, group.worldSize);
       const xs = x.narrow(0, rows[0]!, rows.length);
       const ys = y.narrow(0, rows[0]!, rows.length);
+      const share = rows.length / x.shape[0]!;
+      // As PyTorch's DDP (broadcast_buffers): rank 0's running statistics before every step.
+      if (kind !== 'mlp') await ddp.broadcastBuffers();
       optimizer.zeroGrad();
-      const loss = crossEntropy(model.forward(xs), ys);
-      loss.backward();
+      let loss;
+      if (sync) {
+        loss = (await sync.forwardBackward(() => ({ loss: crossEntropy(model.forward(xs), ys) }), { share })).result.loss;
+      } else {
+        loss = crossEntropy(model.forward(xs), ys);
+        loss.backward();
+      }
       if (mode === 'die' && step === 1 && group.rank === Number(arg)) process.exit(3);
-      await ddp.allReduceGradients({ share: rows.length / x.shape[0]! });
+      await ddp.allReduceGradients({ share });
       optimizer.step();
       for (const t of [x, y, xs, ys, loss]) t.dispose();
     }
     if (group.rank === 0 && out) {
-      writeFileSync(out, JSON.stringify(Object.fromEntries(model.namedParameters().map(([n, t]) => [n, t.toArray()]))));
+      writeFileSync(out, JSON.stringify(floatState(model)));
     }
   } finally {
     group.destroy();

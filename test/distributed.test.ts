@@ -12,7 +12,7 @@ import { distributedBackends, shardOfBatch, worldFromEnvironment } from '../src/
 import { crossEntropy } from '../src/nn/index.js';
 import { SGD } from '../src/optim/index.js';
 import { manualSeed } from '../src/tensor/index.js';
-import { makeBatch, makeModel } from './helpers/distributed-fixture.js';
+import { floatState, makeBatch, makeModel, type FixtureModel } from './helpers/distributed-fixture.js';
 
 const worker = join(dirname(fileURLToPath(import.meta.url)), 'distributed-worker.js');
 const skip = distributedBackends().includes('gloo') ? false : 'addon built without Gloo (install libgloo-dev)';
@@ -51,9 +51,9 @@ async function runRanks(args: string[], options: { style?: 'torchrun' | 'slurm';
 }
 
 /** The single-process reference: the same model (rank 0's initial weights) and steps on the whole batches. */
-function singleProcess(steps: number): Record<string, number[]> {
+function singleProcess(steps: number, kind: FixtureModel = 'mlp'): Record<string, number[]> {
   manualSeed(100);
-  const model = makeModel();
+  const model = makeModel(kind);
   const optimizer = new SGD(model.parameters(), { lr: 0.1, momentum: 0.9 });
   for (let step = 0; step < steps; step++) {
     const { x, y } = makeBatch(step);
@@ -63,18 +63,25 @@ function singleProcess(steps: number): Record<string, number[]> {
     optimizer.step();
     for (const t of [x, y, loss]) t.dispose();
   }
-  return Object.fromEntries(model.namedParameters().map(([n, t]) => [n, t.toArray()]));
+  return floatState(model);
 }
 
-function assertClose(actual: Record<string, number[]>, expected: Record<string, number[]>): void {
+/** The tensors whose largest difference exceeds 1e-6 relative to the tensor's largest magnitude. */
+function differences(actual: Record<string, number[]>, expected: Record<string, number[]>): string[] {
   assert.deepEqual(Object.keys(actual), Object.keys(expected));
+  const out: string[] = [];
   for (const name of Object.keys(expected)) {
     const a = actual[name]!;
     const e = expected[name]!;
     const scale = Math.max(...e.map(Math.abs));
     const worst = Math.max(...a.map((v, i) => Math.abs(v - e[i]!)));
-    assert.ok(worst <= 1e-6 * scale, `${name}: max difference ${worst} > 1e-6 × ${scale}`);
+    if (!(worst <= 1e-6 * scale)) out.push(`${name}: max difference ${worst} > 1e-6 × ${scale}`);
   }
+  return out;
+}
+
+function assertClose(actual: Record<string, number[]>, expected: Record<string, number[]>): void {
+  assert.deepEqual(differences(actual, expected), []);
 }
 
 test('worldFromEnvironment reads torchrun variables, else Slurm, else null', () => {
@@ -104,6 +111,30 @@ test('one and three data-parallel steps on 2 ranks equal single-process steps on
     for (const r of results) assert.equal(r.code, 0, r.stderr);
     assertClose(JSON.parse(readFileSync(out, 'utf8')) as Record<string, number[]>, singleProcess(steps));
   }
+});
+
+test('with synchronised BatchNorm, one and three steps on 2 ranks equal single-process steps (parameters and running statistics); per-rank BatchNorm differs', { skip }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'crossmax-syncbn-'));
+  for (const steps of [1, 3]) {
+    const expected = singleProcess(steps, 'bn');
+    const synced = join(dir, `sync-${steps}.json`);
+    for (const r of await runRanks(['steps', String(steps), synced, 'syncbn'])) assert.equal(r.code, 0, r.stderr);
+    assertClose(JSON.parse(readFileSync(synced, 'utf8')) as Record<string, number[]>, expected);
+    // Without synchronisation each rank normalises its own half: the same test must then fail, on the weights
+    // before the BatchNorms and on the running statistics.
+    const local = join(dir, `local-${steps}.json`);
+    for (const r of await runRanks(['steps', String(steps), local, 'bn'])) assert.equal(r.code, 0, r.stderr);
+    const wrong = differences(JSON.parse(readFileSync(local, 'utf8')) as Record<string, number[]>, expected);
+    for (const name of ['0.weight', '1.running_mean', '1.running_var', '4.running_var']) {
+      assert.ok(wrong.some((w) => w.startsWith(`${name}:`)), `per-rank BatchNorm should differ on ${name}; differing: ${wrong.join('; ')}`);
+    }
+  }
+});
+
+test('synchronised BatchNorm on 3 ranks (Slurm variables, uneven slices 4/3/3) equals the single process', { skip }, async () => {
+  const out = join(mkdtempSync(join(tmpdir(), 'crossmax-syncbn-')), 'state.json');
+  for (const r of await runRanks(['steps', '2', out, 'syncbn'], { style: 'slurm', worldSize: 3 })) assert.equal(r.code, 0, r.stderr);
+  assertClose(JSON.parse(readFileSync(out, 'utf8')) as Record<string, number[]>, singleProcess(2, 'bn'));
 });
 
 test('ranks started with Slurm variables (3 ranks, uneven slices) equal the single process too', { skip }, async () => {

@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { distributedBackends } from '../src/distributed/index.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const shared = join(root, '..', 'shared', 'datasets');
@@ -26,9 +27,10 @@ test('gpu-check --device cpu --tiny: every stage runs and the table and JSON are
     const failed = report.stages.filter((s) => s.status !== 'ok').map((s) => `${s.name}: ${s.status} (${s.error})`);
     assert.deepEqual(failed, [], `every stage ok\n${run.stdout}\n${run.stderr.slice(-3000)}`);
     assert.equal(run.status, 0);
-    assert.deepEqual(report.stages.map((s) => s.name), ['environment', 'build', 'tests', 'parity', 'train', 'eval', 'autoattack']);
+    assert.deepEqual(report.stages.map((s) => s.name), ['environment', 'build', 'distributed', 'tests', 'parity', 'train', 'eval', 'autoattack']);
     for (const s of report.stages) assert.ok(s.seconds <= s.limit + 5, `${s.name} kept to its limit: ${s.seconds} s of ${s.limit}`);
     const byName = new Map(report.stages.map((s) => [s.name, s.result!]));
+    assert.equal(byName.get('distributed')!.backend, 'gloo');
     assert.ok((byName.get('tests')!.pass as number) >= 9, 'the device variants ran (on cpu)');
     assert.ok(byName.get('parity')!['resnet18'] && byName.get('parity')!['cifar-fast'], 'both parity models');
     assert.equal(byName.get('eval')!.images, 40, 'the tiny test folder: 4 images of each class');
@@ -36,6 +38,34 @@ test('gpu-check --device cpu --tiny: every stage runs and the table and JSON are
     const table = readFileSync(join(out, 'gpu-check.md'), 'utf8');
     assert.match(table, /\| autoattack \| ok \|/);
     assert.match(run.stdout, /\| stage \| status \|/, 'the table is printed');
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
+test('gpu-check\'s distributed stage: a world of one over Gloo on cpu; a backend the addon lacks is reported by name', {
+  skip: distributedBackends().includes('gloo') ? false : 'addon built without Gloo (install libgloo-dev)',
+}, () => {
+  const out = mkdtempSync(join(tmpdir(), 'crossmax-gpu-check-'));
+  try {
+    const run = spawnSync('node', [join(root, 'scripts', 'gpu-check.mjs'), '--device', 'cpu', '--tiny', '--out', out, '--stages', 'distributed'],
+      { encoding: 'utf8', timeout: 60_000, env: { ...process.env, CROSSMAX_NUM_THREADS: '1' } });
+    const report = JSON.parse(readFileSync(join(out, 'gpu-check.json'), 'utf8')) as { stages: StageRecord[] };
+    const stage = report.stages[0]!;
+    assert.equal(stage.status, 'ok', `${stage.error}\n${run.stdout}`);
+    assert.equal(run.status, 0);
+    assert.equal(stage.result!.backend, 'gloo');
+    assert.equal(stage.result!.worldSize, 1);
+    assert.ok((stage.result!.syncBatchNormRelativeDifference as number) <= 1e-4);
+    assert.match(readFileSync(join(out, 'gpu-check.md'), 'utf8'), /\| distributed \| ok \| .*gloo on cpu, world size 1/);
+    if (!distributedBackends().includes('nccl')) {
+      // This addon has no NCCL: the cuda check says so instead of crashing.
+      spawnSync('node', [join(root, 'scripts', 'gpu-check.mjs'), '--device', 'cuda', '--tiny', '--out', out, '--stages', 'distributed'],
+        { encoding: 'utf8', timeout: 60_000 });
+      const cuda = (JSON.parse(readFileSync(join(out, 'gpu-check.json'), 'utf8')) as { stages: StageRecord[] }).stages[0]!;
+      assert.equal(cuda.status, 'failed');
+      assert.match(cuda.error!, /the addon was built without nccl \(it has: gloo\)/);
+    }
   } finally {
     rmSync(out, { recursive: true, force: true });
   }

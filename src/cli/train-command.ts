@@ -23,6 +23,7 @@ export const TRAIN_OPTIONS = {
   preset: { type: 'string' },
   'model-config': { type: 'string' },
   'dist-timeout': { type: 'string' },
+  'sync-batchnorm': { type: 'boolean' },
   resolutions: { type: 'string' },
   noise: { type: 'string' },
   k: { type: 'string' },
@@ -96,6 +97,10 @@ Trains a multi-resolution self-ensemble (the paper's method) and evaluates it.
   --dist-timeout S       launched distributed (crossmax launch, torchrun, srun): seconds a rank waits for the
                          others before failing, naming the lost rank (default 300). The ranks train on slices of
                          each --batch-size batch (global), rank 0 writes everything; --resume on every rank.
+  --sync-batchnorm       launched distributed: BatchNorm normalises with the statistics of the global batch over
+                         all ranks (torch.nn.SyncBatchNorm), so W ranks take the single-process step exactly;
+                         costs up to one partial forward per BatchNorm per step. Default: per-rank statistics (as
+                         PyTorch's DDP). Nothing to synchronise in one process; not with --adversarial.
   --train-limit N        train on the first N training images only
   --eval-limit N         evaluate on the first N test images only (default all)
   --device DEV           ${DEVICE_HELP}
@@ -152,6 +157,9 @@ export async function runTraining(values: ParsedArgs['values'], defaults: Traini
   const trainLimit = numberFlag(values, 'train-limit', { integer: true, min: 1 });
   const evalLimit = numberFlag(values, 'eval-limit', { integer: true, min: 1 });
   const adversarialKind = choiceFlag(values, 'adversarial', ['fgsm', 'pgd'] as const);
+  if (values['sync-batchnorm'] === true && adversarialKind) {
+    throw new UsageError("--sync-batchnorm and --adversarial don't go together: the attack's forward passes would use per-rank statistics");
+  }
   const outDir = resolve(stringFlag(values, 'out') ?? defaults.outDir ?? join('runs', modelName + (values['no-prior'] ? '-single-resolution' : '')));
 
   const [fullTrain, testSet] = [await loadData(dataSpec, 'train'), await loadData(dataSpec, 'test')];
@@ -210,6 +218,7 @@ export async function runTraining(values: ParsedArgs['values'], defaults: Traini
     resume: values.resume === true,
     overwrite: values.overwrite === true,
     distributed: group,
+    syncBatchNorm: group !== undefined && values['sync-batchnorm'] === true,
   };
   if (!options.resume && !options.overwrite && existsSync(join(outDir, 'checkpoint.safetensors'))) {
     throw new UsageError(`${outDir} holds a training checkpoint: --resume to continue it, --overwrite to start afresh, or --out elsewhere`);

@@ -129,6 +129,43 @@ export interface BatchNormConfig {
   device?: Device;
 }
 
+/** Per-channel sums of one BatchNorm call's input: float64 [C] sum and sum of squares, and the values counted per channel. */
+export interface BatchStatistics {
+  /** Σx per channel, float64 [C]. */
+  sum: Tensor;
+  /** Σx² per channel, float64 [C]. */
+  sumSq: Tensor;
+  /** Values per channel (batch × spatial size). */
+  count: number;
+}
+
+/** What a {@link BatchStatisticsSource} answers for one BatchNorm call. */
+export interface CombinedBatchStatistics {
+  /** The sums over every rank's batch (constants: no autograd history). */
+  total: BatchStatistics;
+  /** Whether this is the real pass (update the running statistics, record the call) or a statistics-only pass. */
+  final: boolean;
+}
+
+/**
+ * Where a BatchNorm in training mode takes its batch statistics from instead of its own input: the statistics of
+ * the global batch over all ranks (src/distributed's SyncBatchNorm implements it). BatchNorm asks it once per call.
+ */
+export interface BatchStatisticsSource {
+  /**
+   * The statistics to normalise this call with, given this process's own (`local`, values with autograd history).
+   * Returns the combined sums (constants: no history) and whether this pass is the real one (it updates the running
+   * statistics and records the call); a source may throw here to end a statistics-only pass early.
+   */
+  combine(layer: BatchNorm, local: BatchStatistics): CombinedBatchStatistics;
+  /**
+   * The real pass's record of a call: this process's sums (`local`, with history) and the combined sums used
+   * (`combined` = local + the other ranks' part as a constant, so gradients reach `local`); the source corrects
+   * their gradients after backward with the other ranks' share.
+   */
+  record(local: BatchStatistics, combined: BatchStatistics): void;
+}
+
 /**
  * Batch normalisation over the channel dimension 1 (torch.nn.modules.batchnorm._BatchNorm): parameters weight,
  * bias; buffers running_mean, running_var and num_batches_tracked (int64, counts training batches).
@@ -152,6 +189,11 @@ export abstract class BatchNorm extends Module {
   readonly runningVar: Tensor | null = null;
   /** Buffer `num_batches_tracked` (0-d int64), or null without running statistics. */
   readonly numBatchesTracked: Tensor | null = null;
+  /**
+   * In training mode, take the batch statistics from this source (synchronised BatchNorm over ranks) rather than
+   * from the input alone. Default null. Not state: it is neither saved nor loaded.
+   */
+  statisticsSource: BatchStatisticsSource | null = null;
 
   /**
    * @param numFeatures - Channels C of the input.
@@ -184,6 +226,7 @@ export abstract class BatchNorm extends Module {
    */
   forward(x: Tensor): Tensor {
     this.checkInput(x);
+    if (this.training && this.statisticsSource) return this.forwardWithSource(x, this.statisticsSource);
     let averagingFactor = this.momentum ?? 0;
     if (this.training && this.numBatchesTracked) {
       noGrad(() => this.numBatchesTracked!.add_(1));
@@ -197,6 +240,48 @@ export abstract class BatchNorm extends Module {
       runningMean: useRunning ? this.runningMean : null, runningVar: useRunning ? this.runningVar : null,
       training: useBatchStatistics, momentum: averagingFactor, eps: this.eps,
     });
+  }
+
+  /**
+   * Training-mode normalisation with statistics from `source` (torch.nn.SyncBatchNorm's forward): mean = Σx / n and
+   * biased variance = Σx² / n − mean² over the combined batch, both in float64 (the difference of two sums loses
+   * digits in float32); the running variance takes the unbiased n / (n − 1) form, as PyTorch's does.
+   */
+  private forwardWithSource(x: Tensor, source: BatchStatisticsSource): Tensor {
+    const channels = x.shape[1]!;
+    if (channels !== this.numFeatures) throw new Error(`BatchNorm expects ${this.numFeatures} channels, got shape [${x.shape.join(', ')}]`);
+    const reduce = [0, ...Array.from({ length: x.ndim - 2 }, (_, i) => i + 2)];
+    const wide = x.double();
+    const local: BatchStatistics = { sum: wide.sum({ dim: reduce }), sumSq: wide.square().sum({ dim: reduce }), count: x.numel / channels };
+    const { total, final } = source.combine(this, local);
+    if (total.count < 2) throw new Error(`BatchNorm: expected more than 1 value per channel in training, got ${total.count} over all ranks`);
+    // Forward values are the combined sums; gradients reach this process's own sums (the rest is a constant here,
+    // and the source adds the other ranks' part of the gradient after backward).
+    const combined: BatchStatistics = {
+      sum: local.sum.add(total.sum.sub(local.sum).detach()),
+      sumSq: local.sumSq.add(total.sumSq.sub(local.sumSq).detach()),
+      count: total.count,
+    };
+    const mean = combined.sum.div(total.count);
+    const variance = combined.sumSq.div(total.count).sub(mean.square());
+    const broadcast = [1, channels, ...Array<number>(x.ndim - 2).fill(1)];
+    let y = x.sub(mean.to(x.dtype).reshape(broadcast)).mul(variance.add(this.eps).rsqrt().to(x.dtype).reshape(broadcast));
+    if (this.weight) y = y.mul(this.weight.reshape(broadcast));
+    if (this.bias) y = y.add(this.bias.reshape(broadcast));
+    if (final) {
+      source.record(local, combined);
+      if (this.trackRunningStats && this.runningMean && this.runningVar && this.numBatchesTracked) {
+        noGrad(() => {
+          this.numBatchesTracked!.add_(1);
+          const factor = this.momentum ?? 1 / this.numBatchesTracked!.item();
+          const unbiased = variance.mul(total.count / (total.count - 1));
+          this.runningMean!.mul_(1 - factor).add_(mean.to(this.runningMean!.dtype), factor);
+          this.runningVar!.mul_(1 - factor).add_(unbiased.to(this.runningVar!.dtype), factor);
+          unbiased.dispose();
+        });
+      }
+    }
+    return y;
   }
 
   // Checkpoints written before PyTorch 0.4.1 (torchvision's original ResNet weights) have no

@@ -41,7 +41,7 @@ import type { LRSchedule } from '../optim/schedules.js';
 import { saveSafetensors } from '../serialize/safetensors.js';
 import { defaultGeneratorState, disposeAll, Generator, manualSeed, setDefaultGeneratorState, tensor, type Tensor, tidy, zeros } from '../tensor/index.js';
 import { checkNonNegativeInteger, checkPositiveInteger } from '../util/checks.js';
-import { DistributedDataParallel, shardOfBatch, type ProcessGroup } from '../distributed/index.js';
+import { DistributedDataParallel, shardOfBatch, SyncBatchNorm, type ProcessGroup } from '../distributed/index.js';
 import { JsonLinesWriter, writeJsonAtomic } from '../util/json.js';
 import { ProgressBar, type ProgressOptions } from '../util/progress.js';
 import {
@@ -194,6 +194,14 @@ export interface TrainOptions {
    * Default: none (one process).
    */
   distributed?: ProcessGroup;
+  /**
+   * Synchronised BatchNorm (torch.nn.SyncBatchNorm) when `distributed`: training-mode BatchNorms normalise with
+   * the mean and variance of the global batch over all ranks, with exact gradients, so a step on W ranks equals the
+   * single-process step on the whole batch for models with BatchNorm too (src/distributed/sync-batchnorm.ts; it
+   * costs up to one partial forward pass per BatchNorm call). Not with `adversarial` (the attack's forward passes
+   * would still use per-rank statistics). Default false: each rank normalises its own slice, as PyTorch's DDP.
+   */
+  syncBatchNorm?: boolean;
   /** A progress bar on stderr (true, or its options), plain lines when stderr is not a terminal. Default true. */
   progress?: boolean | ProgressOptions;
   /**
@@ -318,6 +326,8 @@ class TrainingRun {
   private metricsLog: JsonLinesWriter | null = null;
   /** Data-parallel wrapper when options.distributed is given. */
   private ddp: DistributedDataParallel | null = null;
+  /** Synchronised BatchNorm when options.syncBatchNorm (and distributed). */
+  private syncBn: SyncBatchNorm | null = null;
   /** Whether this process writes files and shows progress: rank 0, or the only process. */
   private readonly writes: boolean;
   private epochSums = emptySums();
@@ -347,6 +357,10 @@ class TrainingRun {
     if (this.lossKind !== 'members' && this.lossKind !== 'output') throw new RangeError(`loss must be 'members' or 'output', got '${String(this.lossKind)}'`);
     if (this.lossKind === 'members' && !hasMembers) throw new Error("loss 'members' needs a model with memberLogits(); use loss: 'output'");
     this.adversarial = options.adversarial ? resolveAdversarialOptions(options.adversarial) : null;
+    if (options.syncBatchNorm && !options.distributed) throw new Error('syncBatchNorm needs distributed training (a process group)');
+    if (options.syncBatchNorm && this.adversarial) {
+      throw new Error("syncBatchNorm with adversarial training is not supported: the attack's forward passes would normalise with per-rank statistics");
+    }
     this.loader = new DataLoader(options.trainSet, {
       batchSize, shuffle: true, seed: options.seed ?? 0, augment: options.augment ?? false, device: modelDevice(this.model),
     });
@@ -411,6 +425,8 @@ class TrainingRun {
       memberWeights: o.memberWeights ?? null,
       labelSmoothing: o.labelSmoothing ?? 0,
       adversarial: this.adversarial,
+      // Only when on, so that earlier checkpoints' fingerprints stay valid.
+      syncBatchNorm: o.syncBatchNorm ? true : undefined,
       eval: { every: this.evalEvery, limit: o.evalLimit ?? null, batchSize: o.evalBatchSize ?? 256, seed: o.evalSeed ?? this.loader.seed },
       logEvery: this.logEvery,
       trainSet: datasetIdentity(o.trainSet),
@@ -435,6 +451,7 @@ class TrainingRun {
         this.ddp = new DistributedDataParallel(this.model as unknown as Module, this.o.distributed);
         // Before start(): a resumed run then loads the same checkpoint on every rank over rank 0's weights.
         await this.ddp.synchronize({ options: this.fingerprint, trainImages: this.o.trainSet.length });
+        if (this.o.syncBatchNorm) this.syncBn = new SyncBatchNorm(this.model as unknown as Module, this.o.distributed);
       }
       let position = this.start();
       for (; position.phase < this.phases.length && !position.completed; position = { ...position, phase: position.phase + 1, epoch: 0, batch: 0 }) {
@@ -621,7 +638,7 @@ class TrainingRun {
       if (this.ddp && this.model.buffers().length > 0) await this.ddp.broadcastBuffers();
       const total = batch.images.shape[0]!;
       const rows = group ? shardOfBatch([...Array(total).keys()], group.rank, group.worldSize) : null;
-      const local = tidy(() => {
+      const local = this.syncBn && rows ? await this.syncBnStep(batch, rows, total, phase, optimizer) : tidy(() => {
         const n = rows ? rows.length : total;
         let images = rows ? batch.images.narrow(0, rows[0] ?? 0, n) : batch.images;
         const labels = rows ? batch.labels.narrow(0, rows[0] ?? 0, n) : batch.labels;
@@ -650,6 +667,29 @@ class TrainingRun {
       }
     } finally {
       batch.dispose();
+    }
+  }
+
+  /**
+   * The forward and backward of {@link step} with synchronised BatchNorm (no adversarial examples: refused at
+   * construction): statistics-only passes and the gradient corrections talk to the other ranks between them.
+   */
+  private async syncBnStep(batch: { images: Tensor; labels: Tensor }, rows: number[], total: number, phase: Phase,
+    optimizer: AnyOptimizer): Promise<{ loss: number; correct: number; images: number }> {
+    const n = rows.length;
+    const images = batch.images.narrow(0, rows[0] ?? 0, n);
+    const labels = batch.labels.narrow(0, rows[0] ?? 0, n);
+    try {
+      optimizer.zeroGrad();
+      const { result } = await this.syncBn!.forwardBackward(() => this.lossAndCorrect(images, labels, phase),
+        { share: n / total, generators: [...this.generators.values()] });
+      const values = { loss: result.loss.item(), correct: result.correct.item(), images: n };
+      result.loss.dispose();
+      result.correct.dispose();
+      return values;
+    } finally {
+      images.dispose();
+      labels.dispose();
     }
   }
 
