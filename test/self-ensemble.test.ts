@@ -16,7 +16,7 @@ import {
   buildSelfEnsemble, CrossMax, IMAGENET_NORMALIZATION, InputAdapter, loadModel, MeanLogits, Median,
   presetConfig, readModelInfo, resolveSelfEnsembleConfig, saveModel, SelfEnsemble, type SelfEnsembleConfig,
 } from '../src/ensemble/index.js';
-import { pythonMissing, runPython } from './helpers/python.js';
+import { META_DEVICE_PY, pythonMissing, runPython } from './helpers/python.js';
 
 const torchMissing = pythonMissing('torch, torchvision');
 const PAPER_CLASSES = 100;
@@ -37,13 +37,8 @@ out_dir, classes = sys.argv[1], int(sys.argv[2])
 resolutions = [32, 16, 8, 4]
 
 # torch 1.13 (Debian's) has no 'with torch.device("meta")' yet; a function mode that sends the factory functions
-# there does the same (as in wide-resnet.test.ts).
-class MetaDevice(torch.overrides.TorchFunctionMode):
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = dict(kwargs or {})
-        if func in (torch.empty, torch.zeros, torch.ones, torch.full, torch.tensor):
-            kwargs['device'] = 'meta'
-        return func(*args, **kwargs)
+# there does the same (test/helpers/python.ts).
+${META_DEVICE_PY}
 
 with MetaDevice():
     model = torchvision.models.resnet152()

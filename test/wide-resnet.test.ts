@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { disposeAll, manualSeed, noGrad, rand, tidy, type Tensor } from '../src/tensor/index.js';
 import { WideResNet } from '../src/nn/index.js';
 import { buildSelfEnsemble } from '../src/ensemble/index.js';
-import { pythonMissing, runPython } from './helpers/python.js';
+import { META_DEVICE_PY, pythonMissing, runPython } from './helpers/python.js';
 import { assertSameWeights, readTensorDump, tensorDumpPython, weightChecksumsPython, type DumpEntry, type WeightChecksum } from './helpers/weights.js';
 
 const torchMissing = pythonMissing('torch');
@@ -99,12 +99,7 @@ def signature(m):
 # Only names, shapes and dtypes are compared, so WRN-28-10 (36.5 M parameters, ~3 s to initialise on one thread) is
 # built on the meta device: no memory, no initialisation. torch 1.13 (Debian's) has no 'with torch.device("meta")'
 # yet; a function mode that sends the factory functions there does the same.
-class MetaDevice(torch.overrides.TorchFunctionMode):
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = dict(kwargs or {})
-        if func in (torch.empty, torch.zeros, torch.ones, torch.full, torch.tensor):
-            kwargs['device'] = 'meta'
-        return func(*args, **kwargs)
+${META_DEVICE_PY}
 
 with MetaDevice():
     wrn28_10 = WideResNet(depth=28, widen_factor=10, num_classes=10)

@@ -71,3 +71,15 @@ export function runPython(script: string, options: RunPythonOptions = {}): strin
 export function runPythonJson<T>(script: string, options: RunPythonOptions = {}): T {
   return JSON.parse(runPython(script, options)) as T;
 }
+
+/**
+ * Python source of `MetaDevice`, a torch function mode that builds modules on the meta device (no memory, no
+ * initialisation): torch 1.13 (Debian's) has no `with torch.device("meta")` yet. Use `with MetaDevice(): ...`.
+ */
+export const META_DEVICE_PY = String.raw`class MetaDevice(torch.overrides.TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in (torch.empty, torch.zeros, torch.ones, torch.full, torch.tensor):
+            kwargs['device'] = 'meta'
+        return func(*args, **kwargs)
+`;
