@@ -27,9 +27,8 @@ async function main(): Promise<void> {
     if (!['mlp', 'bn', 'syncbn'].includes(kind)) throw new Error(`unknown model ${kind}`);
     const model = makeModel(kind === 'mlp' ? 'mlp' : 'bn');
     const sync = kind === 'syncbn' ? new SyncBatchNorm(model, group) : null;
-    // Tiny buckets for the MLP (several all-reduces in flight); one bucket for the BatchNorm models, whose tests are
-    // about the statistics (their bucketing is the MLP's).
-    const ddp = new DistributedDataParallel(model, group, { bucketMegabytes: kind === 'mlp' ? 0.0005 : 25 });
+    // Tiny buckets: several all-reduces in flight at once, which the ranks must pair up in the same order.
+    const ddp = new DistributedDataParallel(model, group, { bucketMegabytes: 0.0005 });
     await ddp.synchronize({ modelConfig: { width: 16 } });
     const optimizer = new SGD(model.parameters(), { lr: 0.1, momentum: 0.9 });
     const steps = mode === 'die' ? 1000 : Number(arg);
