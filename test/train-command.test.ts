@@ -7,7 +7,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
-import { trainCommand, withModelFlags } from '../src/cli/train-command.js';
+import { memberWeightsFlag, trainCommand, withModelFlags } from '../src/cli/train-command.js';
+import { loadSafetensors } from '../src/serialize/safetensors.js';
 import { infoCommand } from '../src/cli/info.js';
 import { UsageError, parseCommandArgs } from '../src/cli/args.js';
 import { TRAIN_OPTIONS } from '../src/cli/train-command.js';
@@ -106,4 +107,38 @@ test('model flags: what each sets, and the contradictions refused', () => {
   assert.throws(() => withModelFlags(base, flags('--no-prior', '--resolutions', '32')), /--resolutions sets the multi-resolution prior, which --no-prior removes/);
   assert.throws(() => withModelFlags(base, flags('--resolutions', '32,x')), /--resolutions 32,x: positive integers/);
   assert.throws(() => withModelFlags(base, flags('--k', '0')), /--k 0: must be at least 1/);
+});
+
+test('--member-weights fc: the notebook\'s first stage trains the backbone\'s classifier alone; heads keep their weights', async () => {
+  const first = join(dir, 'members-first');
+  const firstRun = await captureLog(() => trainCommand(['--data', data, '--out', first, ...quick]));
+  assert.equal(firstRun.code, 0);
+  const start = (JSON.parse(firstRun.printed) as { model: string }).model;
+  const second = join(dir, 'members-fc');
+  // No weight decay: a member with weight 0 gets a zero gradient, so plain SGD leaves it exactly as it was.
+  const secondRun = await captureLog(() => trainCommand(['--data', data, '--out', second, '--mode', 'fine-tune', '--init-model', start,
+    '--member-weights', 'fc', '--weight-decay', '0', ...quick]));
+  assert.equal(secondRun.code, 0);
+  const before = loadSafetensors(start).tensors;
+  const after = loadSafetensors((JSON.parse(secondRun.printed) as { model: string }).model).tensors;
+  const differs = (name: string) => before.get(name)!.sub(after.get(name)!).abs().max().item() > 0;
+  // The heads' parameters; their BatchNorm statistics (buffers) still follow the data in training mode.
+  const heads = [...before.keys()].filter((name) => name.startsWith('heads.') && !/running_|num_batches_tracked/.test(name));
+  assert.ok(heads.length > 0, `a head among ${[...before.keys()].slice(0, 5).join(', ')}...`);
+  for (const name of heads) assert.ok(!differs(name), `${name} changed although its member's weight is 0`);
+  assert.ok(differs('backbone.fc.weight') && differs('backbone.conv1.weight'), 'the fc and the backbone train');
+  for (const t of [...before.values(), ...after.values()]) t.dispose();
+});
+
+test('--member-weights: numbers in member order or member names; wrong counts, names and all-zero refused', () => {
+  const flags = (...args: string[]) => parseCommandArgs(args, TRAIN_OPTIONS).values;
+  const members = ['layer3.1', 'layer4.1', 'fc'];
+  assert.equal(memberWeightsFlag(flags(), members), undefined);
+  assert.deepEqual(memberWeightsFlag(flags('--member-weights', 'fc'), members), [0, 0, 1]);
+  assert.deepEqual(memberWeightsFlag(flags('--member-weights', 'layer4.1,fc'), members), [0, 1, 1]);
+  assert.deepEqual(memberWeightsFlag(flags('--member-weights', '1,0.5,2'), members), [1, 0.5, 2]);
+  assert.throws(() => memberWeightsFlag(flags('--member-weights', '1,2'), members), /2 weights for 3 members \(layer3\.1, layer4\.1, fc\)/);
+  assert.throws(() => memberWeightsFlag(flags('--member-weights', 'fc,layer9'), members), /no member named layer9; this model's members are layer3\.1, layer4\.1, fc/);
+  assert.throws(() => memberWeightsFlag(flags('--member-weights', '0,0,0'), members), /all weights are 0/);
+  assert.throws(() => memberWeightsFlag(flags('--member-weights', '1,-1,0'), members), /must be >= 0/);
 });

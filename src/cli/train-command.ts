@@ -42,6 +42,7 @@ export const TRAIN_OPTIONS = {
   'no-prior': { type: 'boolean' },
   aggregator: { type: 'string' },
   'label-smoothing': { type: 'string' },
+  'member-weights': { type: 'string' },
   augment: { type: 'boolean' },
   adversarial: { type: 'string' },
   'adv-eps': { type: 'string' },
@@ -84,6 +85,10 @@ Trains a multi-resolution self-ensemble (the paper's method) and evaluates it.
   --no-prior             single-resolution baseline: the same backbone without the multi-resolution prior
   --aggregator NAME      crossmax (default, k=3) | mean-logits | mean-probabilities | median | crossmax-median | soft-crossmax | single
   --label-smoothing X    default 0
+  --member-weights LIST  the members' losses: weights in member order (e.g. 1,1,1,1,1,2), or the names of the
+                         members to train, equally weighted (e.g. fc: the backbone's own classifier alone, the
+                         notebook's first stage before its heads are trained with --mode heads); default every member
+                         equally (the mean of their cross-entropies)
   --augment              random crop (pad 4) and horizontal flip (default off: the prior jitters the input)
   --adversarial KIND     light adversarial training: fgsm | pgd;  --adv-eps (8/255), --adv-steps, --adv-fraction (1)
   --mode MODE            from-scratch (default) | fine-tune | heads (frozen backbone, heads one at a time)
@@ -190,6 +195,9 @@ export async function runTraining(values: ParsedArgs['values'], defaults: Traini
   const pretrained = stringFlag(values, 'pretrained');
   if (pretrained) adaptPretrainedStem(model, pretrained);
   if (device !== 'cpu') model.to(device);
+  if (mode === 'heads' && values['member-weights'] !== undefined) {
+    throw new UsageError('--member-weights weighs the members of one loss; --mode heads trains each head alone on its own loss');
+  }
   if (mode !== 'from-scratch' && !initModel && !pretrained) {
     throw new UsageError(`--mode ${mode} starts from trained weights: give --init-model or --pretrained`);
   }
@@ -207,6 +215,7 @@ export async function runTraining(values: ParsedArgs['values'], defaults: Traini
     schedule: { kind: scheduleKind, warmupSteps: numberFlag(values, 'warmup-steps', { integer: true, min: 0 }) },
     augment: values.augment === true,
     labelSmoothing: numberFlag(values, 'label-smoothing', { min: 0, max: 1 }) ?? 0,
+    memberWeights: memberWeightsFlag(values, model.memberNames()),
     adversarial: adversarialKind ? {
       attack: adversarialKind,
       eps: numberFlag(values, 'adv-eps', { min: 0, max: 1 }) ?? 8 / 255,
@@ -264,6 +273,30 @@ export async function runTraining(values: ParsedArgs['values'], defaults: Traini
     model, metrics: result.metrics, evaluation, testSet, trainSet, outDir, reportPath: files.html,
     modelPath: result.modelPath, facts, seconds,
   };
+}
+
+/**
+ * --member-weights: numbers (one per member, in member order) or member names (weight 1 on those, 0 elsewhere).
+ * Undefined when the flag is absent (the trainer's default: every member equally).
+ */
+export function memberWeightsFlag(values: ParsedArgs['values'], memberNames: readonly string[]): number[] | undefined {
+  const items = listFlag(values, 'member-weights');
+  if (items.length === 0) return undefined;
+  const given = String(values['member-weights']);
+  const numbers = items.map(Number);
+  if (items.every((item, i) => item !== '' && Number.isFinite(numbers[i]))) {
+    if (numbers.length !== memberNames.length) {
+      throw new UsageError(`--member-weights ${given}: ${numbers.length} weights for ${memberNames.length} members (${memberNames.join(', ')})`);
+    }
+    if (numbers.some((w) => w < 0)) throw new UsageError(`--member-weights ${given}: weights must be >= 0`);
+    if (numbers.every((w) => w === 0)) throw new UsageError(`--member-weights ${given}: all weights are 0, no member would be trained`);
+    return numbers;
+  }
+  const unknown = items.filter((name) => !memberNames.includes(name));
+  if (unknown.length > 0) {
+    throw new UsageError(`--member-weights ${given}: no member named ${unknown.join(', ')}; this model's members are ${memberNames.join(', ')}`);
+  }
+  return memberNames.map((name) => (items.includes(name) ? 1 : 0));
 }
 
 /** A whole model configuration from a JSON file; numClasses and classes default to the data's (and must agree with it). */
