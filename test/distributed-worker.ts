@@ -1,8 +1,9 @@
 // One rank of the distributed tests (test/distributed.test.ts starts two with the torchrun or Slurm variables).
 // Mode (argv[2]):
-//   steps N OUT [mlp|bn|syncbn]   N data-parallel SGD steps of a small model on fixed data (bn: with BatchNorm and
-//                 per-rank statistics, syncbn: the same model with synchronised BatchNorm); rank 0 writes its
-//                 parameters and running statistics to OUT
+//   steps N OUT [mlp|bn|syncbn] [after]   N data-parallel SGD steps of a small model on fixed data (bn: with
+//                 BatchNorm and per-rank statistics, syncbn: the same model with synchronised BatchNorm); rank 0 writes
+//                 its parameters and running statistics to OUT. The gradients' all-reduce overlaps the backward pass
+//                 (prints how many buckets started inside it), except with syncbn or `after` (reduced after it)
 //   die R         rank R exits in the middle of the second step; the other must fail naming it
 //   mismatch      the ranks pass different model configurations to the consistency check
 import { writeFileSync } from 'node:fs';
@@ -28,7 +29,8 @@ async function main(): Promise<void> {
     const model = makeModel(kind === 'mlp' ? 'mlp' : 'bn');
     const sync = kind === 'syncbn' ? new SyncBatchNorm(model, group) : null;
     // Tiny buckets: several all-reduces in flight at once, which the ranks must pair up in the same order.
-    const ddp = new DistributedDataParallel(model, group, { bucketMegabytes: 0.0005 });
+    const overlap = kind !== 'syncbn' && process.argv[6] !== 'after';
+    const ddp = new DistributedDataParallel(model, group, { bucketMegabytes: 0.0005, overlap });
     await ddp.synchronize({ modelConfig: { width: 16 } });
     const optimizer = new SGD(model.parameters(), { lr: 0.1, momentum: 0.9 });
     const steps = mode === 'die' ? 1000 : Number(arg);
@@ -46,7 +48,9 @@ async function main(): Promise<void> {
         loss = (await sync.forwardBackward(() => ({ loss: crossEntropy(model.forward(xs), ys) }), { share })).result.loss;
       } else {
         loss = crossEntropy(model.forward(xs), ys);
+        ddp.prepareForBackward(share);
         loss.backward();
+        if (step === 0) process.stderr.write(`buckets started during backward: ${ddp.bucketsLaunchedDuringBackward}\n`);
       }
       if (mode === 'die' && step === 1 && group.rank === Number(arg)) process.exit(3);
       await ddp.allReduceGradients({ share });

@@ -103,12 +103,18 @@ test('shardOfBatch: the ranks\' slices concatenate to the batch', () => {
   }
 });
 
-test('one and three data-parallel steps on 2 ranks equal single-process steps on the concatenated batch', { skip }, async () => {
+test('one and three data-parallel steps on 2 ranks equal single-process steps on the concatenated batch, with the all-reduce overlapping the backward pass or after it', { skip }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'crossmax-ddp-'));
-  for (const steps of [1, 3]) {
-    const out = join(dir, `params-${steps}.json`);
-    const results = await runRanks(['steps', String(steps), out]);
-    for (const r of results) assert.equal(r.code, 0, r.stderr);
+  for (const [steps, when] of [[1, 'overlap'], [3, 'overlap'], [3, 'after']] as const) {
+    const out = join(dir, `params-${steps}-${when}.json`);
+    const results = await runRanks(['steps', String(steps), out, 'mlp', when]);
+    for (const r of results) {
+      assert.equal(r.code, 0, r.stderr);
+      // Tiny buckets: with overlap, buckets start inside the backward pass (not all: the first layer's finish it).
+      const started = Number(/buckets started during backward: (\d+)/.exec(r.stderr)?.[1]);
+      if (when === 'overlap') assert.ok(started > 0, `no bucket started during backward: ${r.stderr}`);
+      else assert.equal(started, 0);
+    }
     assertClose(JSON.parse(readFileSync(out, 'utf8')) as Record<string, number[]>, singleProcess(steps));
   }
 });

@@ -2,7 +2,8 @@
 // One rank of a measurement (bench/scaling/run starts the ranks with the torchrun variables, or one process alone):
 //   shapes   --model M                 the model's parameter shapes as JSON (torch_side.py reduces the same sizes)
 //   allreduce --model M --steps S      ms per step of averaging M's gradients over the ranks (25 MB buckets)
-//   train    --model M --batch B --steps S   data-parallel SGD steps on random CIFAR-sized data; rank 0 prints img/s
+//   train    --model M --batch B --steps S [--overlap off]   data-parallel SGD steps on random CIFAR-sized data;
+//            rank 0 prints img/s. The gradients' all-reduce overlaps the backward pass (DDP's default) unless off.
 // Models: 'recipe' (the cifar-small self-ensemble: the recipe's model, ~0.7 M parameters), 'resnet18' (CIFAR stem,
 // 3 channels, 11 M parameters: the model torch_side.py builds too, for the crossmax/PyTorch ratio).
 import { parseArgs } from 'node:util';
@@ -15,7 +16,7 @@ import { getNumThreads, manualSeed, onesLike, rand, randint, tidy, type Tensor }
 const { values: args, positionals } = parseArgs({
   allowPositionals: true,
   options: { model: { type: 'string', default: 'resnet18' }, steps: { type: 'string', default: '20' }, batch: { type: 'string', default: '128' },
-    warmup: { type: 'string', default: '2' } },
+    warmup: { type: 'string', default: '2' }, overlap: { type: 'string', default: 'on' } },
 });
 const mode = positionals[0] ?? 'train';
 const steps = Number(args.steps);
@@ -36,7 +37,9 @@ async function main(): Promise<void> {
   }
   const world = worldFromEnvironment();
   const group: ProcessGroup | null = world ? await initProcessGroup({ world }) : null;
-  const ddp = group ? new DistributedDataParallel(model, group) : null;
+  if (!['on', 'off'].includes(args.overlap!)) throw new Error(`--overlap must be on or off, got ${args.overlap}`);
+  const overlap = args.overlap === 'on';
+  const ddp = group ? new DistributedDataParallel(model, group, { overlap }) : null;
   await ddp?.synchronize();
   const rank = group?.rank ?? 0;
   const worldSize = group?.worldSize ?? 1;
@@ -66,7 +69,9 @@ async function main(): Promise<void> {
       if (ddp && model.buffers().length > 0) await ddp.broadcastBuffers();
       tidy(() => {
         optimizer.zeroGrad();
-        crossEntropy(model.forward(xs), ys).backward();
+        const loss = crossEntropy(model.forward(xs), ys);
+        ddp?.prepareForBackward();
+        loss.backward();
       });
       await ddp?.allReduceGradients();
       optimizer.step();
@@ -74,7 +79,7 @@ async function main(): Promise<void> {
     const seconds = (performance.now() - start) / 1000;
     if (rank === 0) {
       console.log(JSON.stringify({ side: 'crossmax', mode, model: args.model, parameters, worldSize, threads: getNumThreads(), batch,
-        imagesPerSecond: (steps * batch) / seconds }));
+        overlap: ddp ? overlap : null, imagesPerSecond: (steps * batch) / seconds }));
     }
   } else {
     throw new Error(`mode must be shapes, allreduce or train, got ${mode}`);

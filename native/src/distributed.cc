@@ -26,8 +26,12 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include <torch/csrc/autograd/utils/lambda_post_hook.h>
+#include <torch/csrc/autograd/variable.h>
+
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <cstdlib>
 #include <functional>
 #include <memory>
@@ -165,6 +169,16 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
 
   // Only newProcessGroup() makes these; it hands the state over through `pending`.
   static std::shared_ptr<GroupState>* pending;
+
+  // The live group behind a JS handle (newGradientReducer's argument); throws a JS TypeError otherwise.
+  static std::shared_ptr<GroupState> StateOf(const Napi::Env& env, const Napi::Value& value) {
+    if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(constructor->Value())) {
+      throw Napi::TypeError::New(env, "expected a process group (from newProcessGroup)");
+    }
+    auto state = Unwrap(value.As<Napi::Object>())->state_;
+    if (!state || !state->backend) throw Napi::Error::New(env, "process group used after destroy()");
+    return state;
+  }
 
   explicit ProcessGroupHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ProcessGroupHandle>(info) {
     if (pending == nullptr) {
@@ -365,6 +379,286 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
 Napi::FunctionReference* ProcessGroupHandle::constructor = nullptr;
 std::shared_ptr<GroupState>* ProcessGroupHandle::pending = nullptr;
 
+
+// ---- The gradient reducer: DistributedDataParallel's all-reduce overlapped with the backward pass ---------------
+//
+// PyTorch's DDP (c10d's reducer.cpp) puts a hook on each parameter's gradient accumulator; once every parameter of
+// a bucket has its gradient, the bucket is flattened and its all-reduce starts on gloo's (or NCCL's) thread while
+// autograd goes on computing the earlier layers' gradients. The same here, smaller:
+//  - buckets are filled in reverse parameter order, the order in which the backward pass produces gradients;
+//  - buckets are launched strictly in bucket order (a ready bucket waits for the ones before it), because c10d
+//    pairs collectives across ranks by the order they are issued;
+//  - a bucket with a parameter that got no gradient (an unused member, the other heads of a 'heads' phase) is
+//    launched by finish(), after the backward, in the same order, with zeros for the missing gradients: every rank
+//    issues the same collectives whatever its graph;
+//  - the hooks act only between arm() and finish(), so other backward passes (an attack's input gradients,
+//    synchronised BatchNorm's corrections, evaluation) leave them idle.
+// The hooks run on the thread that runs the backward: the JS thread on CPU (the addon's backward is synchronous),
+// with the JS thread blocked inside it on CUDA, so no other collective can be issued in between.
+using AccumulatorPtr = decltype(torch::autograd::impl::grad_accumulator(std::declval<const torch::autograd::Variable&>()));
+
+struct ReducerState {
+  std::shared_ptr<GroupState> group;
+  std::vector<at::Tensor> params;
+  // Kept alive here: a variable holds its accumulator weakly, so without this the hook would vanish with the graph.
+  // (A std::shared_ptr in libtorch 1.x, an intrusive_ptr in recent 2.x: whatever grad_accumulator returns.)
+  std::vector<AccumulatorPtr> accumulators;
+  std::vector<uintptr_t> hookKeys;
+  std::vector<std::vector<size_t>> buckets;  // parameter indices, per bucket
+  std::vector<size_t> bucketOf;              // bucket index, per parameter
+  std::mutex mutex;
+  // This iteration (reset by arm()):
+  bool armed = false;
+  double share = 1.0;
+  std::vector<char> ready;         // per parameter: its gradient has arrived
+  std::vector<size_t> missing;     // per bucket: parameters still without their gradient
+  size_t next = 0;                 // the next bucket to launch
+  std::vector<at::Tensor> flats;   // per bucket, once launched
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  std::string error;               // a launch that failed inside the backward (reported by finish())
+  int launchedInBackward = 0;
+};
+
+// Flattens bucket `b`'s gradients (zeros where a parameter has none), weights them by this rank's share and starts
+// their all-reduce. Called with s.mutex held.
+void LaunchBucket(ReducerState& s, size_t b) {
+  at::NoGradGuard noGrad;
+  std::vector<at::Tensor> pieces;
+  pieces.reserve(s.buckets[b].size());
+  for (size_t i : s.buckets[b]) {
+    const at::Tensor& p = s.params[i];
+    const at::Tensor& g = p.grad();
+    pieces.push_back(g.defined() ? g.reshape({-1}) : at::zeros({p.numel()}, p.options()));
+  }
+  at::Tensor flat = at::cat(pieces).mul_(s.share);
+  s.flats[b] = flat;
+  std::vector<at::Tensor> tensors{flat};
+  c10d::AllreduceOptions opts;
+  opts.reduceOp = c10d::ReduceOp(c10d::ReduceOp::SUM);
+  opts.timeout = s.group->timeout;
+  s.works[b] = s.group->backend->allreduce(tensors, opts);
+}
+
+// Launches every bucket from s.next on that is complete (or all of them, `all`), in order. Called with s.mutex held.
+void LaunchReadyBuckets(ReducerState& s, bool all) {
+  while (s.next < s.buckets.size() && (all || s.missing[s.next] == 0)) {
+    LaunchBucket(s, s.next);
+    s.next++;
+  }
+}
+
+class GradientReducerHandle : public Napi::ObjectWrap<GradientReducerHandle> {
+ public:
+  static Napi::FunctionReference* constructor;
+
+  static void Init(Napi::Env env, Napi::Object exports) {
+    Napi::Function ctor = DefineClass(
+        env, "GradientReducerHandle",
+        {
+            InstanceAccessor("buckets", &GradientReducerHandle::Buckets, nullptr),
+            InstanceAccessor("launchedDuringBackward", &GradientReducerHandle::LaunchedDuringBackward, nullptr),
+            InstanceMethod("arm", &GradientReducerHandle::Arm),
+            InstanceMethod("finish", &GradientReducerHandle::Finish),
+            InstanceMethod("destroy", &GradientReducerHandle::Destroy),
+        });
+    constructor = new Napi::FunctionReference(Napi::Persistent(ctor));
+    exports.Set("GradientReducerHandle", ctor);
+  }
+
+  // newGradientReducer(group, params: TensorHandle[], bucketBytes) -> GradientReducerHandle
+  static Napi::Value New(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      auto state = std::make_shared<ReducerState>();
+      state->group = ProcessGroupHandle::StateOf(env, info[0]);
+      if (!info[1].IsArray()) throw Napi::TypeError::New(env, "newGradientReducer expects an array of parameters");
+      Napi::Array arr = info[1].As<Napi::Array>();
+      double bucketBytes = info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : 25.0 * 1024 * 1024;
+      if (!(bucketBytes > 0)) throw Napi::RangeError::New(env, "bucketBytes must be positive");
+      for (uint32_t i = 0; i < arr.Length(); i++) {
+        const at::Tensor& p = TensorHandle::Get(arr.Get(i), "a parameter");
+        if (!p.requires_grad() || !p.is_leaf()) {
+          throw Napi::TypeError::New(env, "parameter " + std::to_string(i) + " is not a leaf that requires grad");
+        }
+        state->params.push_back(p);
+      }
+      // Buckets in reverse parameter order, each up to bucketBytes (one parameter may exceed it alone).
+      size_t n = state->params.size();
+      state->bucketOf.assign(n, 0);
+      double bytes = 0;
+      for (size_t k = 0; k < n; k++) {
+        size_t i = n - 1 - k;
+        double size = static_cast<double>(state->params[i].numel() * state->params[i].element_size());
+        if (state->buckets.empty() || (!state->buckets.back().empty() && bytes + size > bucketBytes)) {
+          state->buckets.emplace_back();
+          bytes = 0;
+        }
+        state->buckets.back().push_back(i);
+        state->bucketOf[i] = state->buckets.size() - 1;
+        bytes += size;
+      }
+      state->flats.resize(state->buckets.size());
+      state->works.resize(state->buckets.size());
+      std::weak_ptr<ReducerState> weak = state;
+      for (size_t i = 0; i < n; i++) {
+        auto accumulator = torch::autograd::impl::grad_accumulator(state->params[i]);
+        if (!accumulator) throw Napi::Error::New(env, "parameter " + std::to_string(i) + " has no gradient accumulator");
+        auto hook = [weak, i](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
+          auto s = weak.lock();
+          if (!s) return outputs;
+          std::lock_guard<std::mutex> lock(s->mutex);
+          if (!s->armed || s->ready[i] || !s->error.empty()) return outputs;
+          s->ready[i] = 1;
+          size_t before = s->next;
+          if (--s->missing[s->bucketOf[i]] == 0) {
+            try {
+              LaunchReadyBuckets(*s, false);
+            } catch (...) {
+              // Not thrown into autograd: finish() reports it (and fails on every rank, whose collective times out).
+              s->error = Describe(std::current_exception());
+            }
+          }
+          s->launchedInBackward += static_cast<int>(s->next - before);
+          return outputs;
+        };
+        state->hookKeys.push_back(
+            accumulator->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(hook)));
+        state->accumulators.push_back(std::move(accumulator));
+      }
+      pending = &state;
+      Napi::Object handle;
+      try {
+        handle = constructor->New({});
+      } catch (...) {
+        pending = nullptr;
+        RemoveHooks(*state);
+        throw;
+      }
+      pending = nullptr;
+      return handle;
+    });
+  }
+
+  explicit GradientReducerHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<GradientReducerHandle>(info) {
+    if (pending == nullptr) throw Napi::TypeError::New(info.Env(), "made by newGradientReducer(), not constructed");
+    state_ = *pending;
+  }
+
+  ~GradientReducerHandle() override {
+    if (state_) RemoveHooks(*state_);
+  }
+
+ private:
+  static std::shared_ptr<ReducerState>* pending;
+
+  static void RemoveHooks(ReducerState& s) {
+    for (size_t i = 0; i < s.accumulators.size() && i < s.hookKeys.size(); i++) s.accumulators[i]->del_post_hook(s.hookKeys[i]);
+    s.accumulators.clear();
+    s.hookKeys.clear();
+  }
+
+  ReducerState& Live(const Napi::Env& env) {
+    if (!state_) throw Napi::Error::New(env, "gradient reducer used after destroy()");
+    return *state_;
+  }
+
+  Napi::Value Buckets(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Array out = Napi::Array::New(env);
+    if (!state_) return out;
+    for (size_t b = 0; b < state_->buckets.size(); b++) {
+      Napi::Array bucket = Napi::Array::New(env, state_->buckets[b].size());
+      for (size_t j = 0; j < state_->buckets[b].size(); j++) bucket.Set(j, Napi::Number::New(env, state_->buckets[b][j]));
+      out.Set(b, bucket);
+    }
+    return out;
+  }
+
+  Napi::Value LaunchedDuringBackward(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), state_ ? state_->launchedInBackward : 0);
+  }
+
+  // arm(share): the next backward pass's gradients are this rank's, weighted by `share` in the sum over ranks.
+  Napi::Value Arm(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      ReducerState& s = Live(env);
+      double share = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 1.0;
+      if (!(share >= 0 && share <= 1)) throw Napi::RangeError::New(env, "share must be in [0, 1]");
+      std::lock_guard<std::mutex> lock(s.mutex);
+      if (s.armed) throw Napi::Error::New(env, "arm() twice without finish(): the previous step's gradients were not reduced");
+      if (!s.group->backend) throw Napi::Error::New(env, "process group used after destroy()");
+      s.armed = true;
+      s.share = share;
+      s.ready.assign(s.params.size(), 0);
+      s.missing.resize(s.buckets.size());
+      for (size_t b = 0; b < s.buckets.size(); b++) s.missing[b] = s.buckets[b].size();
+      s.next = 0;
+      for (auto& f : s.flats) f = at::Tensor();
+      for (auto& w : s.works) w.reset();
+      s.error.clear();
+      s.launchedInBackward = 0;
+      return env.Undefined();
+    });
+  }
+
+  // finish() -> Promise<void>: launches the buckets still waiting (in order), waits for every all-reduce off the JS
+  // thread, and writes the sums into the parameters' gradients.
+  Napi::Value Finish(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      auto state = state_;
+      ReducerState& s = Live(env);
+      std::vector<at::Tensor> flats;
+      std::vector<c10::intrusive_ptr<c10d::Work>> works;
+      {
+        std::lock_guard<std::mutex> lock(s.mutex);
+        if (!s.armed) throw Napi::Error::New(env, "finish() without arm()");
+        s.armed = false;
+        if (!s.error.empty()) throw Napi::Error::New(env, "a gradient all-reduce failed to start: " + s.error);
+        LaunchReadyBuckets(s, true);
+        flats = s.flats;
+        works = s.works;
+      }
+      auto timeout = s.group->timeout;
+      auto* worker = new PromiseWorker(
+          env, s.group,
+          [state, flats, works, timeout]() {
+            at::NoGradGuard noGrad;
+            for (size_t b = 0; b < works.size(); b++) {
+              WaitFor(works[b], timeout);
+              int64_t offset = 0;
+              for (size_t i : state->buckets[b]) {
+                at::Tensor& p = state->params[i];
+                at::Tensor piece = flats[b].narrow(0, offset, p.numel()).view(p.sizes());
+                offset += p.numel();
+                if (p.grad().defined()) {
+                  p.mutable_grad().copy_(piece);
+                } else {
+                  p.mutable_grad() = piece.clone();
+                }
+              }
+            }
+          },
+          {});
+      Napi::Promise promise = worker->Promise();
+      worker->Queue();
+      return promise;
+    });
+  }
+
+  Napi::Value Destroy(const Napi::CallbackInfo& info) {
+    if (state_) RemoveHooks(*state_);
+    state_.reset();
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<ReducerState> state_;
+};
+
+Napi::FunctionReference* GradientReducerHandle::constructor = nullptr;
+std::shared_ptr<ReducerState>* GradientReducerHandle::pending = nullptr;
+
 // newProcessGroup({ backend: 'gloo' | 'nccl', rank, worldSize, timeoutMs,
 //                   store: 'tcp' | 'file', masterAddr, masterPort (tcp) | path (file),
 //                   glooHostname?, glooInterface? (gloo: the address peers reach this rank at) })
@@ -497,7 +791,9 @@ Napi::Value DistributedBackends(const Napi::CallbackInfo& info) {
 
 void InitDistributed(Napi::Env env, Napi::Object exports) {
   ProcessGroupHandle::Init(env, exports);
+  GradientReducerHandle::Init(env, exports);
   exports.Set("newProcessGroup", Napi::Function::New(env, NewProcessGroup));
+  exports.Set("newGradientReducer", Napi::Function::New(env, GradientReducerHandle::New));
   exports.Set("distributedBackends", Napi::Function::New(env, DistributedBackends));
 }
 

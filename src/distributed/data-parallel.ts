@@ -2,17 +2,20 @@
 // gradients averaged over ranks in buckets, each rank its own contiguous slice of every global batch (so a step
 // on W ranks is the single-process step on the concatenated batch), and a start-up check that the ranks agree.
 //
-// Gradients are reduced after backward(), not overlapped with it as PyTorch's Reducer does: overlapping needs
-// per-parameter autograd hooks that fire during backward, and the addon's backward runs as one native call with no
-// JS hooks inside it. Buckets are still issued together, so gloo's thread reduces one while the next is packed.
+// The gradients' all-reduce overlaps the backward pass, as PyTorch's Reducer does: call prepareForBackward(share)
+// before loss.backward(), and the addon's hooks on the gradient accumulators start each bucket's all-reduce while
+// autograd computes the earlier layers (GradientReducer). Without it (synchronised BatchNorm, whose corrections
+// change the gradients after the first backward, or `overlap: false`), allReduceGradients reduces after backward.
 import type { Module } from '../nn/module.js';
 import { cat, noGrad, Tensor, zerosLike } from '../tensor/index.js';
-import type { ProcessGroup } from './process-group.js';
+import type { GradientReducer, ProcessGroup } from './process-group.js';
 
 /** Options of {@link DistributedDataParallel}. */
 export interface DataParallelOptions {
   /** Gradient bucket size, MB (PyTorch's bucket_cap_mb default). Default 25. */
   bucketMegabytes?: number;
+  /** Start the all-reduce during the backward pass (prepareForBackward). Default true. */
+  overlap?: boolean;
 }
 
 /** Options of {@link DistributedDataParallel.allReduceGradients}. */
@@ -30,6 +33,9 @@ export interface GradientReduceOptions {
  */
 export class DistributedDataParallel {
   private readonly bucketBytes: number;
+  private readonly overlap: boolean;
+  private reducer: { reducer: GradientReducer; params: Tensor[] } | null = null;
+  private armed = false;
 
   /**
    * Binds `module` to `group`; nothing is communicated until {@link synchronize}.
@@ -40,6 +46,37 @@ export class DistributedDataParallel {
     const mb = options.bucketMegabytes ?? 25;
     if (!(mb > 0)) throw new RangeError(`bucketMegabytes must be positive, got ${mb}`);
     this.bucketBytes = mb * 1024 * 1024;
+    this.overlap = options.overlap ?? true;
+  }
+
+  /**
+   * Arms the overlapped all-reduce for the next backward pass (call right before `loss.backward()`; then
+   * {@link allReduceGradients} waits for it). `share` as in {@link GradientReduceOptions}. Does nothing with
+   * `overlap: false`. The reducer follows the parameters that require grad (a 'heads' phase freezes some).
+   */
+  prepareForBackward(share = 1 / this.group.worldSize): void {
+    if (!this.overlap) return;
+    if (!(share >= 0 && share <= 1)) throw new RangeError(`share must be in [0, 1], got ${share}`);
+    const params = this.module.parameters().filter((p) => p.requiresGrad);
+    const current = this.reducer;
+    if (!current || current.params.length !== params.length || current.params.some((p, i) => p !== params[i])) {
+      current?.reducer.destroy();
+      this.reducer = { reducer: this.group.gradientReducer(params, this.bucketBytes), params };
+    }
+    this.reducer!.reducer.arm(share);
+    this.armed = true;
+  }
+
+  /** Buckets whose all-reduce started inside the last backward pass (0 when not overlapped). */
+  get bucketsLaunchedDuringBackward(): number {
+    return this.reducer?.reducer.launchedDuringBackward ?? 0;
+  }
+
+  /** Removes the reducer's hooks from the parameters. */
+  destroy(): void {
+    this.reducer?.reducer.destroy();
+    this.reducer = null;
+    this.armed = false;
   }
 
   /**
@@ -74,10 +111,16 @@ export class DistributedDataParallel {
 
   /**
    * Replaces every parameter's gradient by its average over ranks (weighted by `share`), in buckets of at most
-   * `bucketMegabytes`. A parameter without a gradient on this rank takes part with zeros, so every rank issues
+   * `bucketMegabytes`; after {@link prepareForBackward}, waits for the all-reduces the backward pass started. A parameter without a gradient on this rank takes part with zeros, so every rank issues
    * the same collectives.
    */
   async allReduceGradients(options: GradientReduceOptions = {}): Promise<void> {
+    if (this.armed) {
+      // Armed by prepareForBackward: the all-reduces are under way (its share applies).
+      this.armed = false;
+      await this.reducer!.reducer.finish();
+      return;
+    }
     const share = options.share ?? 1 / this.group.worldSize;
     if (!(share >= 0 && share <= 1)) throw new RangeError(`share must be in [0, 1], got ${share}`);
     const params = this.module.parameters().filter((p) => p.requiresGrad);

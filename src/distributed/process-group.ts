@@ -20,8 +20,17 @@ interface NativeProcessGroup {
   destroy(): void;
 }
 
+interface NativeGradientReducer {
+  readonly buckets: number[][];
+  readonly launchedDuringBackward: number;
+  arm(share: number): void;
+  finish(): Promise<void>;
+  destroy(): void;
+}
+
 interface DistributedAddon {
   newProcessGroup(options: Record<string, unknown>): Promise<NativeProcessGroup>;
+  newGradientReducer(group: NativeProcessGroup, params: unknown[], bucketBytes: number): NativeGradientReducer;
   distributedBackends(): string[];
 }
 
@@ -141,6 +150,15 @@ export class ProcessGroup {
     }
   }
 
+  /**
+   * A reducer of `params`' gradients that starts each bucket's all-reduce during the backward pass, as soon as the
+   * bucket's gradients exist (see {@link GradientReducer}). `params` must be leaves that require grad.
+   */
+  gradientReducer(params: readonly Tensor[], bucketBytes: number): GradientReducer {
+    const raw = addon.newGradientReducer(this.live(), params.map((p) => p.handle), bucketBytes);
+    return new GradientReducer(raw, (what, start) => this.collective(what, start));
+  }
+
   /** Releases the group (never blocks on a dead peer: collectives still waiting keep it alive until they fail). */
   destroy(): void {
     if (this.destroyed) return;
@@ -192,4 +210,42 @@ export async function initProcessGroup(options: ProcessGroupOptions = {}): Promi
     glooInterface: process.env.GLOO_SOCKET_IFNAME,
   });
   return new ProcessGroup(raw, world, timeoutMs);
+}
+
+/**
+ * DistributedDataParallel's gradient all-reduce overlapped with the backward pass (native/src/distributed.cc): hooks
+ * on the parameters' gradient accumulators start a bucket's all-reduce once all its gradients exist, in bucket order
+ * (buckets are filled in reverse parameter order, the order the backward produces them). Use: {@link arm} before
+ * `loss.backward()`, `await` {@link finish} after it (it launches what is left, waits, and writes the sums into the
+ * gradients); backward passes outside arm/finish are ignored.
+ */
+export class GradientReducer {
+  /** Made by {@link ProcessGroup.gradientReducer}. */
+  constructor(private readonly raw: NativeGradientReducer,
+    private readonly run: (what: string, start: () => Promise<void>) => Promise<void>) {}
+
+  /** The parameter indices of each bucket, in launch order. */
+  get buckets(): number[][] {
+    return this.raw.buckets;
+  }
+
+  /** Buckets whose all-reduce started inside the last armed backward pass (the rest started in finish()). */
+  get launchedDuringBackward(): number {
+    return this.raw.launchedDuringBackward;
+  }
+
+  /** The next backward pass's gradients are this rank's, weighted by `share` (its part of the global batch) in the sum. */
+  arm(share: number): void {
+    this.raw.arm(share);
+  }
+
+  /** Every parameter's gradient replaced by the weighted sum over ranks. */
+  finish(): Promise<void> {
+    return this.run('gradient all-reduce', () => this.raw.finish());
+  }
+
+  /** Removes the hooks. */
+  destroy(): void {
+    this.raw.destroy();
+  }
 }

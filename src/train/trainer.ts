@@ -466,6 +466,7 @@ class TrainingRun {
       }
       this.metricsLog?.close();
       this.metricsLog = null;
+      this.ddp?.destroy();
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
       for (const [p, requiresGrad] of savedRequiresGrad) {
@@ -650,6 +651,8 @@ class TrainingRun {
         }
         optimizer.zeroGrad();
         const { loss, correct } = this.lossAndCorrect(images, labels, phase);
+        // Distributed: the gradients' all-reduce starts inside this backward pass, bucket by bucket.
+        this.ddp?.prepareForBackward(n / total);
         loss.backward();
         if (!group) optimizer.step();
         return { loss: loss.item(), correct: correct.item(), images: n };
