@@ -617,8 +617,11 @@ class GradientReducerHandle : public Napi::ObjectWrap<GradientReducerHandle> {
         s.armed = false;
         if (!s.error.empty()) throw Napi::Error::New(env, "a gradient all-reduce failed to start: " + s.error);
         LaunchReadyBuckets(s, true);
-        flats = s.flats;
-        works = s.works;
+        // Moved out: the flattened buckets live only until the worker has written them into the gradients.
+        flats = std::move(s.flats);
+        works = std::move(s.works);
+        s.flats.assign(s.buckets.size(), at::Tensor());
+        s.works.assign(s.buckets.size(), c10::intrusive_ptr<c10d::Work>());
       }
       auto timeout = s.group->timeout;
       auto* worker = new PromiseWorker(
