@@ -135,9 +135,9 @@ test('the cap on images per pass holds, and a cap below two batches runs one pas
   });
 });
 
-test('the default cap is 512 CIFAR-sized images, in proportion to the pixels for larger images', () => {
-  assert.equal(defaultEotImagesPerPass([100, 3, 32, 32]), 512);
-  assert.equal(defaultEotImagesPerPass([100, 3, 224, 224]), 10);
+test('the default cap is 256 CIFAR-sized images, in proportion to the pixels for larger images', () => {
+  assert.equal(defaultEotImagesPerPass([100, 3, 32, 32]), 256);
+  assert.equal(defaultEotImagesPerPass([100, 3, 224, 224]), 5);
   assert.equal(defaultEotImagesPerPass([1, 3, 4096, 4096]), 1);
 });
 

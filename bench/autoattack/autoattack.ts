@@ -16,7 +16,7 @@
 // Budgets (--budget): published (100 iterations, EOT 20, the reference's), quick (10 iterations, EOT 4, for a smoke run).
 //
 // crossmax's attacks run the EOT draws of a step batched (stacked replicas of the batch in one forward/backward pass,
-// up to 512 CIFAR images; GradientAttackOptions.eotImagesPerPass); the PyTorch side loops over them as the reference
+// up to 256 CIFAR images; GradientAttackOptions.eotImagesPerPass); the PyTorch side loops over them as the reference
 // does, and is the base of every speed-up. --torch-eot-batched adds a second PyTorch row with crossmax's batching
 // (not the reference's algorithm), to show what the trick alone gives PyTorch.
 import { spawnSync } from 'node:child_process';
