@@ -146,9 +146,10 @@ class PriorLinear extends Module {
   readonly prior: MultiResolutionPrior;
   readonly head: Linear;
   passes = 0;
-  constructor() {
+  /** `generator`: the prior's own stream; null for libtorch's default generator, which attacks seed. */
+  constructor(generator: Generator | null = new Generator(11)) {
     super();
-    this.prior = this.registerModule('prior', new MultiResolutionPrior({ generator: new Generator(11) }));
+    this.prior = this.registerModule('prior', new MultiResolutionPrior({ generator: generator ?? undefined }));
     this.head = this.registerModule('head', new Linear(4 * D, 6));
   }
   forward(x: Tensor): Tensor {
@@ -187,5 +188,17 @@ test('a model in training mode gets one pass per draw (BatchNorm would couple th
     model.passes = 0;
     new Probe(model, { eot: 4 }).gradientOf(images, labels);
     assert.equal(model.passes, 1);
+  });
+});
+
+test('a batched-EOT attack on the prior is reproducible under its seed, and another seed draws otherwise', () => {
+  tidy(() => {
+    const model = new PriorLinear(null).eval();
+    const images = rand([3, ...SHAPE], { generator: new Generator(14) });
+    const labels = model.forward(images).argmax({ dim: 1 });
+    const run = (seed: number) => new APGD(model, { eps: 0.03, steps: 4, eot: 5, seed }).run(images, labels).adversarial;
+    const [a, b, c] = [run(1), run(1), run(2)];
+    assert.ok(a.equal(b), 'same seed, same adversarial images');
+    assert.ok(!a.equal(c), 'another seed, other draws');
   });
 });

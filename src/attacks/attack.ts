@@ -494,7 +494,8 @@ export const EOT_IMAGES_PER_PASS_32PX = 256;
  * H·W otherwise (at least 1). The batches of one to a few images that APGD reaches on the last robust points gain
  * most: there the fixed cost of each operator, not the arithmetic, sets the time of a pass. Measured on the demo
  * model (cifar-small), one thread, forward + backward per image: 8.9 ms at batch 1, 4.4 at 4, 2.9 at 16, about
- * 2.4-2.8 from 32 to 256, and 3.1 at 512 (memory traffic): hence 256.
+ * 2.4-2.8 from 32 to 256, and 3.1 at 512 (memory traffic): hence 256. A pass then holds about as many images as
+ * one batch of the AutoAttack runner (250) did in the sequential loop, so memory per pass does not grow either.
  */
 export function defaultEotImagesPerPass(shape: readonly number[]): number {
   const pixels = (shape[2] ?? 32) * (shape[3] ?? 32);
