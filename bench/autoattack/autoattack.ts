@@ -18,7 +18,8 @@
 // crossmax's attacks run the EOT draws of a step batched (stacked replicas of the batch in one forward/backward pass,
 // up to 256 CIFAR images; GradientAttackOptions.eotImagesPerPass); the PyTorch side loops over them as the reference
 // does, and is the base of every speed-up. --torch-eot-batched adds a second PyTorch row with crossmax's batching
-// (not the reference's algorithm), to show what the trick alone gives PyTorch.
+// (not the reference's algorithm), to show what the trick alone gives PyTorch. --eot-images-per-pass N sets crossmax's
+// cap (1: the reference's sequential loop on crossmax's side too, for an A/B of the batching).
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -49,6 +50,7 @@ const { values: args } = parseArgs({
     python: { type: 'string', default: '/usr/bin/python3' },
     json: { type: 'boolean', default: false },
     'torch-eot-batched': { type: 'boolean', default: false },
+    'eot-images-per-pass': { type: 'string' },
   },
 });
 
@@ -64,6 +66,7 @@ const batchSize = positiveInteger('batch-size', args['batch-size']!);
 const seed = Number(args.seed);
 if (!Number.isInteger(seed) || seed < 0) throw new Error(`--seed must be a non-negative integer, got '${args.seed}'`);
 if (args.threads !== undefined) setNumThreads(positiveInteger('threads', args.threads));
+const eotImagesPerPass = args['eot-images-per-pass'] === undefined ? undefined : positiveInteger('eot-images-per-pass', args['eot-images-per-pass']);
 const protocols = args.protocols!.split(',').filter(Boolean) as Protocol[];
 for (const p of protocols) if (p !== 'autoattack' && p !== 'evaluation') throw new Error(`--protocols: autoattack and/or evaluation, got '${p}'`);
 const EPS = 8 / 255;
@@ -139,7 +142,10 @@ function runCrossmax(protocol: Protocol, model: SelfEnsemble, images: Tensor, la
 }
 
 function runCrossmaxProtocol(protocol: Protocol, model: Classifier, images: Tensor, labels: Tensor): Omit<SideResult, 'gradientPasses'> {
-  const suite = autoAttackSuite('rand').map((e) => resizeAttackBudget(e, budget));
+  const suite = autoAttackSuite('rand').map((e) => {
+    const resized = resizeAttackBudget(e, budget);
+    return eotImagesPerPass === undefined || resized.attack !== 'apgd' ? resized : { ...resized, options: { ...resized.options, eotImagesPerPass } };
+  });
   manualSeed(seed);
   if (protocol === 'autoattack') {
     const attack = new AutoAttack(model, { version: 'custom', attacks: suite, eps: EPS, seed, batchSize });
@@ -148,14 +154,19 @@ function runCrossmaxProtocol(protocol: Protocol, model: Classifier, images: Tens
       const run = attack.run(images, labels);
       const after = ['clean', ...suite.map((e) => e.name)].map((name) => Math.round(run.robustAccuracyAfter[name]! * n));
       const attacks = suite.map((e, i) => ({ name: e.name, attacked: after[i]!, fooled: after[i]! - after[i + 1]!, seconds: run.summary.seconds[e.name]! }));
-      return { side: 'crossmax AutoAttack runner', attacks, robust: run.robust.filter(Boolean).length };
+      return { side: `crossmax AutoAttack runner${eotNote()}`, attacks, robust: run.robust.filter(Boolean).length };
     });
   }
   return tidy(() => {
     const { results } = evaluateRobustness(model, images, labels, { attacks: suite, eps: EPS, seed, batchSize, masking: false, reEvaluations: 10 });
     const attacks = results.attacks.map((a) => ({ name: a.name, attacked: a.attackedImages, fooled: a.fooledImages, seconds: a.seconds }));
-    return { side: 'crossmax eval --robust (R = 10, all-R)', attacks, robust: results.perImage.robust.filter(Boolean).length };
+    return { side: `crossmax eval --robust (R = 10, all-R)${eotNote()}`, attacks, robust: results.perImage.robust.filter(Boolean).length };
   });
+}
+
+function eotNote(): string {
+  if (eotImagesPerPass === undefined) return '';
+  return eotImagesPerPass === 1 ? ', sequential EOT' : `, EOT ${eotImagesPerPass} images per pass`;
 }
 
 function perPoint(r: SideResult): number {
