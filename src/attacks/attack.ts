@@ -344,8 +344,9 @@ export abstract class Attack {
    * draw per image for contrast and colour, and backboneClassifierDraw 'independent' a second per-image draw), and
    * attacks run in eval mode (BatchNorm on running statistics; dropout is per element anyway). The random numbers
    * come from the same seeded generator in another order, so a run is reproducible under its seed but differs from
-   * the sequential loop's draw for draw. A model in training mode gets the sequential loop: BatchNorm's batch
-   * statistics would couple the replicas.
+   * the sequential loop's draw for draw. A model that is a Module with any part in training mode gets the
+   * sequential loop: BatchNorm's batch statistics would couple the replicas (a wrapper that is no Module, such as
+   * the surrogate classifier, hides its model's mode: the robustness evaluation puts every model in eval mode).
    */
   protected lossGradient(
     point: Tensor, lossOf: (logits: Tensor) => Tensor, eot: number, imagesPerPass = 1,
@@ -362,7 +363,7 @@ export abstract class Attack {
         const stacked = replicas === 1 ? input : input.repeat([replicas, ...Array<number>(point.ndim - 1).fill(1)]);
         const logits = this.model.forward(stacked);
         const loss = lossOf(logits);
-        if (loss.ndim !== 1 || loss.shape[0] !== replicas * n) {
+        if (replicas > 1 && (loss.ndim !== 1 || loss.shape[0] !== replicas * n)) {
           throw new Error(`the attack loss returned shape [${loss.shape}] for logits [${logits.shape}]: one loss per row of the stacked EOT replicas is needed`);
         }
         const [g] = grad(loss.sum(), [input]);
