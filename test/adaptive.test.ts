@@ -266,17 +266,26 @@ test('RefinePGD starts from the given points and projects around the clean image
 
 test('EOT: the suite sets each gradient attack\'s eot option, and eot passes reach the model', () => {
   tidy(() => {
+    // Gradient passes and the images through them: batched EOT (the default) stacks a step's draws in one pass.
     let calls = 0;
+    let imagesThrough = 0;
     const inner = new Mlp(3);
-    const counting: Classifier = { forward: (x) => { if (x.requiresGrad) calls++; return inner.forward(x); } };
+    const counting: Classifier = { forward: (x) => { if (x.requiresGrad) { calls++; imagesThrough += x.shape[0]!; } return inner.forward(x); } };
     const { images, labels } = problem(inner, 2, 4);
+    const n = images.shape[0]!;
     const entry = withEot({ name: 'pgd', attack: 'pgd', options: { steps: 3 } }, 5);
     buildAttack(entry, counting, { norm: 'Linf', eps: 0.01, seed: 0 }).run(images, labels);
-    assert.equal(calls, 15);
+    assert.deepEqual([calls, imagesThrough], [3, 15 * n]);
     calls = 0;
+    imagesThrough = 0;
+    const sequential = withEot({ name: 'pgd', attack: 'pgd', options: { steps: 3, eotImagesPerPass: 1 } }, 5);
+    buildAttack(sequential, counting, { norm: 'Linf', eps: 0.01, seed: 0 }).run(images, labels);
+    assert.deepEqual([calls, imagesThrough], [15, 15 * n]);
+    calls = 0;
+    imagesThrough = 0;
     const surrogate = withEot({ name: 's', attack: 'surrogate', options: { steps: 3, attack: 'pgd', surrogate: counting } }, 4);
     buildAttack(surrogate, inner, { norm: 'Linf', eps: 0.01, seed: 0 }).run(images, labels);
-    assert.equal(calls, 12);
+    assert.deepEqual([calls, imagesThrough], [3, 12 * n]);
     const transfer = withEot({ name: 't', attack: 'transfer-then-refine', options: { surrogate: inner } }, 7);
     assert.deepEqual([(transfer.options as { transferEot: number }).transferEot, (transfer.options as { refineEot: number }).refineEot], [7, 7]);
     const square = { name: 'square', attack: 'square' as const, options: { queries: 10 } };

@@ -457,11 +457,16 @@ test('EOT averages eot forward/backward passes per step, and progress and loss t
   const events: { step: number; total: number; robust: number }[] = [];
   const steps = 4;
   const eot = 3;
-  const attack = new APGD(model, { eps: 0.001, steps, eot, recordLoss: true, onProgress: (e) => events.push(e) });
+  // eotImagesPerPass 1: the reference's loop, one pass per draw.
+  const attack = new APGD(model, { eps: 0.001, steps, eot, eotImagesPerPass: 1, recordLoss: true, onProgress: (e) => events.push(e) });
   model.calls = 0;
   const result = attack.run(images, labels);
   // One clean pass, (steps + 1)·eot passes for the attack, one final check.
   assert.equal(model.calls, 1 + (steps + 1) * eot + 1);
+  // Batched EOT (the default): the eot draws of a step in one pass of eot·n = 9 images.
+  model.calls = 0;
+  new APGD(model, { eps: 0.001, steps, eot }).run(images, labels).adversarial.dispose();
+  assert.equal(model.calls, 1 + (steps + 1) + 1);
   assert.deepEqual(events.map((e) => e.step), [1, 2, 3, 4]);
   assert.ok(events.every((e) => e.total === steps && e.robust === 3), JSON.stringify(events));
   assert.deepEqual(result.lossTrace!.map((t) => t.length), [steps, steps, steps]);

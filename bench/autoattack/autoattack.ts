@@ -14,6 +14,12 @@
 // them out; per-point time is the attacks' seconds over those points.
 //
 // Budgets (--budget): published (100 iterations, EOT 20, the reference's), quick (10 iterations, EOT 4, for a smoke run).
+//
+// crossmax's attacks run the EOT draws of a step batched (stacked replicas of the batch in one forward/backward pass,
+// up to 256 CIFAR images; GradientAttackOptions.eotImagesPerPass); the PyTorch side loops over them as the reference
+// does, and is the base of every speed-up. --torch-eot-batched adds a second PyTorch row with crossmax's batching
+// (not the reference's algorithm), to show what the trick alone gives PyTorch. --eot-images-per-pass N sets crossmax's
+// cap (1: the reference's sequential loop on crossmax's side too, for an A/B of the batching).
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,6 +32,7 @@ import { loadSafetensors, saveSafetensors } from '../../src/serialize/safetensor
 import { loadModel, type SelfEnsemble } from '../../src/ensemble/index.js';
 import { loadDefaultCifar10 } from '../../src/data/index.js';
 import { resizeAttackBudget } from '../../src/attacks/registry.js';
+import { EOT_IMAGES_PER_PASS_32PX } from '../../src/attacks/attack.js';
 import { AutoAttack, autoAttackSuite, evaluateRobustness } from '../../src/robustness/index.js';
 
 const BUDGETS = { published: { steps: 100, eot: 20 }, quick: { steps: 10, eot: 4 } } as const;
@@ -42,6 +49,8 @@ const { values: args } = parseArgs({
     threads: { type: 'string' },
     python: { type: 'string', default: '/usr/bin/python3' },
     json: { type: 'boolean', default: false },
+    'torch-eot-batched': { type: 'boolean', default: false },
+    'eot-images-per-pass': { type: 'string' },
   },
 });
 
@@ -57,6 +66,7 @@ const batchSize = positiveInteger('batch-size', args['batch-size']!);
 const seed = Number(args.seed);
 if (!Number.isInteger(seed) || seed < 0) throw new Error(`--seed must be a non-negative integer, got '${args.seed}'`);
 if (args.threads !== undefined) setNumThreads(positiveInteger('threads', args.threads));
+const eotImagesPerPass = args['eot-images-per-pass'] === undefined ? undefined : positiveInteger('eot-images-per-pass', args['eot-images-per-pass']);
 const protocols = args.protocols!.split(',').filter(Boolean) as Protocol[];
 for (const p of protocols) if (p !== 'autoattack' && p !== 'evaluation') throw new Error(`--protocols: autoattack and/or evaluation, got '${p}'`);
 const EPS = 8 / 255;
@@ -102,12 +112,13 @@ function pytorchMetadata(model: SelfEnsemble): Record<string, string> {
   };
 }
 
-function runPyTorch(dir: string, model: SelfEnsemble, images: Tensor, labels: Tensor, threads: number): { result: SideResult; logits: Tensor } {
+function runPyTorch(dir: string, model: SelfEnsemble, images: Tensor, labels: Tensor, threads: number, eotImagesPerPass = 1): { result: SideResult; logits: Tensor } {
   const weights = join(dir, 'weights.safetensors');
   saveSafetensors(weights, model.stateDict(), pytorchMetadata(model));
   saveSafetensors(join(dir, 'images.safetensors'), { images, labels });
   const request = {
     weights, images: join(dir, 'images.safetensors'), eps: EPS, steps: budget.steps, eot: budget.eot, seed, batch_size: batchSize, threads,
+    eot_images_per_pass: eotImagesPerPass,
     out: join(dir, 'torch.json'), out_logits: join(dir, 'torch-logits.safetensors'),
   };
   writeFileSync(join(dir, 'request.json'), JSON.stringify(request));
@@ -117,7 +128,8 @@ function runPyTorch(dir: string, model: SelfEnsemble, images: Tensor, labels: Te
   if (child.status !== 0) throw new Error(`the PyTorch side exited with status ${child.status} (is python3-torch installed? run \`bash scripts/setup.sh --tests\`)`);
   const out = JSON.parse(readFileSync(request.out, 'utf8')) as { attacks: SideResult['attacks']; robust: boolean[]; version: string; gradient_passes: number };
   const logits = loadSafetensors(request.out_logits).tensors.get('logits')!;
-  return { result: { side: `PyTorch ${out.version}`, attacks: out.attacks, robust: out.robust.filter(Boolean).length, gradientPasses: out.gradient_passes }, logits };
+  const side = eotImagesPerPass === 1 ? `PyTorch ${out.version}` : `PyTorch ${out.version}, batched EOT (${eotImagesPerPass} images per pass; not the reference's loop)`;
+  return { result: { side, attacks: out.attacks, robust: out.robust.filter(Boolean).length, gradientPasses: out.gradient_passes }, logits };
 }
 
 function runCrossmax(protocol: Protocol, model: SelfEnsemble, images: Tensor, labels: Tensor): SideResult {
@@ -130,7 +142,10 @@ function runCrossmax(protocol: Protocol, model: SelfEnsemble, images: Tensor, la
 }
 
 function runCrossmaxProtocol(protocol: Protocol, model: Classifier, images: Tensor, labels: Tensor): Omit<SideResult, 'gradientPasses'> {
-  const suite = autoAttackSuite('rand').map((e) => resizeAttackBudget(e, budget));
+  const suite = autoAttackSuite('rand').map((e) => {
+    const resized = resizeAttackBudget(e, budget);
+    return eotImagesPerPass === undefined || resized.attack !== 'apgd' ? resized : { ...resized, options: { ...resized.options, eotImagesPerPass } };
+  });
   manualSeed(seed);
   if (protocol === 'autoattack') {
     const attack = new AutoAttack(model, { version: 'custom', attacks: suite, eps: EPS, seed, batchSize });
@@ -139,14 +154,19 @@ function runCrossmaxProtocol(protocol: Protocol, model: Classifier, images: Tens
       const run = attack.run(images, labels);
       const after = ['clean', ...suite.map((e) => e.name)].map((name) => Math.round(run.robustAccuracyAfter[name]! * n));
       const attacks = suite.map((e, i) => ({ name: e.name, attacked: after[i]!, fooled: after[i]! - after[i + 1]!, seconds: run.summary.seconds[e.name]! }));
-      return { side: 'crossmax AutoAttack runner', attacks, robust: run.robust.filter(Boolean).length };
+      return { side: `crossmax AutoAttack runner${eotNote()}`, attacks, robust: run.robust.filter(Boolean).length };
     });
   }
   return tidy(() => {
     const { results } = evaluateRobustness(model, images, labels, { attacks: suite, eps: EPS, seed, batchSize, masking: false, reEvaluations: 10 });
     const attacks = results.attacks.map((a) => ({ name: a.name, attacked: a.attackedImages, fooled: a.fooledImages, seconds: a.seconds }));
-    return { side: 'crossmax eval --robust (R = 10, all-R)', attacks, robust: results.perImage.robust.filter(Boolean).length };
+    return { side: `crossmax eval --robust (R = 10, all-R)${eotNote()}`, attacks, robust: results.perImage.robust.filter(Boolean).length };
   });
+}
+
+function eotNote(): string {
+  if (eotImagesPerPass === undefined) return '';
+  return eotImagesPerPass === 1 ? ', sequential EOT' : `, EOT ${eotImagesPerPass} images per pass`;
 }
 
 function perPoint(r: SideResult): number {
@@ -178,6 +198,12 @@ async function main(): Promise<void> {
     torch.logits.dispose();
     if (!(rebuildError < 1e-3)) throw new Error(`the PyTorch rebuild gives other logits than crossmax (largest difference ${rebuildError}): not the same model`);
     const rows: SideResult[] = [torch.result];
+    if (args['torch-eot-batched']) {
+      process.stderr.write(`PyTorch side, batched EOT (${EOT_IMAGES_PER_PASS_32PX} images per pass)\n`);
+      const batched = runPyTorch(dir, model, images, labels, threads, EOT_IMAGES_PER_PASS_32PX);
+      batched.logits.dispose();
+      rows.push(batched.result);
+    }
     for (const protocol of protocols) {
       process.stderr.write(`crossmax side: protocol ${protocol}\n`);
       rows.push(runCrossmax(protocol, model, images, labels));

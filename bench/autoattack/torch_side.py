@@ -42,27 +42,37 @@ def dlr_loss(logits, y):
 gradient_passes = [0]  # images through a forward + backward pass, over the whole run (a count machine load cannot skew)
 
 
-def loss_and_gradient(model, x, y, criterion, eot):
-    """The input gradient of the summed per-example loss averaged over `eot` passes, with the last pass's loss and logits."""
+def loss_and_gradient(model, x, y, criterion, eot, images_per_pass=1):
+    """The input gradient of the summed per-example loss averaged over `eot` passes, with the last pass's loss and logits.
+
+    images_per_pass 1 is the reference's loop, one forward/backward pass per draw. Larger (the request's
+    eot_images_per_pass, bench --torch-eot-batched): crossmax's batched EOT, not the reference's algorithm: the draws
+    as stacked replicas of the batch, floor(images_per_pass / n) per pass (the rebuilt prior draws per image).
+    """
     gradient_passes[0] += eot * x.shape[0]
+    n = x.shape[0]
+    per_pass = max(1, min(eot, images_per_pass // max(n, 1)))
     x = x.detach().requires_grad_(True)
     grad = torch.zeros_like(x)
-    for _ in range(eot):
+    done = 0
+    while done < eot:
+        k = min(per_pass, eot - done)
         with torch.enable_grad():
-            logits = model(x)
-            loss = criterion(logits, y)
+            logits = model(x.repeat(k, 1, 1, 1) if k > 1 else x)
+            loss = criterion(logits, y.repeat(k) if k > 1 else y)
         grad += torch.autograd.grad(loss.sum(), [x])[0].detach()
-    return grad / eot, loss.detach(), logits.detach()
+        done += k
+    return grad / eot, loss[-n:].detach(), logits[-n:].detach()
 
 
-def apgd_single_run(model, x, y, eps, steps, eot, criterion, rho=0.75):
+def apgd_single_run(model, x, y, eps, steps, eot, criterion, rho=0.75, images_per_pass=1):
     n = x.shape[0]
     first_gap, smallest_gap, decrease = max(int(0.22 * steps), 1), max(int(0.06 * steps), 1), max(int(0.03 * steps), 1)
     t = 2 * torch.rand(x.shape) - 1
     x_adv = (x + eps * t / (t.abs().view(n, -1).max(1)[0].view(-1, 1, 1, 1) + 1e-12)).clamp(0.0, 1.0)
     x_best, x_best_adv = x_adv.clone(), x_adv.clone()
     loss_steps = torch.zeros(steps, n)
-    grad, loss, logits = loss_and_gradient(model, x_adv, y, criterion, eot)
+    grad, loss, logits = loss_and_gradient(model, x_adv, y, criterion, eot, images_per_pass)
     grad_best = grad.clone()
     acc = logits.argmax(1) == y
     loss_best = loss.clone()
@@ -78,7 +88,7 @@ def apgd_single_run(model, x, y, eps, steps, eot, criterion, rho=0.75):
             a = 0.75 if i > 0 else 1.0
             z = torch.min(torch.max(x_adv + step_size * grad.sign(), x - eps), x + eps).clamp(0.0, 1.0)
             x_adv = torch.min(torch.max(x_adv + (z - x_adv) * a + move * (1 - a), x - eps), x + eps).clamp(0.0, 1.0)
-        grad, loss, logits = loss_and_gradient(model, x_adv, y, criterion, eot)
+        grad, loss, logits = loss_and_gradient(model, x_adv, y, criterion, eot, images_per_pass)
         with torch.no_grad():
             correct = logits.argmax(1) == y
             acc = acc & correct
@@ -105,7 +115,7 @@ def apgd_single_run(model, x, y, eps, steps, eot, criterion, rho=0.75):
     return acc, x_best_adv
 
 
-def apgd_perturb(model, x, y, eps, steps, eot, criterion, seed):
+def apgd_perturb(model, x, y, eps, steps, eot, criterion, seed, images_per_pass=1):
     """APGDAttack.perturb with one restart: seeds, classifies, attacks the points it classifies correctly."""
     torch.manual_seed(seed)
     adv = x.clone()
@@ -113,7 +123,7 @@ def apgd_perturb(model, x, y, eps, steps, eot, criterion, seed):
         acc = model(x).argmax(1) == y
     idx = acc.nonzero().flatten()
     if idx.numel() > 0:
-        acc_run, adv_run = apgd_single_run(model, x[idx], y[idx], eps, steps, eot, criterion)
+        acc_run, adv_run = apgd_single_run(model, x[idx], y[idx], eps, steps, eot, criterion, images_per_pass=images_per_pass)
         fooled = ~acc_run
         adv[idx[fooled]] = adv_run[fooled]
     return adv
@@ -132,6 +142,7 @@ def main():
     model.eval()
     x, y = data["images"], data["labels"]
     eps, steps, eot, seed, batch = req["eps"], req["steps"], req["eot"], req["seed"], req["batch_size"]
+    images_per_pass = req.get("eot_images_per_pass", 1)
 
     model.deterministic_prior = True
     with torch.no_grad():
@@ -149,7 +160,7 @@ def main():
         fooled = 0
         for b in range(0, pool.numel(), batch):
             idx = pool[b:b + batch]
-            adv = apgd_perturb(model, x[idx], y[idx], eps, steps, eot, criterion, seed)
+            adv = apgd_perturb(model, x[idx], y[idx], eps, steps, eot, criterion, seed, images_per_pass)
             with torch.no_grad():
                 wrong = model(adv).argmax(1) != y[idx]
             robust[idx[wrong]] = False

@@ -76,7 +76,7 @@ export class APGD extends GradientAttack {
     try {
       let s = tidy(() => {
         const start = randomSphereStart(x, run, this.norm, this.eps);
-        const first = this.lossGradient(start, lossOf, this.eot);
+        const first = this.eotGradient(start, lossOf);
         return {
           xAdv: start, xOld: start, xBest: start, xBestAdv: start,
           grad: first.gradient, gradBest: first.gradient, lossBest: first.loss,
@@ -93,7 +93,7 @@ export class APGD extends GradientAttack {
           const z = project(s.xAdv.add(direction.mul(s.stepSize)));
           let xAdv = project(s.xAdv.add(z.sub(s.xAdv).mul(momentum)).add(previousMove.mul(1 - momentum)));
 
-          const current = this.lossGradient(xAdv, lossOf, this.eot);
+          const current = this.eotGradient(xAdv, lossOf);
           let gradient = current.gradient;
           const correct = current.logits.argmax({ dim: 1 }).eq(y);
           const acc = s.acc.logicalAnd(correct);

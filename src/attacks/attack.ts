@@ -8,6 +8,7 @@ import {
   where,
 } from '../tensor/index.js';
 import type { Classifier } from '../nn/classifier.js';
+import { Module } from '../nn/module.js';
 import { attackLoss, kthLargestClass } from './losses.js';
 import { type Norm, DEFAULT_EPS, checkAdversarial, normalizePerImage, perImage, threatModelProjector } from './threat-model.js';
 import { checkPositiveInteger } from '../util/checks.js';
@@ -161,6 +162,11 @@ export class AttackRun {
   uniformNumber(): number {
     return tidy(() => rand([1], { generator: this.generator }).item());
   }
+}
+
+/** Some module of `model` is in training mode (a plain classifier function never is, as far as we can see). */
+function inTrainingMode(model: Classifier): boolean {
+  return model instanceof Module && model.modules().some((m) => m.training);
 }
 
 function onDeviceOf(t: Tensor, like: Tensor): Tensor {
@@ -324,20 +330,46 @@ export abstract class Attack {
   }
 
   /**
-   * The gradient of the summed per-example loss with respect to the input, averaged over `eot` forward passes
-   * (Expectation over Transformation), with the logits and loss of the last pass (as the reference uses them).
-   * Only the input is differentiated: parameters accumulate no .grad.
+   * The gradient of the summed per-example loss with respect to the input, averaged over `eot` draws of the model
+   * (Expectation over Transformation), with the logits and loss of the last draw (as the reference uses them). Only
+   * the input is differentiated: parameters accumulate no .grad.
+   *
+   * Batched EOT: the draws run as replicas of the batch stacked along dim 0, up to `imagesPerPass` images in one
+   * forward/backward pass (the reference runs one pass per draw). `lossOf` is then given the logits of k stacked
+   * replicas, [k·n, classes] with row r·n + i replica r of image i, and must return their losses [k·n] (the
+   * objective() of GradientAttack does); the input gradient of the summed loss is the sum over replicas, since the
+   * backward of repeat() sums them. This equals the sequential loop (one pass per draw, `imagesPerPass` ≤ n) in
+   * distribution whenever the model draws its randomness per image and its images do not interact: crossmax's
+   * prior draws every shift, jitter and noise value per image (prior/multi-resolution-prior.ts, `shared` meaning one
+   * draw per image for contrast and colour, and backboneClassifierDraw 'independent' a second per-image draw), and
+   * attacks run in eval mode (BatchNorm on running statistics; dropout is per element anyway). The random numbers
+   * come from the same seeded generator in another order, so a run is reproducible under its seed but differs from
+   * the sequential loop's draw for draw. A model that is a Module with any part in training mode gets the
+   * sequential loop: BatchNorm's batch statistics would couple the replicas (a wrapper that is no Module, such as
+   * the surrogate classifier, hides its model's mode: the robustness evaluation puts every model in eval mode).
    */
-  protected lossGradient(point: Tensor, lossOf: (logits: Tensor) => Tensor, eot: number): { gradient: Tensor; loss: Tensor; logits: Tensor } {
+  protected lossGradient(
+    point: Tensor, lossOf: (logits: Tensor) => Tensor, eot: number, imagesPerPass = 1,
+  ): { gradient: Tensor; loss: Tensor; logits: Tensor } {
+    checkPositiveInteger('eot', eot);
+    const n = point.shape[0]!;
+    const replicasPerPass = n === 0 || inTrainingMode(this.model) ? 1 : Math.max(1, Math.min(eot, Math.floor(imagesPerPass / n)));
     let sum: Tensor | null = null;
     let last: { loss: Tensor; logits: Tensor } | null = null;
-    for (let i = 0; i < eot; i++) {
+    for (let done = 0; done < eot; done += replicasPerPass) {
+      const replicas = Math.min(replicasPerPass, eot - done);
       const sample = tidy(() => enableGrad(() => {
         const input = point.detach().setRequiresGrad(true);
-        const logits = this.model.forward(input);
+        const stacked = replicas === 1 ? input : input.repeat([replicas, ...Array<number>(point.ndim - 1).fill(1)]);
+        const logits = this.model.forward(stacked);
         const loss = lossOf(logits);
+        if (replicas > 1 && (loss.ndim !== 1 || loss.shape[0] !== replicas * n)) {
+          throw new Error(`the attack loss returned shape [${loss.shape}] for logits [${logits.shape}]: one loss per row of the stacked EOT replicas is needed`);
+        }
         const [g] = grad(loss.sum(), [input]);
-        return { g: g!, loss: loss.detach(), logits: logits.detach() };
+        // The last replica's rows, copied so the whole pass's logits can go.
+        const lastRows = (t: Tensor) => (replicas === 1 ? t.detach() : t.narrow(0, (replicas - 1) * n, n).detach().clone());
+        return { g: g!, loss: lastRows(loss), logits: lastRows(logits) };
       }));
       if (sum === null) {
         sum = sample.g;
@@ -444,6 +476,31 @@ export interface GradientAttackOptions extends AttackOptions {
   nTargetClasses?: number;
   /** Forward/backward passes whose input gradients are averaged per step (EOT). Default 1. */
   eot?: number;
+  /**
+   * Batched EOT: the most images in one forward/backward pass when the `eot` draws of a step run as stacked
+   * replicas of the batch (see Attack.lossGradient); the draws go in passes of ⌊eotImagesPerPass / n⌋ replicas
+   * of the n images attacked. 1 (or any value below 2n) runs one pass per draw, the reference's sequential loop:
+   * needed for a model whose randomness is drawn per batch rather than per image. Default: 256 images of 32×32,
+   * fewer in proportion to the pixels of larger images (5 at 224×224), so that a pass holds about as much as 256
+   * CIFAR images: {@link defaultEotImagesPerPass}.
+   */
+  eotImagesPerPass?: number;
+}
+
+/** Images of 32×32 pixels in one batched-EOT pass by default; see GradientAttackOptions.eotImagesPerPass. */
+export const EOT_IMAGES_PER_PASS_32PX = 256;
+
+/**
+ * The default of GradientAttackOptions.eotImagesPerPass for images [N, C, H, W]: 256 at 32×32, in proportion to
+ * H·W otherwise (at least 1). The batches of one to a few images that APGD reaches on the last robust points gain
+ * most: there the fixed cost of each operator, not the arithmetic, sets the time of a pass. Measured on the demo
+ * model (cifar-small), one thread, forward + backward per image: 8.9 ms at batch 1, 4.4 at 4, 2.9 at 16, about
+ * 2.4-2.8 from 32 to 256, and 3.1 at 512 (memory traffic): hence 256. A pass then holds about as many images as
+ * one batch of the AutoAttack runner (250) did in the sequential loop, so memory per pass does not grow either.
+ */
+export function defaultEotImagesPerPass(shape: readonly number[]): number {
+  const pixels = (shape[2] ?? 32) * (shape[3] ?? 32);
+  return Math.max(1, Math.floor((EOT_IMAGES_PER_PASS_32PX * 32 * 32) / pixels));
 }
 
 /** What FGSM, PGD and APGD share: the objective, the target classes and EOT. */
@@ -456,6 +513,8 @@ export abstract class GradientAttack extends Attack {
   readonly nTargetClasses: number;
   /** Forward/backward passes averaged per gradient (EOT). */
   readonly eot: number;
+  /** The most images per batched-EOT pass, or undefined for the default by image size (defaultEotImagesPerPass). */
+  readonly eotImagesPerPass: number | undefined;
 
   protected constructor(model: Classifier, options: GradientAttackOptions) {
     super(model, options);
@@ -463,11 +522,28 @@ export abstract class GradientAttack extends Attack {
     this.targeted = options.targeted ?? false;
     this.nTargetClasses = checkPositiveInteger('nTargetClasses', options.nTargetClasses ?? 9);
     this.eot = checkPositiveInteger('eot', options.eot ?? 1);
+    this.eotImagesPerPass = options.eotImagesPerPass === undefined ? undefined : checkPositiveInteger('eotImagesPerPass', options.eotImagesPerPass);
   }
 
-  /** The objective of one run: `loss` against the labels, or its targeted form against `targets`. */
+  /**
+   * The objective of one run: `loss` against the labels, or its targeted form against `targets`. It takes the
+   * logits of the n images or of k stacked replicas of them ([k·n, classes], batched EOT), the labels and targets
+   * repeated to match.
+   */
   protected objective(y: Tensor, targets: Tensor | null): (logits: Tensor) => Tensor {
-    return (logits) => attackLoss(this.loss, logits, y, targets);
+    const n = y.shape[0]!;
+    return (logits) => {
+      const rows = logits.shape[0]!;
+      if (rows === n) return attackLoss(this.loss, logits, y, targets);
+      if (n === 0 || rows % n !== 0) throw new Error(`internal: logits of ${rows} rows for ${n} labels`);
+      const k = rows / n;
+      return attackLoss(this.loss, logits, y.repeat([k]), targets === null ? null : targets.repeat([k]));
+    };
+  }
+
+  /** The gradient averaged over this attack's `eot` draws, in batched passes (see Attack.lossGradient). */
+  protected eotGradient(point: Tensor, lossOf: (logits: Tensor) => Tensor): { gradient: Tensor; loss: Tensor; logits: Tensor } {
+    return this.lossGradient(point, lossOf, this.eot, this.eotImagesPerPass ?? defaultEotImagesPerPass(point.shape));
   }
 
   /** Runs `single` over the target classes (when targeted) and `restarts`, on the images still robust. */

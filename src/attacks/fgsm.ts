@@ -22,7 +22,7 @@ export class FGSM extends GradientAttack {
 
   private singleRun({ x, y, targets, run }: SingleRunInput): SingleRunResult {
     const lossOf = this.objective(y, targets);
-    const { gradient, loss } = this.lossGradient(x, lossOf, this.eot);
+    const { gradient, loss } = this.eotGradient(x, lossOf);
     const direction = this.norm === 'Linf' ? gradient.sign() : normalizePerImage(gradient, 'L2');
     const adversarial = this.projector(x)(x.add(direction.mul(this.eps)));
     run.tick(loss, null);

@@ -75,7 +75,7 @@ export class PGD extends GradientAttack {
     let state = tidy(() => ({ xAdv: this.start(input, start) }));
     for (let i = 0; i < this.steps; i++) {
       state = iterate(state, () => {
-        const { gradient, loss } = this.lossGradient(state.xAdv, lossOf, this.eot);
+        const { gradient, loss } = this.eotGradient(state.xAdv, lossOf);
         const direction = this.norm === 'Linf' ? gradient.sign() : normalizePerImage(gradient, 'L2');
         run.tick(loss, null);
         return { xAdv: project(state.xAdv.add(direction.mul(this.stepSize))) };

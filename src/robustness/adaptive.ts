@@ -10,8 +10,9 @@
 //   6. transfer from an independent undefended model, when one is given;
 //   7. square: score-based, no gradients (5000 queries), the check that gradients are not simply masked.
 // Order: strongest first, since each attack only runs on the points still robust.
-// EOT is the gradient attacks' `eot` option (GradientAttack.lossGradient averages the input gradient over that
-// many forward/backward passes, each with fresh randomness): withEot (attacks/registry.ts) sets it on any entry.
+// EOT is the gradient attacks' `eot` option (Attack.lossGradient averages the input gradient over that many draws
+// of the model, each with fresh randomness, run as stacked replicas of the batch in passes of up to
+// eotImagesPerPass images): withEot (attacks/registry.ts) sets it on any entry.
 // The entries hold no threat model: the evaluation gives every attack its norm and eps.
 import type { Classifier } from '../nn/classifier.js';
 import { MeanLogits, type Aggregator } from '../ensemble/aggregators.js';
