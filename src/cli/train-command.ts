@@ -249,7 +249,8 @@ export async function runTraining(values: ParsedArgs['values'], defaults: Traini
   });
   const epochRecords = result.metrics.filter((m) => m.type === 'epoch');
   const facts: Record<string, unknown> = {
-    ...(modelConfigPath !== undefined ? { 'model config': modelConfigPath } : { preset }),
+    // A model from --init-model keeps its own configuration: the preset flag's default does not describe it.
+    ...(initModel ? { 'initial model': initModel } : modelConfigPath !== undefined ? { 'model config': modelConfigPath } : { preset }),
     prior: model.prior ? 'multi-resolution (views ' + model.prior.numViews + ')' : 'none (single-resolution baseline)',
     parameters: model.parameters().reduce((n, p) => n + p.numel, 0),
     members: model.memberNames().join(', '),
