@@ -13,6 +13,7 @@ import { galleryCommand } from '../src/cli/gallery-command.js';
 import { UsageError } from '../src/cli/args.js';
 import { captureLog, tinyModelFile, tinySelfEnsemble } from './helpers/self-ensemble.js';
 import { tinyImageFolder } from './helpers/image-folder.js';
+import { proportionEstimate } from '../src/util/statistics.js';
 
 // Two classes, linear in the pixels: log p(1) grows with (w1 − w0)·x, so its L-inf-constrained maximum is each
 // pixel moved by eps in the direction of sign(w1 − w0), as far as [0, 1] allows.
@@ -74,6 +75,9 @@ test('the gallery: one cell per eps and target, member votes per image, success 
       assert.equal(s.pairs, 5);
       const hits = gallery.cells.filter((c) => c.eps === s.eps).reduce((a, c) => a + c.predictions.filter((p, i) => p === c.target && labels[i] !== c.target).length, 0);
       assert.equal(s.rate, hits / 5);
+      // Every success rate carries its number of pairs and its 95% Wilson interval.
+      assert.deepEqual(s.estimate, proportionEstimate(hits, 5));
+      assert.ok(s.estimate.low <= s.rate && s.rate <= s.estimate.high && s.estimate.n === 5);
     }
     assert.throws(() => interpretabilityGallery(model, images, labels, { eps: [0.1], targets: [10] }), /target class 10/);
     assert.throws(() => interpretabilityGallery(model, images, [1], { eps: [0.1] }), /2 images but 1 labels/);
@@ -95,7 +99,7 @@ test('crossmax gallery: report, grids and JSON on a tiny model and image folder;
       '--images', '0,3', '--eps', '8/255,0.1', '--steps', '2', '--copies', '1', '--targets', 'c0,1', '--out', out, '--json']));
     assert.equal(code, 0);
     const summary = JSON.parse(readFileSync(join(out, 'gallery.json'), 'utf8')) as {
-      images: number[]; targets: string[]; models: { label: string; targetedSuccess: { pairs: number }[]; cells: unknown[] }[];
+      images: number[]; targets: string[]; models: { label: string; targetedSuccess: { pairs: number; rate: number; estimate: { value: number; n: number; low: number; high: number; method: string } }[]; cells: unknown[] }[];
     };
     assert.deepEqual(JSON.parse(printed), summary);
     assert.deepEqual(summary.images, [0, 3]);
@@ -104,10 +108,21 @@ test('crossmax gallery: report, grids and JSON on a tiny model and image folder;
     // so of 2 targets × 2 images each image drops its own class: 2 pairs.
     assert.deepEqual(summary.models.map((m) => m.label), ['tiny', 'tiny']);
     assert.deepEqual(summary.models[0]!.targetedSuccess.map((s) => s.pairs), [2, 2]);
+    for (const s of summary.models.flatMap((m) => m.targetedSuccess)) {
+      assert.deepEqual(s.estimate, proportionEstimate(Math.round(s.rate * 2), 2), 'gallery.json: each success rate with n and its Wilson interval');
+    }
     assert.equal(summary.models[0]!.cells.length, 4);
     assert.ok(existsSync(join(out, 'gallery.html')));
     assert.ok(existsSync(join(out, 'gallery-tiny-eps8.png')));
-    assert.ok(readFileSync(join(out, 'gallery.html'), 'utf8').includes('Targeted success'));
+    const html = readFileSync(join(out, 'gallery.html'), 'utf8');
+    assert.ok(html.includes('Targeted success'));
+    assert.ok(html.includes('target reached, n = 2 pairs') && html.includes('95% Wilson intervals over the 2 pairs'));
+    const first = summary.models[0]!.targetedSuccess[0]!.estimate;
+    assert.ok(html.includes(`${(100 * first.value).toFixed(1)}% [${(100 * first.low).toFixed(1)},`), 'the report shows the interval, not only the rate');
+    // Without --json the printed line carries the interval too.
+    const plain = await captureLog(() => galleryCommand(['--model', modelPath, '--data', join(dir, 'data'),
+      '--images', '0', '--eps', '0.1', '--steps', '1', '--copies', '1', '--targets', 'c1', '--out', join(dir, 'plain')]));
+    assert.match(plain.printed, /eps 26\/255: \d+\.\d% \[\d+\.\d, \d+\.\d\] \(n = 1\)/);
 
     const base = ['--model', modelPath, '--data', join(dir, 'data'), '--steps', '1', '--out', out];
     await assert.rejects(galleryCommand([...base, '--eps', '0']), (e) => e instanceof UsageError && /--eps 0/.test(e.message));

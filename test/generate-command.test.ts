@@ -31,9 +31,23 @@ test('crossmax generate --per-class --judge: grid, report, JSON with each judge\
     assert.equal(self.agreement, other.agreement);
     assert.deepEqual(self.perClass, other.perClass);
     assert.ok(self.agreement >= 0 && self.agreement <= 1 && self.allPasses <= self.agreement);
+    // Both shares carry their number of images (10 classes × 2) and a 95% interval.
+    const withIntervals = summary.judgements as unknown as { intervals: { agreement: { value: number; n: number; low: number; high: number; method: string }; allPasses: { value: number; n: number; low: number; high: number; method: string } } }[];
+    for (const j of withIntervals) {
+      assert.equal(j.intervals.agreement.n, 20);
+      assert.equal(j.intervals.allPasses.n, 20);
+      assert.equal(j.intervals.agreement.method, 'bootstrap-percentile');
+      assert.equal(j.intervals.allPasses.method, 'wilson');
+      assert.ok(j.intervals.agreement.low <= self.agreement && self.agreement <= j.intervals.agreement.high);
+    }
     const perClassMean = Object.values(self.perClass).reduce((a, b) => a + b, 0) / 10;
     assert.ok(Math.abs(perClassMean - self.agreement) < 1e-12, 'equal images per class: the mean of the per-class shares');
     assert.ok(existsSync(join(out, 'generate.png')) && existsSync(join(out, 'generate.html')));
+    // Without --json each judge's line carries both shares with their intervals and the number of images.
+    const plain = await captureLog(() => generateCommand(['--model', path, '--judge', path, '--class', '0', '--steps', '1', '--copies', '1',
+      '--passes', '2', '--out', join(dir, 'plain')]));
+    assert.equal(plain.code, 0);
+    assert.match(plain.printed, /tiny \(generator\) +gives the intended class \d+\.\d% \[\d+\.\d, \d+\.\d\] of passes, \d+\.\d% \[\d+\.\d, \d+\.\d\] on every pass \(95%, n = 1 images\)/);
     await assert.rejects(generateCommand(['--model', path, '--judge', join(dir, 'none.safetensors'), '--steps', '1', '--class', '0', '--out', out]),
       (e) => e instanceof UsageError && /none\.safetensors/.test(e.message));
   } finally {

@@ -12,6 +12,7 @@ import { transferCommand } from '../src/cli/transfer-command.js';
 import { UsageError } from '../src/cli/args.js';
 import { captureLog, tinyModelFile } from './helpers/self-ensemble.js';
 import { tinyImageFolder } from './helpers/image-folder.js';
+import { proportionEstimate } from '../src/util/statistics.js';
 import { modelLabel } from '../src/cli/model-files.js';
 
 function linear(seed: number): { forward(x: Tensor): Tensor; layer: Linear } {
@@ -88,12 +89,25 @@ test('crossmax transfer: table, report, images with manifest; bad flags are usag
     const { code, printed } = await captureLog(() => transferCommand(['--source', path, '--target', path, '--data', join(dir, 'data'), '--n', '4',
       '--steps', '2', '--passes', '2', '--out', out, '--save-images', '--json']));
     assert.equal(code, 0);
-    const summary = JSON.parse(readFileSync(join(out, 'transfer.json'), 'utf8')) as { n: number; rows: { sources: string[]; transferred: unknown[] }[]; targets: { name: string }[] };
+    const summary = JSON.parse(readFileSync(join(out, 'transfer.json'), 'utf8')) as {
+      n: number; targets: { name: string }[];
+      rows: { sources: string[]; sourceFooled: number; sourceFooledEstimate: unknown; sourceFooledPerImage: string; transferred: { intervals: Record<string, { n: number } | null> }[] }[];
+    };
     assert.deepEqual(JSON.parse(printed), summary);
     assert.equal(summary.n, 4);
     // The same file as source and target has one name.
     assert.deepEqual(summary.rows.map((r) => r.sources), [['tiny']]);
     assert.deepEqual(summary.targets.map((t) => t.name), ['tiny']);
+    // The share that fools the sources carries n and its Wilson interval, and the per-image verdicts behind it.
+    const row = summary.rows[0]!;
+    assert.match(row.sourceFooledPerImage, /^[01]{4}$/);
+    const fooled = [...row.sourceFooledPerImage].filter((c) => c === '1').length;
+    assert.equal(row.sourceFooled, fooled / 4);
+    assert.deepEqual(row.sourceFooledEstimate, proportionEstimate(fooled, 4));
+    assert.equal(row.transferred[0]!.intervals['all-R']!.n, 4);
+    const html = readFileSync(join(out, 'transfer.html'), 'utf8');
+    const e = proportionEstimate(fooled, 4);
+    assert.ok(html.includes(`${(100 * e.value).toFixed(1)}% [${(100 * e.low).toFixed(1)},`), 'the report shows the fooled share with its interval');
     assert.ok(existsSync(join(out, 'transfer.html')));
     const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as { rows: { images: { file: string; trueClass: string }[] }[] };
     assert.equal(manifest.rows[0]!.images.length, 4);

@@ -6,9 +6,10 @@ import { numberFlag, parseCommandArgs } from './args.js';
 import { TRAIN_OPTIONS, formatEvaluation, runTraining } from './train-command.js';
 import { formatRobustness, runRobustness } from './robust-command.js';
 import type { EstimateByDefinition, RobustnessResults } from '../robustness/index.js';
-import { crossmaxSource, generateImages, intendedClasses, judgeImages } from '../generate/index.js';
+import { crossmaxSource, generateImages, intendedClasses, judgeImages, type Judgement } from '../generate/index.js';
 import { writeGenerateReport } from '../report/generate-report.js';
 import { tidy } from '../tensor/index.js';
+import { formatEstimate } from '../util/statistics.js';
 
 export const DEMO_USAGE = `crossmax demo [train options]
 
@@ -49,7 +50,7 @@ export async function demoCommand(args: string[]): Promise<number> {
         report.heading('Generation');
         report.paragraph(`One image per class, optimised from grey through the multi-resolution parametrisation (${GENERATION.steps} steps, ` +
           `${GENERATION.copies} augmented copies per step) to raise that class under the demo model, which then gives the intended class in ` +
-          `${(100 * judged.agreement).toFixed(0)}% of 10 forward passes. The loss curves and the same images judged by other models: ` +
+          `${demoAgreement(judged)} The loss curves and the same images judged by other models: ` +
           '`crossmax generate --judge`; this run: generate.html in this folder.');
         tidy(() => report.gallery(generated.targetOfImage.map((t, i) => ({ image: generated.images.select(0, i), caption: generated.targets[t] })), { imageWidth: 64 }));
         generated.images.dispose();
@@ -83,4 +84,15 @@ export async function demoCommand(args: string[]): Promise<number> {
 
 function demoCells(e: EstimateByDefinition): Record<string, unknown> {
   return { allR: e['all-R'], meanR: e['mean-over-R'], single: e['single-evaluation'] };
+}
+
+/**
+ * The demo generator's own verdict on its images, with 95% intervals over the generated images: the mean share of
+ * the 10 passes (a bootstrap over images) and the share right on every pass (Wilson).
+ */
+export function demoAgreement(judged: Pick<Judgement, 'agreement' | 'intervals'>): string {
+  if (!judged.intervals) return `${(100 * judged.agreement).toFixed(0)}% of 10 forward passes (no images).`;
+  const { agreement, allPasses } = judged.intervals;
+  return `${formatEstimate(agreement, { decimals: 0, showN: false })} of 10 forward passes (mean over the ${agreement.n} images, 95% bootstrap interval over them), ` +
+    `and on all 10 passes for ${formatEstimate(allPasses, { decimals: 0, showN: false })} of the images (95% Wilson).`;
 }

@@ -8,6 +8,7 @@ import { interpretabilityGallery, type InterpretabilityGallery } from '../genera
 import { loadModelFile, modelLabel } from './model-files.js';
 import { HtmlReport, autoAmplification, perturbationToImage, saveImageGrid, type GalleryItem } from '../report/index.js';
 import { writeJsonAtomic } from '../util/json.js';
+import { formatEstimate } from '../util/statistics.js';
 import { ProgressBar } from '../util/progress.js';
 import { cat, full, stack, tidy, type Device, type Tensor } from '../tensor/index.js';
 import { UsageError, choiceFlag, deviceFlag, listFlag, numberFlag, parseCommandArgs, stringFlag, threadsFlag } from './args.js';
@@ -118,9 +119,9 @@ export async function galleryCommand(args: string[]): Promise<number> {
     if (values.json) {
       console.log(JSON.stringify(summary, null, 2));
     } else {
-      console.log(`targeted success (model predicts the target class), ${indices.length} images × ${targets.length} targets, ${parametrisation}, ${steps} steps, gradient of ${gradient}:`);
+      console.log(`targeted success (model predicts the target class), ${indices.length} images × ${targets.length} targets, ${parametrisation}, ${steps} steps, gradient of ${gradient} [95% Wilson over the (image, target) pairs]:`);
       for (const r of results) {
-        console.log(`  ${r.label.padEnd(24)} ${r.gallery.targetedSuccess.map((s) => `eps ${(s.eps * 255).toFixed(0)}/255: ${(100 * s.rate).toFixed(1)}%`).join('   ')}`);
+        console.log(`  ${r.label.padEnd(24)} ${r.gallery.targetedSuccess.map((s) => `eps ${(s.eps * 255).toFixed(0)}/255: ${formatEstimate(s.estimate)}`).join('   ')}`);
       }
       console.log(`report: ${html}\njson:   ${join(dir, 'gallery.json')}`);
     }
@@ -157,11 +158,13 @@ function writeGalleryReport(dir: string, results: readonly ModelGallery[], image
     steps: summary.steps, 'passes per step': summary.copies, eps: epsList.map((e) => `${(e * 255).toFixed(1)}/255`).join(', '), time: `${summary.seconds.toFixed(0)} s`,
   }, { title: 'Run' });
   report.heading('Targeted success');
-  report.paragraph('Share of (image, target class ≠ true class) pairs for which the model, on one draw of its randomness, predicts the target after the change; and, for self-ensembles, the share of the members\' votes that went to the target.');
+  const pairs = results[0]?.gallery.targetedSuccess[0]?.pairs ?? 0;
+  report.paragraph('Share of (image, target class ≠ true class) pairs for which the model, on one draw of its randomness, predicts the target after the change; and, for self-ensembles, the share of the members\' votes that went to the target. '
+    + `Brackets: 95% Wilson intervals over the ${pairs} pairs (the pairs of one image are not independent, so they understate the uncertainty about other images).`);
   report.table({
-    columns: [{ key: 'model' }, { key: 'eps' }, { key: 'success', label: 'target reached', percent: true }, { key: 'members', label: 'member votes for the target', percent: true }],
+    columns: [{ key: 'model' }, { key: 'eps' }, { key: 'success', label: `target reached, n = ${pairs} pairs`, percent: true }, { key: 'members', label: 'member votes for the target', percent: true }],
     rows: results.flatMap((r) => r.gallery.targetedSuccess.map((s, i) => ({
-      model: r.label, eps: `${(s.eps * 255).toFixed(1)}/255`, success: s.rate, members: r.memberShares ? r.memberShares[i]!.share : null,
+      model: r.label, eps: `${(s.eps * 255).toFixed(1)}/255`, success: s.estimate, members: r.memberShares ? r.memberShares[i]!.share : null,
     }))),
   });
   for (const eps of epsList) {

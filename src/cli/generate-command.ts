@@ -12,6 +12,7 @@ import type { SelfEnsemble } from '../ensemble/index.js';
 import { loadClip, loadTorchvisionResNet, type ClipModel } from '../models/index.js';
 import type { ResNet } from '../nn/resnet.js';
 import { writeJsonAtomic } from '../util/json.js';
+import { formatEstimate } from '../util/statistics.js';
 import { writeGenerateReport, writeGeneratedImages } from '../report/generate-report.js';
 import type { Device } from '../tensor/index.js';
 import { loadModelFile, modelLabel } from './model-files.js';
@@ -203,7 +204,12 @@ export async function generateCommand(args: string[]): Promise<number> {
           const scores = run.finalScores.filter((_, j) => run.targetOfImage[j] === i);
           console.log(`  ${t.slice(0, 40).padEnd(40)} final score ${(scores.reduce((a, b) => a + b, 0) / scores.length).toFixed(4)}`);
         });
-        for (const j of judgements) console.log(`  ${j.judge.padEnd(32)} gives the intended class ${(100 * j.agreement).toFixed(1)}% of passes`);
+        for (const j of judgements) {
+          const shares = j.intervals
+            ? `${formatEstimate(j.intervals.agreement, { showN: false })} of passes, ${formatEstimate(j.intervals.allPasses, { showN: false })} on every pass (95%, n = ${j.intervals.allPasses.n} images)`
+            : `${(100 * j.agreement).toFixed(1)}% of passes (no images)`;
+          console.log(`  ${j.judge.padEnd(32)} gives the intended class ${shares}`);
+        }
         console.log(`grid:   ${join(dir, 'generate.png')}\nimages: ${manifest}\nreport: ${html}`);
       }
     } finally {

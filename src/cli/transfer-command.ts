@@ -6,7 +6,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { SurrogateClassifier } from '../attacks/index.js';
 import { sourceSets, transferMatrix, type EstimateByDefinition, type TransferMatrix } from '../robustness/index.js';
-import { formatEstimate, type AccuracyEstimate } from '../util/statistics.js';
+import { formatEstimate, proportionEstimate, type AccuracyEstimate } from '../util/statistics.js';
 import { MeanLogits } from '../ensemble/aggregators.js';
 import type { SelfEnsemble } from '../ensemble/index.js';
 import { loadModelFile, modelLabel } from './model-files.js';
@@ -106,6 +106,9 @@ export async function transferCommand(args: string[]): Promise<number> {
       clean: matrix.clean,
       rows: matrix.rows.map((r) => ({
         sources: r.sources, sourceFooled: r.sourceFooled.filter(Boolean).length / n,
+        // The share fooled with its 95% Wilson interval over the n images, and each image's verdict (for pairing).
+        sourceFooledEstimate: proportionEstimate(r.sourceFooled.filter(Boolean).length, r.sourceFooled.length),
+        sourceFooledPerImage: r.sourceFooled.map((f) => (f ? '1' : '0')).join(''),
         transferred: r.transferred.map((t) => ({ target: t.target, accuracy: t.accuracy, intervals: t.intervals, correctPasses: t.correctPasses })),
       })),
     };
@@ -170,7 +173,7 @@ function writeTransferReport(dir: string, matrix: TransferMatrix, images: Tensor
     rows: [
       { set: '(clean images)', fooled: null, ...Object.fromEntries(matrix.clean.map((c) => [`t:${c.target}`, cell(c.intervals)])) },
       ...matrix.rows.map((r) => ({
-        set: r.sources.join(' + '), fooled: r.sourceFooled.filter(Boolean).length / r.sourceFooled.length,
+        set: r.sources.join(' + '), fooled: proportionEstimate(r.sourceFooled.filter(Boolean).length, r.sourceFooled.length),
         ...Object.fromEntries(r.transferred.map((t) => [`t:${t.target}`, cell(t.intervals)])),
       })),
     ],

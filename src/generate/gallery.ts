@@ -17,6 +17,7 @@ import { SurrogateClassifier, isMemberEnsemble } from '../attacks/surrogate.js';
 import { MeanLogits } from '../ensemble/aggregators.js';
 import { noGrad, tidy, type Tensor } from '../tensor/index.js';
 import { withEvalMode } from '../nn/module.js';
+import { proportionEstimate, type AccuracyEstimate } from '../util/statistics.js';
 
 /**
  * How a targeted change is optimised: directly on the pixels (a targeted attack) or through the multi-resolution
@@ -127,8 +128,11 @@ export interface TargetedChangeCell {
 export interface InterpretabilityGallery {
   /** One cell per (eps, target). */
   cells: TargetedChangeCell[];
-  /** Per eps: the share of (image, target ≠ label) pairs that the model then predicts as the target. */
-  targetedSuccess: { eps: number; rate: number; pairs: number }[];
+  /**
+   * Per eps: the share of (image, target ≠ label) pairs that the model then predicts as the target, and that share
+   * with its 95% Wilson interval over the pairs (`estimate`, n = pairs; the pairs of one image are not independent).
+   */
+  targetedSuccess: { eps: number; rate: number; pairs: number; estimate: AccuracyEstimate }[];
 }
 
 /** Every image changed toward every target at every eps, with the model's and its members' predictions. */
@@ -169,7 +173,7 @@ function interpretabilityGalleryInCurrentMode(model: Classifier | MemberClassifi
           if (p === target) hits++;
         });
       }
-      targetedSuccess.push({ eps, rate: pairs > 0 ? hits / pairs : 0, pairs });
+      targetedSuccess.push({ eps, rate: pairs > 0 ? hits / pairs : 0, pairs, estimate: proportionEstimate(hits, pairs) });
     }
   } catch (err) {
     for (const c of cells) c.images.dispose();
