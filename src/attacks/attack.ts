@@ -164,6 +164,16 @@ export class AttackRun {
   }
 }
 
+/** What an EOT gradient step computes (Attack.lossGradient); the caller owns (disposes) the three tensors. */
+export interface EotGradient {
+  /** The input gradient of the summed per-example loss, averaged over the EOT draws: the input's shape. */
+  gradient: Tensor;
+  /** The per-example loss of the last draw, [N] (as the reference uses it). */
+  loss: Tensor;
+  /** The logits of the last draw, [N, classes]. */
+  logits: Tensor;
+}
+
 /** Some module of `model` is in training mode (a plain classifier function never is, as far as we can see). */
 function inTrainingMode(model: Classifier): boolean {
   return model instanceof Module && model.modules().some((m) => m.training);
@@ -350,7 +360,7 @@ export abstract class Attack {
    */
   protected lossGradient(
     point: Tensor, lossOf: (logits: Tensor) => Tensor, eot: number, imagesPerPass = 1,
-  ): { gradient: Tensor; loss: Tensor; logits: Tensor } {
+  ): EotGradient {
     checkPositiveInteger('eot', eot);
     const n = point.shape[0]!;
     const replicasPerPass = n === 0 || inTrainingMode(this.model) ? 1 : Math.max(1, Math.min(eot, Math.floor(imagesPerPass / n)));
@@ -542,7 +552,7 @@ export abstract class GradientAttack extends Attack {
   }
 
   /** The gradient averaged over this attack's `eot` draws, in batched passes (see Attack.lossGradient). */
-  protected eotGradient(point: Tensor, lossOf: (logits: Tensor) => Tensor): { gradient: Tensor; loss: Tensor; logits: Tensor } {
+  protected eotGradient(point: Tensor, lossOf: (logits: Tensor) => Tensor): EotGradient {
     return this.lossGradient(point, lossOf, this.eot, this.eotImagesPerPass ?? defaultEotImagesPerPass(point.shape));
   }
 

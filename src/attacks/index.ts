@@ -8,7 +8,8 @@
 // Adversarial attacks with one interface: new Attack(model, options).run(images, labels) → AttackResult; the
 // registry builds them from data ({ name, attack, options }) under a threat model. The protocol is in ../robustness.
 export {
-  Attack, AttackRun, GradientAttack, checkAttackInputs, type AttackOptions, type AttackResult, type GradientAttackOptions, type ProgressEvent,
+  Attack, AttackRun, GradientAttack, checkAttackInputs, defaultEotImagesPerPass, EOT_IMAGES_PER_PASS_32PX,
+  type AttackOptions, type AttackResult, type EotGradient, type GradientAttackOptions, type ProgressEvent,
 } from './attack.js';
 export {
   DEFAULT_EPS, checkAdversarial, perImageNorm, projectToThreatModel, threatModelProjector, type Norm, type ThreatModel,

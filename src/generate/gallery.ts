@@ -132,7 +132,16 @@ export interface InterpretabilityGallery {
    * Per eps: the share of (image, target ≠ label) pairs that the model then predicts as the target, and that share
    * with its 95% Wilson interval over the pairs (`estimate`, n = pairs; the pairs of one image are not independent).
    */
-  targetedSuccess: { eps: number; rate: number; pairs: number; estimate: AccuracyEstimate }[];
+  targetedSuccess: {
+    /** The L∞ radius. */
+    eps: number;
+    /** Pairs whose prediction became the target, over all pairs. */
+    rate: number;
+    /** (image, target) pairs tried at this eps. */
+    pairs: number;
+    /** `rate` with its 95% Wilson interval over the pairs. */
+    estimate: AccuracyEstimate;
+  }[];
 }
 
 /** Every image changed toward every target at every eps, with the model's and its members' predictions. */
