@@ -139,6 +139,6 @@ test('--member-weights: numbers in member order or member names; wrong counts, n
   assert.deepEqual(memberWeightsFlag(flags('--member-weights', '1,0.5,2'), members), [1, 0.5, 2]);
   assert.throws(() => memberWeightsFlag(flags('--member-weights', '1,2'), members), /2 weights for 3 members \(layer3\.1, layer4\.1, fc\)/);
   assert.throws(() => memberWeightsFlag(flags('--member-weights', 'fc,layer9'), members), /no member named layer9; this model's members are layer3\.1, layer4\.1, fc/);
-  assert.throws(() => memberWeightsFlag(flags('--member-weights', '0,0,0'), members), /all weights are 0/);
-  assert.throws(() => memberWeightsFlag(flags('--member-weights', '1,-1,0'), members), /must be >= 0/);
+  assert.throws(() => memberWeightsFlag(flags('--member-weights', '0,0,0'), members), /--member-weights 0,0,0: memberWeights are all 0: no member would be trained/);
+  assert.throws(() => memberWeightsFlag(flags('--member-weights', '1,-1,0'), members), /--member-weights 1,-1,0: memberWeights must be finite numbers >= 0, got -1/);
 });

@@ -8,7 +8,7 @@ import {
   type AggregatorName, type AggregatorSpec, type PresetName, type SelfEnsemble, type SelfEnsembleConfig,
 } from '../ensemble/index.js';
 import { adaptPretrainedStem } from '../nn/resnet-surgery.js';
-import { train, evaluate, type TrainOptions, type MetricRecord, type EvaluationResult } from '../train/index.js';
+import { train, evaluate, normalisedWeights, type TrainOptions, type MetricRecord, type EvaluationResult } from '../train/index.js';
 import { formatEvaluationText, writeTrainingReport, type HtmlReport } from '../report/index.js';
 import type { ImageClassificationDataset } from '../data/index.js';
 import { getNumThreads, manualSeed } from '../tensor/index.js';
@@ -289,8 +289,12 @@ export function memberWeightsFlag(values: ParsedArgs['values'], memberNames: rea
     if (numbers.length !== memberNames.length) {
       throw new UsageError(`--member-weights ${given}: ${numbers.length} weights for ${memberNames.length} members (${memberNames.join(', ')})`);
     }
-    if (numbers.some((w) => w < 0)) throw new UsageError(`--member-weights ${given}: weights must be >= 0`);
-    if (numbers.every((w) => w === 0)) throw new UsageError(`--member-weights ${given}: all weights are 0, no member would be trained`);
+    // The values are checked where the loss uses them (losses.ts), here early and as a usage error.
+    try {
+      normalisedWeights(numbers, memberNames.length);
+    } catch (err) {
+      throw new UsageError(`--member-weights ${given}: ${(err as Error).message}`);
+    }
     return numbers;
   }
   const unknown = items.filter((name) => !memberNames.includes(name));

@@ -56,8 +56,8 @@ export class DistributedDataParallel {
    */
   prepareForBackward(share = 1 / this.group.worldSize): void {
     if (!this.overlap) return;
-    if (!(share >= 0 && share <= 1)) throw new RangeError(`share must be in [0, 1], got ${share}`);
-    const params = this.module.parameters().filter((p) => p.requiresGrad);
+    checkShare(share);
+    const params = this.trainableParameters();
     const current = this.reducer;
     if (!current || current.params.length !== params.length || current.params.some((p, i) => p !== params[i])) {
       current?.reducer.destroy();
@@ -70,6 +70,11 @@ export class DistributedDataParallel {
   /** Buckets whose all-reduce started inside the last backward pass (0 when not overlapped). */
   get bucketsLaunchedDuringBackward(): number {
     return this.reducer?.reducer.launchedDuringBackward ?? 0;
+  }
+
+  /** The parameters whose gradients are averaged: those that require grad now (a 'heads' phase freezes some). */
+  private trainableParameters(): Tensor[] {
+    return this.module.parameters().filter((p) => p.requiresGrad);
   }
 
   /** Removes the reducer's hooks from the parameters. */
@@ -111,8 +116,8 @@ export class DistributedDataParallel {
 
   /**
    * Replaces every parameter's gradient by its average over ranks (weighted by `share`), in buckets of at most
-   * `bucketMegabytes`; after {@link prepareForBackward}, waits for the all-reduces the backward pass started. A parameter without a gradient on this rank takes part with zeros, so every rank issues
-   * the same collectives.
+   * `bucketMegabytes`; after {@link prepareForBackward}, waits for the all-reduces the backward pass started. A
+   * parameter without a gradient on this rank takes part with zeros, so every rank issues the same collectives.
    */
   async allReduceGradients(options: GradientReduceOptions = {}): Promise<void> {
     if (this.armed) {
@@ -121,9 +126,8 @@ export class DistributedDataParallel {
       await this.reducer!.reducer.finish();
       return;
     }
-    const share = options.share ?? 1 / this.group.worldSize;
-    if (!(share >= 0 && share <= 1)) throw new RangeError(`share must be in [0, 1], got ${share}`);
-    const params = this.module.parameters().filter((p) => p.requiresGrad);
+    const share = checkShare(options.share ?? 1 / this.group.worldSize);
+    const params = this.trainableParameters();
     const buckets: Tensor[][] = [];
     let current: Tensor[] = [];
     let bytes = 0;
@@ -162,6 +166,12 @@ export class DistributedDataParallel {
       for (const { flat } of pending) flat.dispose();
     }
   }
+}
+
+/** `share` if it is a share of the global batch, in [0, 1]; a RangeError otherwise. */
+function checkShare(share: number): number {
+  if (!(share >= 0 && share <= 1)) throw new RangeError(`share must be in [0, 1], got ${share}`);
+  return share;
 }
 
 /**
