@@ -455,7 +455,6 @@ class GradientReducerHandle : public Napi::ObjectWrap<GradientReducerHandle> {
     Napi::Function ctor = DefineClass(
         env, "GradientReducerHandle",
         {
-            InstanceAccessor("buckets", &GradientReducerHandle::Buckets, nullptr),
             InstanceAccessor("launchedDuringBackward", &GradientReducerHandle::LaunchedDuringBackward, nullptr),
             InstanceMethod("arm", &GradientReducerHandle::Arm),
             InstanceMethod("finish", &GradientReducerHandle::Finish),
@@ -560,18 +559,6 @@ class GradientReducerHandle : public Napi::ObjectWrap<GradientReducerHandle> {
   ReducerState& Live(const Napi::Env& env) {
     if (!state_) throw Napi::Error::New(env, "gradient reducer used after destroy()");
     return *state_;
-  }
-
-  Napi::Value Buckets(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Napi::Array out = Napi::Array::New(env);
-    if (!state_) return out;
-    for (size_t b = 0; b < state_->buckets.size(); b++) {
-      Napi::Array bucket = Napi::Array::New(env, state_->buckets[b].size());
-      for (size_t j = 0; j < state_->buckets[b].size(); j++) bucket.Set(j, Napi::Number::New(env, state_->buckets[b][j]));
-      out.Set(b, bucket);
-    }
-    return out;
   }
 
   Napi::Value LaunchedDuringBackward(const Napi::CallbackInfo& info) {

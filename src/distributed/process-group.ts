@@ -21,7 +21,6 @@ interface NativeProcessGroup {
 }
 
 interface NativeGradientReducer {
-  readonly buckets: number[][];
   readonly launchedDuringBackward: number;
   arm(share: number): void;
   finish(): Promise<void>;
@@ -223,11 +222,6 @@ export class GradientReducer {
   /** Made by {@link ProcessGroup.gradientReducer}. */
   constructor(private readonly raw: NativeGradientReducer,
     private readonly run: (what: string, start: () => Promise<void>) => Promise<void>) {}
-
-  /** The parameter indices of each bucket, in launch order. */
-  get buckets(): number[][] {
-    return this.raw.buckets;
-  }
 
   /** Buckets whose all-reduce started inside the last armed backward pass (the rest started in finish()). */
   get launchedDuringBackward(): number {
