@@ -1,6 +1,7 @@
 // A robust evaluation in parts equals the evaluation in one process, bit for bit: two `--shard` runs merged, the
 // ranks of a launch (an in-process fake of the process group), and one batch evaluated without the others (the
-// seed streams). Merge refuses shards of another model or budget, and missing or overlapping shards.
+// seed streams). Merge refuses shards of another model, data or budget, and missing or overlapping shards; the
+// same data in another directory is the same data.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -10,7 +11,7 @@ import { ROBUST_OPTIONS, robustEvalCommand, runRobustnessDistributed } from '../
 import { mergeCommand } from '../src/cli/merge-command.js';
 import { parseCommandArgs } from '../src/cli/args.js';
 import {
-  EvaluationCheckpoint, SHARD_JSON, evaluateRobustness, parseShardSpec, shardRange, type EvaluationWorld, type RobustnessResults,
+  EvaluationCheckpoint, SHARD_JSON, dataFingerprint, evaluateRobustness, parseShardSpec, portableDataName, shardRange, type EvaluationWorld, type RobustnessResults,
 } from '../src/robustness/index.js';
 import { Generator, noGrad, rand, tidy } from '../src/tensor/index.js';
 import { captureLog, tinyModelFile } from './helpers/self-ensemble.js';
@@ -33,6 +34,23 @@ test('--shard I/N and shardRange: whole batches, every image once, bad specs ref
   const ranges = [0, 1, 2].map((index) => shardRange(10, 3, { index, count: 3 }));
   assert.deepEqual(ranges, [{ start: 0, end: 3 }, { start: 3, end: 6 }, { start: 6, end: 10 }]);
   assert.throws(() => shardRange(4, 2, { index: 0, count: 3 }), /at most 2 parts/);
+});
+
+test('shards name their data without its directory and by a fingerprint of the pixels and labels evaluated', () => {
+  assert.equal(portableDataName('/work/shared/datasets/cifar-10-batches-bin (official CIFAR-10 binary release)'), 'cifar-10-batches-bin (official CIFAR-10 binary release)');
+  assert.equal(portableDataName('/data/my set/test (image folder), first 10 test images'), 'test (image folder), first 10 test images');
+  assert.equal(portableDataName('relative-dir'), 'relative-dir');
+  const set = { images: new Uint8Array(4 * 3 * 2 * 2).map((_, i) => i), labels: new Uint8Array([0, 1, 2, 3]), length: 4, height: 2, width: 2 };
+  const first2 = dataFingerprint(set, 2);
+  assert.match(first2, /^[0-9a-f]{64}$/);
+  assert.equal(dataFingerprint({ ...set, images: set.images.slice(), labels: set.labels.slice() }, 2), first2, 'a copy of the same data');
+  assert.notEqual(dataFingerprint(set, 3), first2, 'more images');
+  const onePixel = set.images.slice(); onePixel[5] = 200;
+  assert.notEqual(dataFingerprint({ ...set, images: onePixel }, 2), first2, 'one pixel changed');
+  assert.notEqual(dataFingerprint({ ...set, labels: new Uint8Array([1, 1, 2, 3]) }, 2), first2, 'one label changed');
+  const wide = new Uint16Array([0, 1, 2, 3]);
+  assert.equal(dataFingerprint({ ...set, labels: wide }, 2), first2, 'labels stored in 16 bits: the same labels');
+  assert.throws(() => dataFingerprint(set, 5), /of 5 images of a data set of 4/);
 });
 
 test('a batch evaluated alone gets exactly the results it gets among the others (seed streams by global batch)', () => {
@@ -109,6 +127,17 @@ test('two --shard runs merged equal the single-process evaluation bit for bit; m
     };
     const otherModel = tampered('other-model', (r) => { r.identity.model = '0'.repeat(64); });
     await assert.rejects(merge([shards[0]!, otherModel]), /not a part of the same evaluation.*identity\.model/);
+    // The same data read from another directory (another machine), and a shard written before data fingerprints
+    // existed (a path, no dataSha256): merged; other pixels under the same name: refused.
+    const moved = tampered('moved-data', (r) => {
+      r.identity.data = `/elsewhere/${r.identity.data}`;
+      r.results.dataSource = `/elsewhere/${r.results.dataSource}`;
+    });
+    assert.equal((await merge([shards[0]!, moved, '--report', join(dir, 'merged-moved'), '--json'])).code, 0);
+    const legacy = tampered('legacy', (r) => { delete r.identity.dataSha256; r.identity.data = `/old/machine/${r.identity.data}`; });
+    assert.equal((await merge([shards[0]!, legacy, '--report', join(dir, 'merged-legacy'), '--json'])).code, 0);
+    const otherPixels = tampered('other-pixels', (r) => { r.identity.dataSha256 = 'f'.repeat(64); });
+    await assert.rejects(merge([shards[0]!, otherPixels]), /identity\.dataSha256/);
     const otherBudget = tampered('other-budget', (r) => { r.settings.budget = 'cpu'; });
     await assert.rejects(merge([shards[0]!, otherBudget]), /settings\.budget: "quick" vs "cpu"/);
     await assert.rejects(merge([shards[1]!]), /no shard holds images 0–1 of 6: a shard is missing/);

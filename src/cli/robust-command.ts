@@ -12,7 +12,7 @@ import {
 } from '../robustness/index.js';
 import { describeAttack } from '../attacks/index.js';
 import {
-  SHARD_FORMAT, parseShardSpec, shardRange, writeShardFolder, type EvaluationWorld, type ImageRange, type ShardRecord, type ShardSpec,
+  SHARD_FORMAT, dataFingerprint, parseShardSpec, portableDataName, shardRange, writeShardFolder, type EvaluationWorld, type ImageRange, type ShardRecord, type ShardSpec,
 } from '../robustness/shard.js';
 import { mergeShardRecords } from '../robustness/merge.js';
 import { AGGREGATOR_NAMES, loadModel, type SelfEnsemble } from '../ensemble/index.js';
@@ -176,7 +176,8 @@ async function setUp(values: ParsedArgs['values'], defaults: RobustDefaults): Pr
   const identity = modelPath && !defaults.model ? {
     model: createHash('sha256').update(readFileSync(modelPath)).digest('hex'),
     aggregator: aggregator ?? 'the model\'s own',
-    data: testSet.source,
+    data: portableDataName(testSet.source),
+    dataSha256: dataFingerprint(testSet, n),
     device,
   } : null;
   return {

@@ -18,7 +18,7 @@ export {
   alignedBatchesOf, attackInBatches, batchesOf, checkImageOffset, seedStream, type BatchLayout, type BatchRunResult, type BatchRunSettings,
 } from './runner.js';
 export {
-  SHARD_FORMAT, SHARD_JSON, SHARD_TENSORS, parseShardSpec, readShardFolder, shardRange, writeShardFolder, type EvaluationWorld, type ImageRange,
+  SHARD_FORMAT, SHARD_JSON, SHARD_TENSORS, dataFingerprint, parseShardSpec, portableDataName, readShardFolder, shardRange, writeShardFolder, type EvaluationWorld, type ImageRange,
   type ShardRecord, type ShardSpec, type ShardTensors,
 } from './shard.js';
 export { differences, mergeShardRecords, type MergeOptions } from './merge.js';

@@ -5,7 +5,7 @@
 // settings are refused, naming the difference, and so are parts that leave images out or cover an image twice.
 import { HEADLINE_DEFINITION, accuracies, type AccuracyByDefinition } from './definitions.js';
 import type { AttackEvaluation, PerImageResults, PerImageRobustness, RobustnessResults } from './evaluation.js';
-import { SHARD_FORMAT, type ShardRecord } from './shard.js';
+import { SHARD_FORMAT, portableDataName, type ShardRecord } from './shard.js';
 import { robustnessIntervals } from './intervals.js';
 
 /** Where `a` and `b` differ, as paths ('settings.budget: "quick" vs "cpu"'); at most `limit`. */
@@ -35,15 +35,24 @@ export interface MergeOptions {
   maskingFromParts?: boolean;
 }
 
-/** What must be equal in every part: everything a number depends on. */
-function signature(record: ShardRecord): Record<string, unknown> {
+/**
+ * What must be equal in every part: everything a number depends on. The data by its name without the directory
+ * (portableDataName) and by its pixels' SHA-256 where both parts hold one (shards written before 2026-12-05 have
+ * none, and a path in place of the name).
+ */
+function signature(record: ShardRecord, other: ShardRecord): Record<string, unknown> {
   const r = record.results;
+  const { dataSha256, ...identity } = record.identity;
   return {
-    identity: record.identity,
+    identity: {
+      ...identity,
+      data: portableDataName(identity.data ?? ''),
+      ...(dataSha256 !== undefined && other.identity.dataSha256 !== undefined ? { dataSha256 } : {}),
+    },
     settings: record.settings,
     images: record.range.images,
     results: {
-      dataSource: r.dataSource, norm: r.norm, eps: r.eps, reEvaluations: r.reEvaluations, settings: r.settings, definitions: r.definitions,
+      dataSource: portableDataName(r.dataSource), norm: r.norm, eps: r.eps, reEvaluations: r.reEvaluations, settings: r.settings, definitions: r.definitions,
       headline: { definition: r.headline.definition, scope: r.headline.scope },
       attacks: r.attacks.map((a) => ({ name: a.name, attack: a.attack, options: a.options, alone: a.perImageAlone !== null })),
     },
@@ -70,9 +79,8 @@ export function mergeShardRecords(
       throw new Error(`${names[i]}: its results hold ${record.results.images} images, its range ${record.range.start}–${record.range.end} has ${count}`);
     }
   });
-  const reference = signature(records[0]!);
   records.forEach((record, i) => {
-    const diff = differences(reference, signature(record));
+    const diff = differences(signature(records[0]!, record), signature(record, records[0]!));
     if (diff.length > 0) throw new Error(`${names[i]} is not a part of the same evaluation as ${names[0]}: ${diff.join('; ')}`);
   });
 

@@ -3,11 +3,13 @@
 // batches, its per-image results are the ones the whole evaluation gives those images. A part is written as a
 // shard (`--shard I/N`, merged later by merge.ts) or gathered over a process group (ranks of one launch).
 // The gradient-masking checks run once, by the part that holds image 0, on the first images (as in one process).
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { type Device, type Tensor } from '../tensor/index.js';
 import { loadSafetensors, saveSafetensors } from '../serialize/safetensors.js';
 import { writeJsonAtomic } from '../util/json.js';
+import type { ImageClassificationDataset } from '../data/dataset.js';
 import type { RobustnessResults } from './evaluation.js';
 
 /** The format tag of a shard's JSON file. */
@@ -77,11 +79,40 @@ export function shardRange(images: number, batchSize: number, shard: ShardSpec):
   return { start: first * batchSize, end: Math.min(last * batchSize, images) };
 }
 
+/**
+ * A data source's description without the directory it was read from ('/work/shared/datasets/cifar-10-batches-bin
+ * (official CIFAR-10 binary release)' → 'cifar-10-batches-bin (official CIFAR-10 binary release)'): shards run on
+ * other machines keep the same data in other places, and must still match.
+ */
+export function portableDataName(source: string): string {
+  const open = source.indexOf(' (');
+  const path = open < 0 ? source : source.slice(0, open);
+  return basename(path) + (open < 0 ? '' : source.slice(open));
+}
+
+/**
+ * SHA-256 over the pixels and labels of the first `images` images of `dataset` (its height and width first): what
+ * an evaluation of those images depends on, whichever copy of the data they were read from. Two copies that
+ * decode to other pixels (a JPEG copy, a resized set) differ here although their names may agree.
+ */
+export function dataFingerprint(dataset: Pick<ImageClassificationDataset, 'images' | 'labels' | 'length' | 'height' | 'width'>, images: number): string {
+  if (!Number.isInteger(images) || images < 1 || images > dataset.length) throw new RangeError(`fingerprint of ${images} images of a data set of ${dataset.length}`);
+  const pixels = dataset.images.length / dataset.length;
+  const hash = createHash('sha256').update(`${dataset.height}x${dataset.width}\n`);
+  hash.update(dataset.images.subarray(0, images * pixels));
+  // Labels as 32-bit integers, however the loader stores them (bytes, or 16 bits beyond 256 classes).
+  hash.update(new Uint8Array(Uint32Array.from(dataset.labels.subarray(0, images)).buffer));
+  return hash.digest('hex');
+}
+
 /** One part of an evaluation: what merge.ts needs to combine it with the others and to refuse a mismatch. */
 export interface ShardRecord {
   /** Identifies the file's layout: always {@link SHARD_FORMAT}. */
   format: typeof SHARD_FORMAT;
-  /** What the numbers depend on besides the settings: the model file's SHA-256, the aggregator, the data, the device. */
+  /**
+   * What the numbers depend on besides the settings: the model file's SHA-256, the aggregator, the data (its
+   * {@link portableDataName}, and since 2026-12-05 `dataSha256`, its {@link dataFingerprint}), the device.
+   */
   identity: Record<string, string>;
   /** Every setting that changes a number: suite or attack, budget, steps, EOT, eps, seed, R, batch size, masking, the attacks as run. */
   settings: Record<string, unknown>;
