@@ -2,7 +2,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { grad, Generator, randn, tensor, tidy, type Tensor } from '../src/tensor/index.js';
 import {
-  aggregatorFromSpec, CrossMax, MeanLogits, MeanProbabilities, Median, Single, SoftCrossMax, type Aggregator,
+  aggregatorFromSpec, parseAggregatorSpec, CrossMax, MeanLogits, MeanProbabilities, Median, Single, SoftCrossMax, type Aggregator,
 } from '../src/ensemble/index.js';
 import { pythonMissing, runPythonJson } from './helpers/python.js';
 
@@ -212,4 +212,20 @@ test('one factory: a name is its spec with the defaults (what --aggregator gives
   assert.equal(aggregatorFromSpec({ name: 'single', memberIndex: 0 }).name, 'single(0)');
   assert.throws(() => aggregatorFromSpec({ name: 'median', k: 2 }), /option 'k' does not apply to 'median'/);
   assert.throws(() => aggregatorFromSpec('max' as never), /unknown aggregator 'max' \(one of crossmax, /);
+});
+
+test('--aggregator text: a name, or a name with options (crossmax:k=1), checked as a configuration file is', () => {
+  const name = (text: string) => aggregatorFromSpec(parseAggregatorSpec(text)).name;
+  assert.equal(name('crossmax'), 'crossmax(k=3)');
+  assert.equal(name('crossmax:k=1'), 'crossmax(k=1)');
+  assert.equal(name('crossmax:k=median'), 'crossmax(median)');
+  assert.equal(name('crossmax: k=2, subtractClassMax=false'), 'crossmax(k=2, no-class-max)');
+  assert.equal(name('soft-crossmax:k=2,temperature=0.5'), 'soft-crossmax(k=2, T=0.5)');
+  assert.equal(name('single:memberIndex=0'), 'single(0)');
+  assert.deepEqual(parseAggregatorSpec('crossmax:k=2'), { name: 'crossmax', k: 2 });
+  assert.throws(() => parseAggregatorSpec('max'), /unknown aggregator 'max'/);
+  assert.throws(() => parseAggregatorSpec('median:k=2'), /option 'k' does not apply to 'median'/);
+  assert.throws(() => parseAggregatorSpec('crossmax:k'), /key=value.*not 'k'/);
+  assert.throws(() => parseAggregatorSpec('crossmax:k=0'));
+  assert.throws(() => parseAggregatorSpec('crossmax:k=two'));
 });

@@ -15,7 +15,7 @@ import {
   SHARD_FORMAT, dataFingerprint, parseShardSpec, portableDataName, shardRange, writeShardFolder, type EvaluationWorld, type ImageRange, type ShardRecord, type ShardSpec,
 } from '../robustness/shard.js';
 import { mergeShardRecords } from '../robustness/merge.js';
-import { AGGREGATOR_NAMES, loadModel, type SelfEnsemble } from '../ensemble/index.js';
+import { AGGREGATOR_NAMES, loadModel, parseAggregatorSpec, type SelfEnsemble } from '../ensemble/index.js';
 import { formatRobustnessText, saveImageGrid, writeRobustReport } from '../report/index.js';
 import { saveSafetensors } from '../serialize/safetensors.js';
 import { ProgressBar } from '../util/progress.js';
@@ -46,7 +46,8 @@ export const ROBUST_HELP = `  --model FILE          a crossmax model file
                         1000 queries in the adaptive suite: an upper bound sized for a CPU) | quick (a smoke test
                         whose numbers over-state robustness) (default published)
   --aggregator NAME     attack the model with another aggregator of the same members (e.g. mean-logits, the
-                        ablation of CrossMax): ${AGGREGATOR_NAMES.join(' | ')}
+                        ablation of CrossMax): ${AGGREGATOR_NAMES.join(' | ')}; options after a colon,
+                        e.g. crossmax:k=1, crossmax:k=median, single:memberIndex=0
   --steps N, --eot N    set the gradient attacks' iterations and EOT samples (--eot also raises AutoAttack
                         'rand''s 20)
   --queries N           set Square's queries (--attack square, and Square in the suites)
@@ -153,8 +154,14 @@ async function setUp(values: ParsedArgs['values'], defaults: RobustDefaults): Pr
   const queries = numberFlag(values, 'queries', { integer: true, min: 1 });
   const attackName = choiceFlag(values, 'attack', SINGLE_ATTACKS) ?? (defaults.attack as (typeof SINGLE_ATTACKS)[number] | undefined);
   const suiteName = choiceFlag(values, 'suite', SUITES) ?? defaults.suite ?? 'worst-case';
-  const aggregator = choiceFlag(values, 'aggregator', AGGREGATOR_NAMES);
-  if (aggregator) model.setAggregator({ name: aggregator });
+  const aggregator = stringFlag(values, 'aggregator');
+  if (aggregator) {
+    try {
+      model.setAggregator(parseAggregatorSpec(aggregator));
+    } catch (err) {
+      throw new UsageError(`--aggregator ${aggregator}: ${(err as Error).message}`);
+    }
+  }
   // Square has queries, not iterations: --steps would silently mean something else for it.
   if (attackName === 'square' && steps !== undefined) throw new UsageError('--attack square takes --queries N (Square has queries, not iterations), not --steps');
   if (attackName && attackName !== 'square' && queries !== undefined) throw new UsageError(`--queries sets Square's queries; --attack ${attackName} takes --steps N`);

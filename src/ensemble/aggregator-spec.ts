@@ -62,6 +62,29 @@ export function resolveAggregatorSpec(spec: AggregatorSpec): Required<Pick<Aggre
 }
 
 /**
+ * An aggregator as a command line gives it: a name with its defaults ('crossmax', CrossMax with k = 3), or a name
+ * with options after a colon, comma-separated ('crossmax:k=1', 'crossmax:k=median', 'soft-crossmax:k=2,temperature=0.5',
+ * 'single:memberIndex=0'): the paper's ablations of CrossMax without a configuration file. Numbers and true/false are
+ * read as such; the spec is checked as a configuration file's is (unknown names and options refused, naming them).
+ */
+export function parseAggregatorSpec(text: string): AggregatorSpec {
+  const colon = text.indexOf(':');
+  const name = (colon < 0 ? text : text.slice(0, colon)).trim();
+  if (!(AGGREGATOR_NAMES as readonly string[]).includes(name)) throw new Error(`unknown aggregator '${name}' (one of ${AGGREGATOR_NAMES.join(', ')})`);
+  const spec: Record<string, unknown> = { name };
+  if (colon >= 0) {
+    for (const item of text.slice(colon + 1).split(',')) {
+      const match = /^\s*(\w+)\s*=\s*(\S+)\s*$/.exec(item);
+      if (!match) throw new Error(`aggregator '${text}': give options as key=value, comma-separated (e.g. crossmax:k=2), not '${item}'`);
+      const [, key, value] = match as unknown as [string, string, string];
+      spec[key] = value === 'true' ? true : value === 'false' ? false : Number.isFinite(Number(value)) ? Number(value) : value;
+    }
+  }
+  aggregatorFromSpec(spec as unknown as AggregatorSpec); // checks the options' values (k, temperature, …)
+  return spec as unknown as AggregatorSpec;
+}
+
+/**
  * The aggregator a spec describes, or a name with its defaults (for CLI flags): 'crossmax' is CrossMax with k = 3.
  * Options are checked by the aggregator's constructor.
  */
