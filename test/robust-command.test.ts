@@ -35,7 +35,7 @@ test('--aggregator attacks the same members through another aggregator, and says
     assert.match(readResults(report).model, /\(aggregator mean-logits\)$/);
     // --out is made when missing.
     assert.ok(existsSync(join(dir, 'new', 'out', 'adversarial.safetensors')) && existsSync(join(dir, 'new', 'out', 'adversarial.png')));
-    await assert.rejects(robust(['--model', model, '--data', data, '--aggregator', 'vote', '--n', '1']), (e) => e instanceof UsageError && /--aggregator vote: one of crossmax/.test(e.message));
+    await assert.rejects(robust(['--model', model, '--data', data, '--aggregator', 'vote', '--n', '1']), (e) => e instanceof UsageError && /--aggregator vote: unknown aggregator 'vote' \(one of crossmax/.test(e.message));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
