@@ -69,9 +69,8 @@ export function resolveAggregatorSpec(spec: AggregatorSpec): Required<Pick<Aggre
  */
 export function parseAggregatorSpec(text: string): AggregatorSpec {
   const colon = text.indexOf(':');
-  const name = (colon < 0 ? text : text.slice(0, colon)).trim();
-  if (!(AGGREGATOR_NAMES as readonly string[]).includes(name)) throw new Error(`unknown aggregator '${name}' (one of ${AGGREGATOR_NAMES.join(', ')})`);
-  const spec: Record<string, unknown> = { name };
+  // The name and options are checked below by aggregatorFromSpec (resolveAggregatorSpec names an unknown one).
+  const spec: Record<string, unknown> = { name: (colon < 0 ? text : text.slice(0, colon)).trim() };
   if (colon >= 0) {
     for (const item of text.slice(colon + 1).split(',')) {
       const match = /^\s*(\w+)\s*=\s*(\S+)\s*$/.exec(item);
