@@ -55,6 +55,41 @@ test('crossmax generate --per-class --judge: grid, report, JSON with each judge\
   }
 });
 
+test('crossmax generate: the parametrisation and augmentation flags reach the run and its record; bad values are named', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'crossmax-generate-tuning-'));
+  try {
+    const path = tinyModelFile(dir);
+    const out = join(dir, 'out');
+    const { code } = await captureLog(() => generateCommand(['--model', path, '--class', '0,1', '--steps', '2', '--copies', '2',
+      '--resolutions', '20,1,2,4,8,2', '--squash', 'clamp', '--optimizer', 'adam', '--lr', '0.02', '--jitter', '2', '--noise', '0.05',
+      '--flip', '--scale', '0.75,1', '--out', out, '--json']));
+    assert.equal(code, 0);
+    const summary = JSON.parse(readFileSync(join(out, 'generate.json'), 'utf8')) as Record<string, unknown>;
+    const manifest = JSON.parse(readFileSync(join(out, 'images', 'manifest.json'), 'utf8')) as { settings: Record<string, unknown> };
+    // The tiny model's input is 16 pixels: canvas 16 + 2·2; the sides sorted, the repeated 2 taken once.
+    assert.equal(summary.canvas, 20);
+    assert.equal(summary.resolutions, 5);
+    assert.equal(summary['resolution sides'], '1, 2, 4, 8, 20');
+    assert.deepEqual([summary.squash, summary.optimizer, summary.jitter, summary.noise, summary.flip, summary.scale, summary.lr],
+      ['clamp', 'adam', 2, 0.05, true, [0.75, 1], 0.02]);
+    assert.deepEqual(manifest.settings.resolutionSizes, [1, 2, 4, 8, 20]);
+    assert.ok((summary.finalScores as number[]).every(Number.isFinite));
+    // Defaults: every side of the canvas (16 + 2·4), tanh, SGD, DAS's noise, no flip or crop.
+    await captureLog(() => generateCommand(['--model', path, '--class', '0', '--steps', '1', '--copies', '1', '--out', join(dir, 'defaults'), '--json']));
+    const defaults = JSON.parse(readFileSync(join(dir, 'defaults', 'generate.json'), 'utf8')) as Record<string, unknown>;
+    assert.deepEqual([defaults.canvas, defaults['resolution sides'], defaults.squash, defaults.optimizer, defaults.noise, defaults.flip, defaults.scale],
+      [24, '1–24 (every side)', 'tanh', 'sgd', 0.2, false, null]);
+    const base = ['--model', path, '--class', '0', '--steps', '1', '--copies', '1', '--out', join(dir, 'bad')];
+    await assert.rejects(generateCommand([...base, '--resolutions', '1,x']), (e) => e instanceof UsageError && /--resolutions 1,x: whole numbers/.test(e.message));
+    await assert.rejects(generateCommand([...base, '--resolutions', '0,4']), (e) => e instanceof UsageError && /at least 1/.test(e.message));
+    await assert.rejects(generateCommand([...base, '--resolutions', '1,40']), /resolutions 1,40: sides in \[1, 24\] \(the canvas: the 16-pixel input and 4 pixels of jitter/);
+    await assert.rejects(generateCommand([...base, '--scale', '1,0.5']), (e) => e instanceof UsageError && /--scale 1,0.5: two numbers LO,HI/.test(e.message));
+    await assert.rejects(generateCommand([...base, '--squash', 'sigmoid']), (e) => e instanceof UsageError && /--squash/.test(e.message));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('crossmax generate --resnet: a torchvision ResNet read from its state dict alone, ImageNet normalisation, images with a manifest', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'crossmax-generate-resnet-'));
   try {

@@ -78,7 +78,9 @@ function generationRun(): GeneratedImages {
   return {
     images: rand([10, 3, 32, 32], { generator: new Generator(1) }), targets, targetOfImage: targets.map((_, i) => i),
     losses: targets.map((_, i) => Array.from({ length: 5 }, (_, s) => -s * (i + 1))), finalScores: targets.map(() => 0.5), seconds: 1,
-    settings: { steps: 5, copies: 2, lr: 0.1, parametrisation: 'multires', perTarget: 1, canvas: 48, resolutions: 6, seed: 0 },
+    settings: { steps: 5, copies: 2, lr: 0.1, parametrisation: 'multires', perTarget: 1, canvas: 48, resolutions: 6, seed: 0,
+      resolutionSizes: [1, 2, 4, 8, 16, 48], squash: 'tanh', optimizer: 'sgd', jitter: 8, noise: 0.2, flip: false, scale: null,
+    },
   };
 }
 

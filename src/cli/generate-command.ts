@@ -27,6 +27,8 @@ export const GENERATE_OPTIONS = {
   lr: { type: 'string' }, parametrisation: { type: 'string' }, member: { type: 'string' }, out: { type: 'string' },
   seed: { type: 'string' }, device: { type: 'string' }, threads: { type: 'string' }, config: { type: 'string' },
   'per-class': { type: 'string' }, judge: { type: 'string' }, passes: { type: 'string' }, json: { type: 'boolean' },
+  resolutions: { type: 'string' }, squash: { type: 'string' }, optimizer: { type: 'string' }, jitter: { type: 'string' },
+  noise: { type: 'string' }, flip: { type: 'boolean' }, scale: { type: 'string' },
 } as const;
 
 export const GENERATE_USAGE = `crossmax generate (--model FILE | --resnet FILE | --clip DIR) [options]
@@ -52,6 +54,14 @@ copies per step (Direct Ascent Synthesis's recipe). Each model kind gets DAS's s
   --copies N              augmented copies per step (default per model kind)
   --lr X                  SGD step on the parameters (default per model kind)
   --parametrisation P     multires (default) | pixels (raw pixels, for comparison)
+  --resolutions LIST      the multi-resolution sides on the canvas, e.g. 1,2,4,8,16,48 (default per model kind, above;
+                          the canvas is the input plus --jitter on each side: 48 for a 32-pixel model)
+  --squash KIND           tanh (default, DAS: pixels = (tanh(sum) + 1)/2) | clamp (the sum clamped to [0, 1])
+  --optimizer KIND        sgd (default, DAS) | adam (give --lr: about 0.01-0.05 suits it)
+  --jitter N              largest random shift of each copy in pixels (default a quarter of the input, as DAS)
+  --noise X               uniform noise amplitude added to each copy (default 0.2, DAS)
+  --flip                  flip each copy left-right at random (default off, as DAS)
+  --scale LO,HI           random resized crop of each copy, side LO..HI of the input, e.g. 0.7,1 (default none)
   --member NAME           --model: read one member (e.g. fc, layer3.1) instead of the aggregated output
   --per-class N           images per class or prompt, optimised together from different augmentations (default 1)
   --judge FILES           --model: other crossmax model files (comma-separated; trained independently, never used
@@ -74,7 +84,39 @@ export function generationSettings(values: ParsedArgs['values']): GenerationSett
     seed: numberFlag(values, 'seed', { integer: true, min: 0 }) ?? 0,
     parametrisation: choiceFlag(values, 'parametrisation', ['multires', 'pixels'] as const) ?? 'multires',
     perTarget: numberFlag(values, 'per-class', { integer: true, min: 1 }) ?? 1,
+    resolutions: values.resolutions === undefined ? undefined : integerList(values, 'resolutions', 1),
+    squash: choiceFlag(values, 'squash', ['tanh', 'clamp'] as const),
+    optimizer: choiceFlag(values, 'optimizer', ['sgd', 'adam'] as const),
+    jitter: numberFlag(values, 'jitter', { integer: true, min: 0 }),
+    noise: numberFlag(values, 'noise', { min: 0 }),
+    flip: values.flip === true ? true : undefined,
+    scale: values.scale === undefined ? undefined : scaleRange(values),
   };
+}
+
+/** A comma-separated list of integers of at least `min` (--resolutions). */
+function integerList(values: ParsedArgs['values'], name: string, min: number): number[] {
+  const items = listFlag(values, name);
+  const numbers = items.map(Number);
+  const bad = items.find((_, i) => !Number.isInteger(numbers[i]) || numbers[i]! < min);
+  if (bad !== undefined || items.length === 0) throw new UsageError(`--${name} ${String(values[name])}: whole numbers of at least ${min}, comma-separated (got '${bad ?? ''}')`);
+  return numbers;
+}
+
+/** Resolution sides for the report: '1–48 (every side)' for a contiguous run, else the list. */
+function describeSides(sides: readonly number[]): string {
+  if (sides.length === 0) return 'none (pixels)';
+  const contiguous = sides.length > 2 && sides.every((s, i) => s === sides[0]! + i);
+  return contiguous ? `${sides[0]}–${sides[sides.length - 1]} (every side)` : sides.join(', ');
+}
+
+/** --scale LO,HI: 0 < LO <= HI <= 1. */
+function scaleRange(values: ParsedArgs['values']): [number, number] {
+  const parts = listFlag(values, 'scale').map(Number);
+  if (parts.length !== 2 || !(parts[0]! > 0 && parts[0]! <= parts[1]! && parts[1]! <= 1)) {
+    throw new UsageError(`--scale ${String(values.scale)}: two numbers LO,HI with 0 < LO <= HI <= 1, e.g. 0.7,1`);
+  }
+  return [parts[0]!, parts[1]!];
 }
 
 /** --class (default all) and --member on a crossmax model. */
@@ -189,7 +231,9 @@ export async function generateCommand(args: string[]): Promise<number> {
         model: modelPath, 'model kind': source.kind, ...(source.kind === 'crossmax' ? { member: values.member ?? 'aggregated output' } : {}),
         ...(source.kind === 'clip' ? { prompts: run.targets, 'negative prompts': repeatedFlag(values, 'negative') } : { classes: run.targets }),
         parametrisation: run.settings.parametrisation, steps: run.settings.steps, copies: run.settings.copies, lr: run.settings.lr,
-        'images per target': run.settings.perTarget, canvas: run.settings.canvas, resolutions: run.settings.resolutions, seed: run.settings.seed,
+        'images per target': run.settings.perTarget, canvas: run.settings.canvas, resolutions: run.settings.resolutions,
+        'resolution sides': describeSides(run.settings.resolutionSizes), squash: run.settings.squash, optimizer: run.settings.optimizer,
+        jitter: run.settings.jitter, noise: run.settings.noise, flip: run.settings.flip, scale: run.settings.scale, seed: run.settings.seed,
         ...(judgements.length > 0 ? { 'judging passes': passes } : {}),
       };
       const html = writeGenerateReport(dir, run, facts, judgements);

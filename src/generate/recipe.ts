@@ -11,7 +11,7 @@ import { cat, noGrad, tidy, type Device, type Tensor } from '../tensor/index.js'
 import { ProgressBar } from '../util/progress.js';
 import { DAS_CLASSIFIER_DEFAULTS, DAS_CLIP_DEFAULTS, generate } from './generate.js';
 import { classObjective, clipObjective, type Objective } from './objectives.js';
-import { MultiResolutionImage, everyResolution, pixelImage } from './parametrisation.js';
+import { MultiResolutionImage, everyResolution, pixelImage, type Squash } from './parametrisation.js';
 
 /** DAS's settings for a model kind, used where the caller is silent. */
 export interface GenerationDefaults {
@@ -171,6 +171,23 @@ export interface GenerationSettings {
   parametrisation?: 'multires' | 'pixels';
   /** Images per target, optimised together from different augmentations. */
   perTarget?: number;
+  /**
+   * The multi-resolution parametrisation's sides on the canvas (each in [1, canvas]), e.g. powers of two for a
+   * 32-pixel model. Default: the model kind's (every resolution for crossmax and CLIP, every 4th for a ResNet).
+   */
+  resolutions?: readonly number[];
+  /** How the raw sum becomes pixels: 'tanh' (default, DAS) or 'clamp'. */
+  squash?: Squash;
+  /** The step: 'sgd' (default, DAS) or 'adam'. */
+  optimizer?: 'sgd' | 'adam';
+  /** Largest random shift of each copy in pixels; the canvas is the input plus this on every side. Default input/4. */
+  jitter?: number;
+  /** Noise amplitude of each copy (uniform, as DAS). Default 0.2. */
+  noise?: number;
+  /** Flip each copy left-right with probability 1/2. Default false (DAS does not). */
+  flip?: boolean;
+  /** Random resized crop of each copy, side in [lo, hi] of the input. Default null: none (DAS). */
+  scale?: readonly [number, number] | null;
 }
 
 /** What {@link generateImages} returns. */
@@ -188,7 +205,11 @@ export interface GeneratedImages {
   /** Time the generation took. */
   seconds: number;
   /** The settings used (given, else the model kind's defaults). */
-  settings: { steps: number; copies: number; lr: number; parametrisation: 'multires' | 'pixels'; perTarget: number; canvas: number; resolutions: number; seed: number };
+  settings: {
+    steps: number; copies: number; lr: number; parametrisation: 'multires' | 'pixels'; perTarget: number; canvas: number; resolutions: number; seed: number;
+    /** The parametrisation's sides on the canvas (empty for pixels). */
+    resolutionSizes: number[]; squash: Squash; optimizer: 'sgd' | 'adam'; jitter: number; noise: number; flip: boolean; scale: readonly [number, number] | null;
+  };
 }
 
 /** Runs the generation for every target of `source` (the caller disposes `images`). */
@@ -202,21 +223,33 @@ export function generateImages(source: GenerationSource, settings: GenerationSet
   const perTarget = settings.perTarget ?? 1;
   const h = source.inputSize;
   // DAS pads its 224 px view by 56 px (1/4) on each side and crops a shifted window each copy; the same proportion here.
-  const jitter = Math.max(1, Math.round(h / 4));
+  const jitter = settings.jitter ?? Math.max(1, Math.round(h / 4));
+  if (!Number.isInteger(jitter) || jitter < 0) throw new RangeError(`jitter ${jitter}: a whole number of pixels, 0 or more`);
   const canvas = h + 2 * jitter;
-  const resolutions = everyResolution(canvas).filter((r) => (r - 1) % d.resolutionStep === 0);
+  const resolutions = settings.resolutions !== undefined
+    ? [...new Set(settings.resolutions)].sort((a, b) => a - b)
+    : everyResolution(canvas).filter((r) => (r - 1) % d.resolutionStep === 0);
+  const bad = resolutions.find((r) => !Number.isInteger(r) || r < 1 || r > canvas);
+  if (bad !== undefined || resolutions.length === 0) {
+    throw new RangeError(`resolutions ${settings.resolutions?.join(',')}: sides in [1, ${canvas}] (the canvas: the ${h}-pixel input and ${jitter} pixels of jitter on each side)`);
+  }
+  const squash = settings.squash ?? 'tanh';
+  const optimizer = settings.optimizer ?? 'sgd';
+  const noise = settings.noise ?? 0.2;
+  const flip = settings.flip ?? false;
+  const scale = settings.scale ?? null;
   const bar = new ProgressBar({ label: 'generate', unit: 'step', total: steps * source.targets.length });
   const started = performance.now();
   const images: Tensor[] = [];
   const losses: number[][] = [];
   const finalScores: number[] = [];
   for (const target of source.targets) {
-    const options = { size: canvas, batch: perTarget, device: source.device };
+    const options = { size: canvas, batch: perTarget, device: source.device, squash };
     const parametrisation = kind === 'multires' ? new MultiResolutionImage({ ...options, resolutions }) : pixelImage(options);
     try {
       const result = generate({
-        parametrisation, objectives: [target.objective], steps, optimizer: { kind: 'sgd', lr }, seed, chunkSize: d.chunkSize,
-        augment: { copies, jitter, cropSize: h },
+        parametrisation, objectives: [target.objective], steps, optimizer: { kind: optimizer, lr }, seed, chunkSize: d.chunkSize,
+        augment: { copies, jitter, cropSize: h, noise, flip, scale },
         onProgress: () => bar.tick(1, { target: target.name.slice(0, 24) }),
       });
       const cropped = tidy(() => result.images.narrow(2, jitter, h).narrow(3, jitter, h).contiguous());
@@ -234,7 +267,10 @@ export function generateImages(source: GenerationSource, settings: GenerationSet
   return {
     images: stacked, targets: source.targets.map((t) => t.name), targetOfImage: source.targets.flatMap((_, i) => new Array<number>(perTarget).fill(i)),
     losses, finalScores, seconds: (performance.now() - started) / 1000,
-    settings: { steps, copies, lr, parametrisation: kind, perTarget, canvas, resolutions: resolutions.length, seed },
+    settings: {
+      steps, copies, lr, parametrisation: kind, perTarget, canvas, resolutions: kind === 'multires' ? resolutions.length : 0, seed,
+      resolutionSizes: kind === 'multires' ? resolutions : [], squash, optimizer, jitter, noise, flip, scale,
+    },
   };
 }
 
