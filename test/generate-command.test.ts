@@ -85,6 +85,10 @@ test('crossmax generate: the parametrisation and augmentation flags reach the ru
     await assert.rejects(generateCommand([...base, '--resolutions', '1,40']), /resolutions 1,40: sides in \[1, 24\] \(the canvas: the 16-pixel input and 4 pixels of jitter/);
     await assert.rejects(generateCommand([...base, '--scale', '1,0.5']), (e) => e instanceof UsageError && /--scale 1,0.5: two numbers LO,HI/.test(e.message));
     await assert.rejects(generateCommand([...base, '--squash', 'sigmoid']), (e) => e instanceof UsageError && /--squash/.test(e.message));
+    await assert.rejects(generateCommand([...base, '--aggregator', 'nonsense']), (e) => e instanceof UsageError && /--aggregator nonsense/.test(e.message));
+    // Another aggregation of the same members generates, judges and is recorded.
+    await captureLog(() => generateCommand(['--model', path, '--class', '0', '--steps', '1', '--copies', '1', '--aggregator', 'mean-logits', '--out', join(dir, 'mean'), '--json']));
+    assert.equal((JSON.parse(readFileSync(join(dir, 'mean', 'generate.json'), 'utf8')) as Record<string, unknown>).aggregator, 'mean-logits');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -8,7 +8,7 @@ import {
   type GenerationSettings, type GenerationSource, type Judgement,
 } from '../generate/index.js';
 import { cifar100SuperclassRepresentatives } from '../data/cifar100.js';
-import type { SelfEnsemble } from '../ensemble/index.js';
+import { parseAggregatorSpec, type SelfEnsemble } from '../ensemble/index.js';
 import { loadClip, loadTorchvisionResNet, type ClipModel } from '../models/index.js';
 import type { ResNet } from '../nn/resnet.js';
 import { writeJsonAtomic } from '../util/json.js';
@@ -28,7 +28,7 @@ export const GENERATE_OPTIONS = {
   seed: { type: 'string' }, device: { type: 'string' }, threads: { type: 'string' }, config: { type: 'string' },
   'per-class': { type: 'string' }, judge: { type: 'string' }, passes: { type: 'string' }, json: { type: 'boolean' },
   resolutions: { type: 'string' }, squash: { type: 'string' }, optimizer: { type: 'string' }, jitter: { type: 'string' },
-  noise: { type: 'string' }, flip: { type: 'boolean' }, scale: { type: 'string' },
+  noise: { type: 'string' }, flip: { type: 'boolean' }, scale: { type: 'string' }, aggregator: { type: 'string' },
 } as const;
 
 export const GENERATE_USAGE = `crossmax generate (--model FILE | --resnet FILE | --clip DIR) [options]
@@ -63,6 +63,9 @@ copies per step (Direct Ascent Synthesis's recipe). Each model kind gets DAS's s
   --flip                  flip each copy left-right at random (default off, as DAS)
   --scale LO,HI           random resized crop of each copy, side LO..HI of the input, e.g. 0.7,1 (default none)
   --member NAME           --model: read one member (e.g. fc, layer3.1) instead of the aggregated output
+  --aggregator NAME[:k=N] --model: maximise (and judge by the generator) another aggregation of the same members,
+                          e.g. mean-logits: CrossMax's score is capped at 0 once the class leads in its members, a
+                          flat objective on 100 classes (default: the model's own)
   --per-class N           images per class or prompt, optimised together from different augmentations (default 1)
   --judge FILES           --model: other crossmax model files (comma-separated; trained independently, never used
                           here) that classify the generated images: the share they give the intended class measures
@@ -192,6 +195,14 @@ export async function generateCommand(args: string[]): Promise<number> {
     if (sources[0] === 'model') {
       const crossmaxModel = loadModelFile(modelPath, { device });
       model = crossmaxModel;
+      const aggregator = stringFlag(values, 'aggregator');
+      if (aggregator !== undefined) {
+        try {
+          crossmaxModel.setAggregator(parseAggregatorSpec(aggregator));
+        } catch (err) {
+          throw new UsageError(`--aggregator ${aggregator}: ${(err as Error).message}`);
+        }
+      }
       source = crossmaxFromFlags(crossmaxModel, values, device);
     } else if (sources[0] === 'resnet') {
       const resnet = loadTorchvisionResNet(modelPath, { device });
@@ -228,7 +239,8 @@ export async function generateCommand(args: string[]): Promise<number> {
       }
       const dir = resolve(stringFlag(values, 'out') ?? 'report');
       const facts = {
-        model: modelPath, 'model kind': source.kind, ...(source.kind === 'crossmax' ? { member: values.member ?? 'aggregated output' } : {}),
+        model: modelPath, 'model kind': source.kind,
+        ...(source.kind === 'crossmax' ? { member: values.member ?? 'aggregated output', aggregator: values.aggregator ?? 'the model\'s own' } : {}),
         ...(source.kind === 'clip' ? { prompts: run.targets, 'negative prompts': repeatedFlag(values, 'negative') } : { classes: run.targets }),
         parametrisation: run.settings.parametrisation, steps: run.settings.steps, copies: run.settings.copies, lr: run.settings.lr,
         'images per target': run.settings.perTarget, canvas: run.settings.canvas, resolutions: run.settings.resolutions,
