@@ -208,7 +208,19 @@ export interface GeneratedImages {
   settings: {
     steps: number; copies: number; lr: number; parametrisation: 'multires' | 'pixels'; perTarget: number; canvas: number; resolutions: number; seed: number;
     /** The parametrisation's sides on the canvas (empty for pixels). */
-    resolutionSizes: number[]; squash: Squash; optimizer: 'sgd' | 'adam'; jitter: number; noise: number; flip: boolean; scale: readonly [number, number] | null;
+    resolutionSizes: number[];
+    /** How the raw sum became pixels. */
+    squash: Squash;
+    /** The step's kind. */
+    optimizer: 'sgd' | 'adam';
+    /** Largest random shift of each copy, in pixels. */
+    jitter: number;
+    /** Noise amplitude of each copy. */
+    noise: number;
+    /** Whether copies were flipped at random. */
+    flip: boolean;
+    /** Random resized crop range, or null for none. */
+    scale: readonly [number, number] | null;
   };
 }
 
