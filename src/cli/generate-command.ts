@@ -8,14 +8,14 @@ import {
   type GenerationSettings, type GenerationSource, type Judgement,
 } from '../generate/index.js';
 import { cifar100SuperclassRepresentatives } from '../data/cifar100.js';
-import { parseAggregatorSpec, type SelfEnsemble } from '../ensemble/index.js';
+import type { SelfEnsemble } from '../ensemble/index.js';
 import { loadClip, loadTorchvisionResNet, type ClipModel } from '../models/index.js';
 import type { ResNet } from '../nn/resnet.js';
 import { writeJsonAtomic } from '../util/json.js';
 import { formatEstimate } from '../util/statistics.js';
 import { writeGenerateReport, writeGeneratedImages } from '../report/generate-report.js';
 import type { Device } from '../tensor/index.js';
-import { loadModelFile, modelLabel } from './model-files.js';
+import { applyAggregatorFlag, loadModelFile, modelLabel } from './model-files.js';
 import {
   DEVICE_HELP, UsageError, choiceFlag, deviceFlag, listFlag, numberFlag, parseCommandArgs, repeatedFlag, stringFlag, threadsFlag, type ParsedArgs,
 } from './args.js';
@@ -195,14 +195,7 @@ export async function generateCommand(args: string[]): Promise<number> {
     if (sources[0] === 'model') {
       const crossmaxModel = loadModelFile(modelPath, { device });
       model = crossmaxModel;
-      const aggregator = stringFlag(values, 'aggregator');
-      if (aggregator !== undefined) {
-        try {
-          crossmaxModel.setAggregator(parseAggregatorSpec(aggregator));
-        } catch (err) {
-          throw new UsageError(`--aggregator ${aggregator}: ${(err as Error).message}`);
-        }
-      }
+      applyAggregatorFlag(crossmaxModel, values);
       source = crossmaxFromFlags(crossmaxModel, values, device);
     } else if (sources[0] === 'resnet') {
       const resnet = loadTorchvisionResNet(modelPath, { device });

@@ -1,8 +1,8 @@
 // Model files as commands take them: short labels for tables, and loading with errors that name the file.
 import { basename, dirname, resolve } from 'node:path';
-import { loadModel, type SelfEnsemble } from '../ensemble/index.js';
+import { loadModel, parseAggregatorSpec, type SelfEnsemble } from '../ensemble/index.js';
 import type { Device } from '../tensor/index.js';
-import { UsageError } from './args.js';
+import { UsageError, stringFlag, type ParsedArgs } from './args.js';
 
 /**
  * A short name for a model file in tables: runs/<name>/model.safetensors → <name>, else the file's name without
@@ -31,4 +31,20 @@ export function loadModelFile(path: string, options: { device?: Device; numClass
   }
   model.eval();
   return model;
+}
+
+/**
+ * --aggregator NAME[:key=value,...]: the model aggregates its members another way (e.g. mean-logits, crossmax:k=2);
+ * a bad spec is a UsageError naming the flag. Returns the flag's text, undefined when absent (the model unchanged).
+ */
+export function applyAggregatorFlag(model: SelfEnsemble, values: ParsedArgs['values']): string | undefined {
+  const aggregator = stringFlag(values, 'aggregator');
+  if (aggregator) {
+    try {
+      model.setAggregator(parseAggregatorSpec(aggregator));
+    } catch (err) {
+      throw new UsageError(`--aggregator ${aggregator}: ${(err as Error).message}`);
+    }
+  }
+  return aggregator;
 }

@@ -15,12 +15,13 @@ import {
   SHARD_FORMAT, dataFingerprint, parseShardSpec, portableDataName, shardRange, writeShardFolder, type EvaluationWorld, type ImageRange, type ShardRecord, type ShardSpec,
 } from '../robustness/shard.js';
 import { mergeShardRecords } from '../robustness/merge.js';
-import { AGGREGATOR_NAMES, loadModel, parseAggregatorSpec, type SelfEnsemble } from '../ensemble/index.js';
+import { AGGREGATOR_NAMES, loadModel, type SelfEnsemble } from '../ensemble/index.js';
 import { formatRobustnessText, saveImageGrid, writeRobustReport } from '../report/index.js';
 import { saveSafetensors } from '../serialize/safetensors.js';
 import { ProgressBar } from '../util/progress.js';
 import { cat, tensor, tidy, type Device, type Tensor } from '../tensor/index.js';
 import { DATA_HELP, loadData } from './datasets.js';
+import { applyAggregatorFlag } from './model-files.js';
 import { UsageError, choiceFlag, deviceFlag, numberFlag, stringFlag, threadsFlag, type ParsedArgs } from './args.js';
 
 export const SUITES = ['worst-case', 'adaptive', 'autoattack-rand', 'autoattack-standard', 'pgd'] as const;
@@ -154,14 +155,7 @@ async function setUp(values: ParsedArgs['values'], defaults: RobustDefaults): Pr
   const queries = numberFlag(values, 'queries', { integer: true, min: 1 });
   const attackName = choiceFlag(values, 'attack', SINGLE_ATTACKS) ?? (defaults.attack as (typeof SINGLE_ATTACKS)[number] | undefined);
   const suiteName = choiceFlag(values, 'suite', SUITES) ?? defaults.suite ?? 'worst-case';
-  const aggregator = stringFlag(values, 'aggregator');
-  if (aggregator) {
-    try {
-      model.setAggregator(parseAggregatorSpec(aggregator));
-    } catch (err) {
-      throw new UsageError(`--aggregator ${aggregator}: ${(err as Error).message}`);
-    }
-  }
+  const aggregator = applyAggregatorFlag(model, values);
   // Square has queries, not iterations: --steps would silently mean something else for it.
   if (attackName === 'square' && steps !== undefined) throw new UsageError('--attack square takes --queries N (Square has queries, not iterations), not --steps');
   if (attackName && attackName !== 'square' && queries !== undefined) throw new UsageError(`--queries sets Square's queries; --attack ${attackName} takes --steps N`);

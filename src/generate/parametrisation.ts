@@ -33,6 +33,21 @@ export function everyResolution(size: number): number[] {
   return Array.from({ length: size }, (_, i) => i + 1);
 }
 
+/**
+ * The sides of a multi-resolution image on a canvas of the given height: each once, smallest first, every one an
+ * integer in [1, height]; a RangeError names the first that is not.
+ */
+export function resolutionSides(resolutions: readonly number[], height: number): number[] {
+  const sides = [...new Set(resolutions)].sort((a, b) => a - b);
+  if (sides.length === 0) throw new RangeError('a multi-resolution image needs at least one resolution');
+  for (const r of sides) {
+    if (!Number.isInteger(r) || r < 1 || r > height) {
+      throw new RangeError(`resolution ${r} is not an integer in [1, ${height}] (the canvas height)`);
+    }
+  }
+  return sides;
+}
+
 /** The clip margin of DAS's real_to_raw_image, which keeps atanh finite at 0 and 1. */
 export const RAW_CLIP_EPS = 1e-5;
 
@@ -147,13 +162,7 @@ export class MultiResolutionImage implements ImageParametrisation, Disposable {
     const baseOption = options.base ?? 0.5;
     const device = options.device ?? (typeof baseOption === 'number' ? 'cpu' : baseOption.device as Device);
 
-    const sides = [...new Set(options.resolutions ?? everyResolution(this.height))].sort((a, b) => a - b);
-    if (sides.length === 0) throw new RangeError('a multi-resolution image needs at least one resolution');
-    for (const r of sides) {
-      if (!Number.isInteger(r) || r < 1 || r > this.height) {
-        throw new RangeError(`resolution ${r} is not an integer in [1, ${this.height}] (the canvas height)`);
-      }
-    }
+    const sides = resolutionSides(options.resolutions ?? everyResolution(this.height), this.height);
     this.resolutions = sides.map((r) => [r, Math.max(1, Math.min(this.width, Math.round((r * this.width) / this.height)))]);
 
     const { base, batch } = tidy(() => makeBase(baseOption, options.batch, this.height, this.width, dtype, device));

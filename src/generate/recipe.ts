@@ -11,7 +11,8 @@ import { cat, noGrad, tidy, type Device, type Tensor } from '../tensor/index.js'
 import { ProgressBar } from '../util/progress.js';
 import { DAS_CLASSIFIER_DEFAULTS, DAS_CLIP_DEFAULTS, generate } from './generate.js';
 import { classObjective, clipObjective, type Objective } from './objectives.js';
-import { MultiResolutionImage, everyResolution, pixelImage, type Squash } from './parametrisation.js';
+import { MultiResolutionImage, everyResolution, pixelImage, resolutionSides, type Squash } from './parametrisation.js';
+import { resolveAugmentOptions } from './augment.js';
 
 /** DAS's settings for a model kind, used where the caller is silent. */
 export interface GenerationDefaults {
@@ -238,18 +239,16 @@ export function generateImages(source: GenerationSource, settings: GenerationSet
   const jitter = settings.jitter ?? Math.max(1, Math.round(h / 4));
   if (!Number.isInteger(jitter) || jitter < 0) throw new RangeError(`jitter ${jitter}: a whole number of pixels, 0 or more`);
   const canvas = h + 2 * jitter;
-  const resolutions = settings.resolutions !== undefined
-    ? [...new Set(settings.resolutions)].sort((a, b) => a - b)
-    : everyResolution(canvas).filter((r) => (r - 1) % d.resolutionStep === 0);
-  const bad = resolutions.find((r) => !Number.isInteger(r) || r < 1 || r > canvas);
-  if (bad !== undefined || resolutions.length === 0) {
+  let resolutions: number[];
+  try {
+    resolutions = resolutionSides(settings.resolutions ?? everyResolution(canvas).filter((r) => (r - 1) % d.resolutionStep === 0), canvas);
+  } catch {
     throw new RangeError(`resolutions ${settings.resolutions?.join(',')}: sides in [1, ${canvas}] (the canvas: the ${h}-pixel input and ${jitter} pixels of jitter on each side)`);
   }
   const squash = settings.squash ?? 'tanh';
   const optimizer = settings.optimizer ?? 'sgd';
-  const noise = settings.noise ?? 0.2;
-  const flip = settings.flip ?? false;
-  const scale = settings.scale ?? null;
+  // The augmentations' own defaults (DAS's noise, no flip or crop), resolved once for the loop and the record.
+  const augment = resolveAugmentOptions({ copies, jitter, cropSize: h, noise: settings.noise, flip: settings.flip, scale: settings.scale }, canvas);
   const bar = new ProgressBar({ label: 'generate', unit: 'step', total: steps * source.targets.length });
   const started = performance.now();
   const images: Tensor[] = [];
@@ -261,7 +260,7 @@ export function generateImages(source: GenerationSource, settings: GenerationSet
     try {
       const result = generate({
         parametrisation, objectives: [target.objective], steps, optimizer: { kind: optimizer, lr }, seed, chunkSize: d.chunkSize,
-        augment: { copies, jitter, cropSize: h, noise, flip, scale },
+        augment,
         onProgress: () => bar.tick(1, { target: target.name.slice(0, 24) }),
       });
       const cropped = tidy(() => result.images.narrow(2, jitter, h).narrow(3, jitter, h).contiguous());
@@ -281,7 +280,7 @@ export function generateImages(source: GenerationSource, settings: GenerationSet
     losses, finalScores, seconds: (performance.now() - started) / 1000,
     settings: {
       steps, copies, lr, parametrisation: kind, perTarget, canvas, resolutions: kind === 'multires' ? resolutions.length : 0, seed,
-      resolutionSizes: kind === 'multires' ? resolutions : [], squash, optimizer, jitter, noise, flip, scale,
+      resolutionSizes: kind === 'multires' ? resolutions : [], squash, optimizer, jitter, noise: augment.noise, flip: augment.flip, scale: augment.scale,
     },
   };
 }
