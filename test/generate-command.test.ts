@@ -48,8 +48,11 @@ test('crossmax generate --per-class --judge: grid, report, JSON with each judge\
       '--passes', '2', '--out', join(dir, 'plain')]));
     assert.equal(plain.code, 0);
     assert.match(plain.printed, /tiny \(generator\) +gives the intended class \d+\.\d% \[\d+\.\d, \d+\.\d\] of passes, \d+\.\d% \[\d+\.\d, \d+\.\d\] on every pass \(95%, n = 1 images\)/);
-    await assert.rejects(generateCommand(['--model', path, '--judge', join(dir, 'none.safetensors'), '--steps', '1', '--class', '0', '--out', out]),
+    // A missing judge fails before the generation: 3,000 steps of the tiny model take a minute here, loading fails in ms.
+    const start = Date.now();
+    await assert.rejects(generateCommand(['--model', path, '--judge', join(dir, 'none.safetensors'), '--steps', '3000', '--class', '0', '--out', out]),
       (e) => e instanceof UsageError && /none\.safetensors/.test(e.message));
+    assert.ok(Date.now() - start < 15_000, `the missing judge was found after ${Date.now() - start} ms, not before the generation`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -86,6 +89,7 @@ test('crossmax generate: the parametrisation and augmentation flags reach the ru
     await assert.rejects(generateCommand([...base, '--scale', '1,0.5']), (e) => e instanceof UsageError && /--scale 1,0.5: two numbers LO,HI/.test(e.message));
     await assert.rejects(generateCommand([...base, '--squash', 'sigmoid']), (e) => e instanceof UsageError && /--squash/.test(e.message));
     await assert.rejects(generateCommand([...base, '--aggregator', 'nonsense']), (e) => e instanceof UsageError && /--aggregator nonsense/.test(e.message));
+    await assert.rejects(generateCommand([...base, '--aggregator', '']), (e) => e instanceof UsageError && /--aggregator : unknown aggregator ''/.test(e.message));
     // Another aggregation of the same members generates, judges and is recorded.
     await captureLog(() => generateCommand(['--model', path, '--class', '0', '--steps', '1', '--copies', '1', '--aggregator', 'mean-logits', '--out', join(dir, 'mean'), '--json']));
     assert.equal((JSON.parse(readFileSync(join(dir, 'mean', 'generate.json'), 'utf8')) as Record<string, unknown>).aggregator, 'mean-logits');

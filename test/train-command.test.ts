@@ -105,7 +105,7 @@ test('model flags: what each sets, and the contradictions refused', () => {
   assert.deepEqual(withModelFlags(base, flags()), base);
   assert.throws(() => withModelFlags(base, flags('--k', '2'), 'mean-logits'), /--k is CrossMax's k: .*not mean-logits/);
   assert.throws(() => withModelFlags(base, flags('--no-prior', '--resolutions', '32')), /--resolutions sets the multi-resolution prior, which --no-prior removes/);
-  assert.throws(() => withModelFlags(base, flags('--resolutions', '32,x')), /--resolutions 32,x: positive integers/);
+  assert.throws(() => withModelFlags(base, flags('--resolutions', '32,x')), /--resolutions 32,x: whole numbers of at least 1, comma-separated \(got 'x'\), e\.g\. 32,16,8,4/);
   assert.throws(() => withModelFlags(base, flags('--k', '0')), /--k 0: must be at least 1/);
 });
 

@@ -96,6 +96,20 @@ export function listFlag(values: ParsedArgs['values'], name: string, fallback?: 
   return items;
 }
 
+/**
+ * A comma-separated list of whole numbers of at least `min` (view sides, resolutions): [] when absent, otherwise a
+ * UsageError naming the flag and the first bad item; `example` is shown in that message.
+ */
+export function integerListFlag(values: ParsedArgs['values'], name: string, rule: { min: number; example?: string }): number[] {
+  const items = listFlag(values, name);
+  const bad = items.find((item) => !(Number.isInteger(Number(item)) && Number(item) >= rule.min));
+  if (bad !== undefined) {
+    throw new UsageError(`--${name} ${String(values[name])}: whole numbers of at least ${rule.min}, comma-separated (got '${bad}')` +
+      (rule.example ? `, e.g. ${rule.example}` : ''));
+  }
+  return items.map(Number);
+}
+
 /** A flag that may be given several times (`--prompt a --prompt b`; declared with multiple: true): [] when absent. */
 export function repeatedFlag(values: ParsedArgs['values'], name: string): string[] {
   const raw = values[name];

@@ -17,7 +17,7 @@ import { writeGenerateReport, writeGeneratedImages } from '../report/generate-re
 import type { Device } from '../tensor/index.js';
 import { applyAggregatorFlag, loadModelFile, modelLabel } from './model-files.js';
 import {
-  DEVICE_HELP, UsageError, choiceFlag, deviceFlag, listFlag, numberFlag, parseCommandArgs, repeatedFlag, stringFlag, threadsFlag, type ParsedArgs,
+  DEVICE_HELP, UsageError, choiceFlag, deviceFlag, integerListFlag, listFlag, numberFlag, parseCommandArgs, repeatedFlag, stringFlag, threadsFlag, type ParsedArgs,
 } from './args.js';
 
 export const GENERATE_OPTIONS = {
@@ -87,7 +87,7 @@ export function generationSettings(values: ParsedArgs['values']): GenerationSett
     seed: numberFlag(values, 'seed', { integer: true, min: 0 }) ?? 0,
     parametrisation: choiceFlag(values, 'parametrisation', ['multires', 'pixels'] as const) ?? 'multires',
     perTarget: numberFlag(values, 'per-class', { integer: true, min: 1 }) ?? 1,
-    resolutions: values.resolutions === undefined ? undefined : integerList(values, 'resolutions', 1),
+    resolutions: values.resolutions === undefined ? undefined : integerListFlag(values, 'resolutions', { min: 1, example: '1,2,4,8,16,48' }),
     squash: choiceFlag(values, 'squash', ['tanh', 'clamp'] as const),
     optimizer: choiceFlag(values, 'optimizer', ['sgd', 'adam'] as const),
     jitter: numberFlag(values, 'jitter', { integer: true, min: 0 }),
@@ -95,15 +95,6 @@ export function generationSettings(values: ParsedArgs['values']): GenerationSett
     flip: values.flip === true ? true : undefined,
     scale: values.scale === undefined ? undefined : scaleRange(values),
   };
-}
-
-/** A comma-separated list of integers of at least `min` (--resolutions). */
-function integerList(values: ParsedArgs['values'], name: string, min: number): number[] {
-  const items = listFlag(values, name);
-  const numbers = items.map(Number);
-  const bad = items.find((_, i) => !Number.isInteger(numbers[i]) || numbers[i]! < min);
-  if (bad !== undefined || items.length === 0) throw new UsageError(`--${name} ${String(values[name])}: whole numbers of at least ${min}, comma-separated (got '${bad ?? ''}')`);
-  return numbers;
 }
 
 /** Resolution sides for the report: '1–48 (every side)' for a contiguous run, else the list. */
@@ -191,11 +182,15 @@ export async function generateCommand(args: string[]): Promise<number> {
   // The model the source reads; disposed at the end (the source frees only what it made itself).
   let model: SelfEnsemble | ResNet | ClipModel | null = null;
   let source: GenerationSource;
+  // The judges load before the (long) generation, so that a missing or mismatched file fails at once.
+  const judges: SelfEnsemble[] = [];
   try {
     if (sources[0] === 'model') {
       const crossmaxModel = loadModelFile(modelPath, { device });
       model = crossmaxModel;
       applyAggregatorFlag(crossmaxModel, values);
+      const numClasses = modelClassNames(crossmaxModel).length;
+      for (const path of judgePaths) judges.push(loadModelFile(path, { device, numClasses }));
       source = crossmaxFromFlags(crossmaxModel, values, device);
     } else if (sources[0] === 'resnet') {
       const resnet = loadTorchvisionResNet(modelPath, { device });
@@ -208,6 +203,7 @@ export async function generateCommand(args: string[]): Promise<number> {
       source = clipSource(clip, { prompts, negatives: repeatedFlag(values, 'negative'), device });
     }
   } catch (err) {
+    for (const judge of judges) judge.dispose();
     model?.dispose();
     throw err;
   }
@@ -221,14 +217,9 @@ export async function generateCommand(args: string[]): Promise<number> {
         // A plain ResNet is deterministic: one pass says all.
         const ownPasses = source.kind === 'resnet' ? 1 : passes;
         judgements.push({ judge: `${modelLabel(modelPath, everyPath)} (generator)`, path: modelPath, ...judgeImages(source.classifier, run.images, intended, source.classNames, ownPasses) });
-        for (const path of judgePaths) {
-          const judge = loadModelFile(path, { device, numClasses: source.classNames.length });
-          try {
-            judgements.push({ judge: modelLabel(path, everyPath), path, ...judgeImages(judge, run.images, intended, source.classNames, passes) });
-          } finally {
-            judge.dispose();
-          }
-        }
+        judgePaths.forEach((path, i) => {
+          judgements.push({ judge: modelLabel(path, everyPath), path, ...judgeImages(judges[i]!, run.images, intended, source.classNames, passes) });
+        });
       }
       const dir = resolve(stringFlag(values, 'out') ?? 'report');
       const facts = {
@@ -266,6 +257,7 @@ export async function generateCommand(args: string[]): Promise<number> {
     }
   } finally {
     source.dispose();
+    for (const judge of judges) judge.dispose();
     model.dispose();
   }
   return 0;

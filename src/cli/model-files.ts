@@ -39,7 +39,7 @@ export function loadModelFile(path: string, options: { device?: Device; numClass
  */
 export function applyAggregatorFlag(model: SelfEnsemble, values: ParsedArgs['values']): string | undefined {
   const aggregator = stringFlag(values, 'aggregator');
-  if (aggregator) {
+  if (aggregator !== undefined) {
     try {
       model.setAggregator(parseAggregatorSpec(aggregator));
     } catch (err) {

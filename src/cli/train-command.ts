@@ -14,8 +14,9 @@ import type { ImageClassificationDataset } from '../data/index.js';
 import { getNumThreads, manualSeed } from '../tensor/index.js';
 import { initProcessGroup, worldFromEnvironment, type ProcessGroup } from '../distributed/index.js';
 import { DATA_HELP, loadData } from './datasets.js';
+import { formatRate } from '../util/progress.js';
 import {
-  DEVICE_HELP, UsageError, choiceFlag, deviceFlag, listFlag, numberFlag, parseCommandArgs, stringFlag, threadsFlag, type ParsedArgs,
+  DEVICE_HELP, UsageError, choiceFlag, deviceFlag, integerListFlag, listFlag, numberFlag, parseCommandArgs, stringFlag, threadsFlag, type ParsedArgs,
 } from './args.js';
 
 export const TRAIN_OPTIONS = {
@@ -260,7 +261,7 @@ export async function runTraining(values: ParsedArgs['values'], defaults: Traini
     epochs, 'batch size': batchSize, optimizer: `${optimizerKind}, lr ${options.optimizer.lr}, ${scheduleKind}`,
     adversarial: adversarialKind ?? 'none',
     'training time': `${seconds.toFixed(0)} s`,
-    'training speed': `${(epochRecords.at(-1)?.imagesPerSecond ?? 0).toFixed(0)} img/s`,
+    'training speed': `${formatRate(epochRecords.at(-1)?.imagesPerSecond ?? 0)} img/s`,
     machine: `${os.cpus()[0]?.model ?? 'cpu'} × ${os.availableParallelism()}, ${getNumThreads()} threads, device ${device}`,
     seed,
   };
@@ -328,11 +329,7 @@ export function readModelConfig(path: string, classes: readonly string[]): SelfE
  */
 export function withModelFlags(config: SelfEnsembleConfig, values: ParsedArgs['values'], aggregatorName?: AggregatorName): SelfEnsembleConfig {
   const out: SelfEnsembleConfig = { ...config };
-  const resolutions = listFlag(values, 'resolutions').map((r) => {
-    const n = Number(r);
-    if (!(Number.isInteger(n) && n >= 1)) throw new UsageError(`--resolutions ${String(values.resolutions)}: positive integers (view sides in pixels), e.g. 32,16,8,4`);
-    return n;
-  });
+  const resolutions = integerListFlag(values, 'resolutions', { min: 1, example: '32,16,8,4' });
   const noise = numberFlag(values, 'noise', { min: 0 });
   if (values['no-prior']) {
     const priorFlag = resolutions.length > 0 ? 'resolutions' : noise !== undefined ? 'noise' : null;

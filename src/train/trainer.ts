@@ -43,7 +43,7 @@ import { defaultGeneratorState, disposeAll, Generator, manualSeed, setDefaultGen
 import { checkNonNegativeInteger, checkPositiveInteger } from '../util/checks.js';
 import { DistributedDataParallel, shardOfBatch, SyncBatchNorm, type ProcessGroup } from '../distributed/index.js';
 import { JsonLinesWriter, writeJsonAtomic } from '../util/json.js';
-import { ProgressBar, type ProgressOptions } from '../util/progress.js';
+import { ProgressBar, formatRate, type ProgressOptions } from '../util/progress.js';
 import {
   adversarialBatch, resolveAdversarialOptions, type AdversarialTrainingOptions, type ResolvedAdversarialOptions,
 } from './adversarial.js';
@@ -856,7 +856,7 @@ class TrainingRun {
       ? `, test acc ${pct(r.test.accuracy)}${r.test.memberAccuracies.length ? ` (members ${r.test.memberAccuracies.map(pct).join(' ')})` : ''}`
       : '';
     stream.write(`${head}epoch ${r.epoch}/${this.o.epochs}: loss ${r.loss.toFixed(4)}, train acc ${pct(r.accuracy)}${test}, ` +
-      `lr ${r.lr.toPrecision(3)}, ${r.imagesPerSecond.toFixed(0)} img/s\n`);
+      `lr ${r.lr.toPrecision(3)}, ${formatRate(r.imagesPerSecond)} img/s\n`);
   }
 
   private finish(position: TrainingPosition): TrainResult {
