@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROBUST_OPTIONS, robustEvalCommand, runRobustnessDistributed } from '../src/cli/robust-command.js';
 import { mergeCommand } from '../src/cli/merge-command.js';
+import { compareRobustness } from '../src/report/compare.js';
 import { parseCommandArgs } from '../src/cli/args.js';
 import {
   EvaluationCheckpoint, SHARD_JSON, dataFingerprint, evaluateRobustness, parseShardSpec, portableDataName, shardRange, type EvaluationWorld, type RobustnessResults,
@@ -140,7 +141,25 @@ test('two --shard runs merged equal the single-process evaluation bit for bit; m
     await assert.rejects(merge([shards[0]!, otherPixels]), /identity\.dataSha256/);
     const otherBudget = tampered('other-budget', (r) => { r.settings.budget = 'cpu'; });
     await assert.rejects(merge([shards[0]!, otherBudget]), /settings\.budget: "quick" vs "cpu"/);
-    await assert.rejects(merge([shards[1]!]), /no shard holds images 0–1 of 6: a shard is missing/);
+    await assert.rejects(merge([shards[1]!]), /no shard holds images 0–1 of 6: a shard is missing.*--partial merges the parts there are/);
+    // --partial: the shards there are, marked as such; their per-image results are the single run's for those images.
+    const partial = await merge([shards[1]!, '--partial', '--report', join(dir, 'partial')]);
+    assert.equal(partial.code, 0);
+    assert.match(partial.printed, /^PARTIAL: 4 of the evaluation's 6 images \(held 2–5; missing 0–1\)/);
+    assert.match(partial.printed, /merged 1 shards \(partial: 4 of 6 images\)/);
+    const part = read(join(dir, 'partial', 'robust.json'));
+    assert.equal(part.images, 4);
+    assert.deepEqual(part.partial, { of: 6, held: ['2–5'], missing: ['0–1'] });
+    for (const [key, values] of Object.entries(expected.perImage)) assert.deepEqual(part.perImage[key as keyof typeof part.perImage], (values as unknown[]).slice(2), `perImage.${key}`);
+    const robustShare = part.perImage.robust.filter(Boolean).length / 4;
+    assert.equal(part.worstCase['all-R'], robustShare);
+    assert.equal(part.intervals.worstCase['all-R']?.n, 4);
+    assert.match(readFileSync(join(dir, 'partial', 'robust.html'), 'utf8'), /PARTIAL: 4 of the evaluation&#39;s 6 images|PARTIAL: 4 of the evaluation's 6 images/);
+    // Complete shards given with --partial merge to the complete report, unmarked.
+    assert.equal((await merge([shards[0]!, shards[1]!, '--partial', '--report', join(dir, 'partial-complete'), '--json'])).code, 0);
+    assert.deepEqual(withoutTimings(read(join(dir, 'partial-complete', 'robust.json'))), withoutTimings(expected));
+    // A paired comparison refuses a partial merge against a complete evaluation of as many images.
+    assert.throws(() => compareRobustness(part, { ...part, partial: undefined }), /holds images 2–5 of 6 \(a partial merge\), B all 4 images/);
     await assert.rejects(merge([shards[0]!]), /no shard holds images 2–5 of 6/);
     await assert.rejects(merge([shards[0]!, shards[1]!, shards[0]!]), /overlaps/);
     await assert.rejects(merge([join(dir, 'data')]), /holds no shard/);

@@ -81,6 +81,12 @@ export function compareRobustness(a: RobustnessResults, b: RobustnessResults, na
     }
   }
   if (a.images !== b.images) throw new Error(`${nameA} has ${a.images} images and ${nameB} ${b.images}: a paired comparison needs the same images`);
+  // A partial merge holds some ranges of its evaluation's images: pairs need the same ranges of the same evaluation size.
+  const coverage = (r: RobustnessResults) => JSON.stringify(r.partial ? { of: r.partial.of, held: r.partial.held } : null);
+  if (coverage(a) !== coverage(b)) {
+    const held = (r: RobustnessResults) => (r.partial ? `images ${r.partial.held.join(', ')} of ${r.partial.of} (a partial merge)` : `all ${r.images} images`);
+    throw new Error(`${nameA} holds ${held(a)}, ${nameB} ${held(b)}: a paired comparison needs the same images`);
+  }
   const mismatch = a.perImage.labels.findIndex((label, i) => label !== b.perImage.labels[i]);
   if (mismatch >= 0) {
     throw new Error(`${nameA} and ${nameB} are not on the same images: image ${mismatch} has label ${a.perImage.labels[mismatch]} in one and ${b.perImage.labels[mismatch]} in the other`);

@@ -46,7 +46,7 @@ export function writeRobustReport(evaluation: RobustnessEvaluation, images: Tens
   const jsonFileName = options.jsonFileName ?? 'robust.json';
   const report = new HtmlReport({
     title: options.title ?? `Robustness of ${results.model}`,
-    subtitle: `${results.dataSource}: ${results.images} images, ${results.norm} eps ${formatEps(results.eps)}, ${results.reEvaluations} re-evaluations per adversarial image`,
+    subtitle: `${results.dataSource}: ${results.images} images${results.partial ? ` of ${results.partial.of} (partial merge)` : ''}, ${results.norm} eps ${formatEps(results.eps)}, ${results.reEvaluations} re-evaluations per adversarial image`,
     generatedAt: options.generatedAt,
   });
   const className = (c: number) => options.classNames?.[c] ?? String(c);
@@ -56,12 +56,13 @@ export function writeRobustReport(evaluation: RobustnessEvaluation, images: Tens
   const headline = results.headline.definition;
   const shown = (e: EstimateByDefinition, value: number, d = headline) => (e[d] ? formatEstimate(e[d]!) : `${percent(value)} (n = ${results.images}; no interval)`);
   report.heading('Summary');
+  if (results.partial) report.paragraph(partialNote(results));
   report.paragraph(`Robust accuracy: ${shown(intervals.worstCase, results.headline.value)} (definition ${headline}; ${results.headline.scope}). `
     + `Clean accuracy: ${shown(intervals.cleanAccuracy, results.cleanAccuracy[headline])} (${headline}). `
     + `Brackets: 95% intervals over the ${results.images} images (${intervals.methods['all-R']} for all-R and single evaluation; ${intervals.methods['mean-over-R']} for mean over R).`);
   const failed = results.masking?.checks.filter((c) => !c.passed) ?? [];
   report.warnings(failed.map((c) => `${c.name}: ${c.details}`), { title: 'Signs of gradient masking: the numbers below may over-state robustness' });
-  if (!results.masking) report.paragraph('No gradient-masking checks were run with this evaluation.');
+  if (!results.masking && !results.partial) report.paragraph('No gradient-masking checks were run with this evaluation.');
   // An estimate where there is one, else the bare accuracy.
   const cells = (accuracy: AccuracyByDefinition, estimates: EstimateByDefinition | null | undefined) =>
     Object.fromEntries(DEFINITION_ORDER.map((d) => [d, estimates?.[d] ?? accuracy[d]]));
@@ -199,6 +200,7 @@ export function formatRobustnessText(r: RobustnessResults): string {
     `  ${name.padEnd(26)} ${DEFINITION_ORDER.map((d) => cell(accuracy, estimates, d)).join(' ')}`;
   const headline = intervals.headline ? formatEstimate(intervals.headline) : `${(100 * r.headline.value).toFixed(1)}% (n = ${r.images})`;
   const lines = [
+    ...(r.partial ? [partialNote(r)] : []),
     `robust accuracy on ${r.images} images (${r.dataSource}), ${r.norm} eps ${r.eps.toFixed(5)}, R = ${r.reEvaluations}; [95% intervals over the images]:`,
     `  ${'attack'.padEnd(26)} ${DEFINITION_ORDER.map((d) => (d === 'mean-over-R' ? 'mean-R' : d === 'single-evaluation' ? 'single' : d).padStart(19)).join(' ')}   (accuracy after the attack, cumulative)`,
     row('clean', r.cleanAccuracy, intervals.cleanAccuracy),
@@ -210,4 +212,12 @@ export function formatRobustnessText(r: RobustnessResults): string {
     for (const check of r.masking.checks) lines.push(`masking check ${check.passed ? 'passed' : 'FAILED'}: ${check.name}: ${check.details}`);
   }
   return lines.join('\n');
+}
+
+/** What a partial merge (`crossmax merge --partial`) holds, said before its numbers. */
+function partialNote(r: RobustnessResults): string {
+  const p = r.partial!;
+  return `PARTIAL: ${r.images} of the evaluation's ${p.of} images (held ${p.held.join(', ')}; missing ${p.missing.join(', ')}), `
+    + 'the shards done so far, not the evaluation\'s result'
+    + (r.masking === null ? '; the gradient-masking checks come with the shard holding image 0, not among these' : '');
 }

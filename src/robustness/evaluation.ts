@@ -208,6 +208,21 @@ export interface RobustnessResults {
   settings: { seed: number; batchSize: number; independent: boolean; retryUntouched: number };
   /** Seconds in `total`, in the `attacks` and in the `masking` checks. */
   seconds: { total: number; attacks: number; masking: number };
+  /**
+   * Only in a partial merge of shards (`crossmax merge --partial`): the results cover `images` of the evaluation's
+   * `of` images, those in the `held` ranges ('50–249'), not those in `missing`. Absent in a complete evaluation.
+   */
+  partial?: PartialCoverage;
+}
+
+/** Which images of an evaluation a partial merge holds (RobustnessResults.partial). */
+export interface PartialCoverage {
+  /** The whole evaluation's number of images (the shards' --n). */
+  of: number;
+  /** The ranges of images held, in order, e.g. ['50–249']. */
+  held: string[];
+  /** The ranges of images no shard held, e.g. ['0–49', '250–999']. */
+  missing: string[];
 }
 
 /** What evaluateRobustness returns: the JSON results and the adversarial images. */

@@ -27,7 +27,7 @@ export {
 } from './definitions.js';
 export {
   evaluateRobustness, runMaskingChecks, type AttackEvaluation, type EvaluationProgress, type MaskingResults, type MaskingRunOptions,
-  type PerImageResults, type PerImageRobustness, type RobustnessEvaluation, type RobustnessOptions, type RobustnessResults,
+  type PartialCoverage, type PerImageResults, type PerImageRobustness, type RobustnessEvaluation, type RobustnessOptions, type RobustnessResults,
 } from './evaluation.js';
 export {
   DEFAULT_SWEEP_ATTACK, blackBoxCheck, budgetCheck, epsSweepCheck, formatEps, resolveMaskingPlan, type EpsCurvePoint,

@@ -33,6 +33,12 @@ export interface MergeOptions {
    * False: the caller runs them after the merge (a distributed run's rank 0). Default true.
    */
   maskingFromParts?: boolean;
+  /**
+   * Parts may leave images out (`crossmax merge --partial`: an evaluation still running in shards): the results
+   * cover the images the parts hold, in image order, and their `partial` field names the held and missing images.
+   * Overlapping parts are refused all the same. Default false: a missing part is an error.
+   */
+  partial?: boolean;
 }
 
 /**
@@ -86,22 +92,32 @@ export function mergeShardRecords(
 
   const order = records.map((_, i) => i).sort((a, b) => records[a]!.range.start - records[b]!.range.start || records[a]!.range.end - records[b]!.range.end);
   const total = records[0]!.range.images;
+  // Image ranges as [start, end) pairs: those no part holds, and those held (adjacent parts joined).
+  const missing: [number, number][] = [];
+  const held: [number, number][] = [];
   let covered = 0;
   for (const i of order) {
     const { start, end } = records[i]!.range;
-    if (start > covered) throw new Error(`no shard holds images ${covered}–${start - 1} of ${total}: a shard is missing (have ${describeParts(records, names)})`);
     if (start < covered) {
       const other = order.find((j) => j !== i && records[j]!.range.start < end && records[j]!.range.end > start)!;
       throw new Error(`${names[i]} (images ${start}–${end - 1}) overlaps ${names[other]} (images ${records[other]!.range.start}–${records[other]!.range.end - 1}): give each part once`);
     }
+    if (start > covered) missing.push([covered, start]);
+    if (held.length > 0 && held[held.length - 1]![1] === start) held[held.length - 1]![1] = end;
+    else held.push([start, end]);
     covered = end;
   }
-  if (covered !== total) throw new Error(`no shard holds images ${covered}–${total - 1} of ${total}: a shard is missing (have ${describeParts(records, names)})`);
+  if (covered < total) missing.push([covered, total]);
+  if (missing.length > 0 && !options.partial) {
+    const [from, to] = missing[0]!;
+    throw new Error(`no shard holds images ${from}–${to - 1} of ${total}: a shard is missing (have ${describeParts(records, names)}; --partial merges the parts there are)`);
+  }
 
   const parts = order.map((i) => records[i]!.results);
   const first = parts[0]!;
-  // The masking checks are run once, by the part holding image 0 (shard.ts).
-  if ((options.maskingFromParts ?? true) && records[order[0]!]!.settings.masking !== false && first.masking === null) {
+  // The masking checks are run once, by the part holding image 0 (shard.ts), which a partial merge may lack.
+  const holdsImageZero = records[order[0]!]!.range.start === 0;
+  if ((options.maskingFromParts ?? true) && holdsImageZero && records[order[0]!]!.settings.masking !== false && first.masking === null) {
     throw new Error(`${names[order[0]!]} holds image 0 but no gradient-masking checks, which its settings ask for`);
   }
   const passes = first.reEvaluations;
@@ -136,19 +152,20 @@ export function mergeShardRecords(
     format: first.format,
     model: first.model,
     dataSource: first.dataSource,
-    norm: first.norm, eps: first.eps, images: total, reEvaluations: passes,
+    norm: first.norm, eps: first.eps, images: perImage.labels.length, reEvaluations: passes,
+    ...(missing.length > 0 ? { partial: { of: total, held: held.map(describeRange), missing: missing.map(describeRange) } } : {}),
     definitions: { ...first.definitions },
     headline: { value: worstCase[HEADLINE_DEFINITION], definition: HEADLINE_DEFINITION, scope: first.headline.scope },
     cleanAccuracy,
     attacks,
     worstCase,
     perImage,
-    masking: holder.masking,
+    masking: holdsImageZero ? holder.masking : null,
     settings: { ...first.settings },
     seconds: {
       total: parts.reduce((s, p) => s + p.seconds.total, 0),
       attacks: parts.reduce((s, p) => s + p.seconds.attacks, 0),
-      masking: holder.seconds.masking,
+      masking: holdsImageZero ? holder.seconds.masking : 0,
     },
   };
   const results: RobustnessResults = { ...measured, intervals: robustnessIntervals(measured) };
@@ -162,6 +179,11 @@ function fromPerImage(perImage: PerImageRobustness, passes: number): AccuracyByD
 
 function joinPerImage(parts: readonly PerImageRobustness[]): PerImageRobustness {
   return { single: parts.flatMap((p) => p.single), robustEvaluations: parts.flatMap((p) => p.robustEvaluations) };
+}
+
+/** [start, end) as the images' numbers, '50–249' (one image: '50'). */
+function describeRange([start, end]: [number, number]): string {
+  return end - start === 1 ? String(start) : `${start}–${end - 1}`;
 }
 
 function describeParts(records: readonly ShardRecord[], names: readonly string[]): string {
