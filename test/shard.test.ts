@@ -155,6 +155,11 @@ test('two --shard runs merged equal the single-process evaluation bit for bit; m
     assert.equal(part.worstCase['all-R'], robustShare);
     assert.equal(part.intervals.worstCase['all-R']?.n, 4);
     assert.match(readFileSync(join(dir, 'partial', 'robust.html'), 'utf8'), /PARTIAL: 4 of the evaluation&#39;s 6 images|PARTIAL: 4 of the evaluation's 6 images/);
+    // With image 0 held, the report says the masking checks were not run (--no-masking), not that they are elsewhere.
+    const withZero = await merge([shards[0]!, '--partial', '--report', join(dir, 'partial-zero')]);
+    assert.match(withZero.printed, /^PARTIAL: 2 of the evaluation's 6 images \(held 0–1; missing 2–5\), the shards done so far, not the evaluation's result\n/);
+    assert.match(readFileSync(join(dir, 'partial-zero', 'robust.html'), 'utf8'), /No gradient-masking checks were run with this evaluation/);
+    assert.doesNotMatch(readFileSync(join(dir, 'partial', 'robust.html'), 'utf8'), /No gradient-masking checks were run/);
     // Complete shards given with --partial merge to the complete report, unmarked.
     assert.equal((await merge([shards[0]!, shards[1]!, '--partial', '--report', join(dir, 'partial-complete'), '--json'])).code, 0);
     assert.deepEqual(withoutTimings(read(join(dir, 'partial-complete', 'robust.json'))), withoutTimings(expected));

@@ -115,9 +115,10 @@ export function mergeShardRecords(
 
   const parts = order.map((i) => records[i]!.results);
   const first = parts[0]!;
+  const firstRecord = records[order[0]!]!;
   // The masking checks are run once, by the part holding image 0 (shard.ts), which a partial merge may lack.
-  const holdsImageZero = records[order[0]!]!.range.start === 0;
-  if ((options.maskingFromParts ?? true) && holdsImageZero && records[order[0]!]!.settings.masking !== false && first.masking === null) {
+  const holdsImageZero = firstRecord.range.start === 0;
+  if ((options.maskingFromParts ?? true) && holdsImageZero && firstRecord.settings.masking !== false && first.masking === null) {
     throw new Error(`${names[order[0]!]} holds image 0 but no gradient-masking checks, which its settings ask for`);
   }
   const passes = first.reEvaluations;
@@ -147,7 +148,6 @@ export function mergeShardRecords(
   // The worst case is the state after the last attack: its single-evaluation verdicts, the final robust passes.
   const last = attacks[attacks.length - 1]!;
   const worstCase = fromPerImage({ single: last.perImageAfter.single, robustEvaluations: perImage.robustEvaluations }, passes);
-  const holder = parts[0]!;
   const measured: Omit<RobustnessResults, 'intervals'> = {
     format: first.format,
     model: first.model,
@@ -160,12 +160,12 @@ export function mergeShardRecords(
     attacks,
     worstCase,
     perImage,
-    masking: holdsImageZero ? holder.masking : null,
+    masking: holdsImageZero ? first.masking : null,
     settings: { ...first.settings },
     seconds: {
       total: parts.reduce((s, p) => s + p.seconds.total, 0),
       attacks: parts.reduce((s, p) => s + p.seconds.attacks, 0),
-      masking: holdsImageZero ? holder.seconds.masking : 0,
+      masking: holdsImageZero ? first.seconds.masking : 0,
     },
   };
   const results: RobustnessResults = { ...measured, intervals: robustnessIntervals(measured) };
