@@ -165,6 +165,9 @@ test('two --shard runs merged equal the single-process evaluation bit for bit; m
     assert.deepEqual(withoutTimings(read(join(dir, 'partial-complete', 'robust.json'))), withoutTimings(expected));
     // A paired comparison refuses a partial merge against a complete evaluation of as many images.
     assert.throws(() => compareRobustness(part, { ...part, partial: undefined }), /holds images 2–5 of 6 \(a partial merge\), B all 4 images/);
+    // ...and pairs a partial merge holding images 0–1 with the complete evaluation of the first 2 images.
+    const zero = read(join(dir, 'partial-zero', 'robust.json'));
+    assert.equal(compareRobustness(zero, { ...zero, partial: undefined }).images, 2);
     await assert.rejects(merge([shards[0]!]), /no shard holds images 2–5 of 6/);
     await assert.rejects(merge([shards[0]!, shards[1]!, shards[0]!]), /overlaps/);
     await assert.rejects(merge([join(dir, 'data')]), /holds no shard/);

@@ -81,9 +81,10 @@ export function compareRobustness(a: RobustnessResults, b: RobustnessResults, na
     }
   }
   if (a.images !== b.images) throw new Error(`${nameA} has ${a.images} images and ${nameB} ${b.images}: a paired comparison needs the same images`);
-  // A partial merge holds some ranges of its evaluation's images: pairs need the same ranges of the same evaluation size.
-  const coverage = (r: RobustnessResults) => JSON.stringify(r.partial ? { of: r.partial.of, held: r.partial.held } : null);
-  if (coverage(a) !== coverage(b)) {
+  // A partial merge holds some ranges of the first N images, a complete evaluation of n images the range 0–(n−1):
+  // pairs need the same ranges (a partial merge of images 0–199 pairs with a complete evaluation of the first 200).
+  const heldRanges = (r: RobustnessResults) => (r.partial ? r.partial.held : [r.images === 1 ? '0' : `0–${r.images - 1}`]);
+  if (heldRanges(a).join() !== heldRanges(b).join()) {
     const held = (r: RobustnessResults) => (r.partial ? `images ${r.partial.held.join(', ')} of ${r.partial.of} (a partial merge)` : `all ${r.images} images`);
     throw new Error(`${nameA} holds ${held(a)}, ${nameB} ${held(b)}: a paired comparison needs the same images`);
   }
