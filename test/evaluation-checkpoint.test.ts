@@ -50,7 +50,12 @@ test('a killed evaluation resumed from its checkpoint equals an uninterrupted on
   const store = join(dir, 'checkpoint');
   tidy(() => {
     const { model, images, labels } = setUp();
-    const reference = evaluate(model, images, labels);
+    // The uninterrupted run keeps its own store: its masking checks repeat calls of the suite and take them from
+    // it, which is sharing within the run, not resuming (nothing was there before).
+    const own = EvaluationCheckpoint.open(join(dir, 'uninterrupted'), IDENTITY);
+    const reference = evaluate(model, images, labels, { checkpoint: own });
+    assert.equal(own.stats.reused, 0, 'a fresh run resumes nothing');
+    assert.ok(own.stats.shared > 0, `the masking checks took the suite's own calls (${own.stats.shared})`);
     assert.ok(reference.results.worstCase['all-R'] < reference.results.cleanAccuracy['all-R'], 'the attacks break something (not vacuous)');
 
     // Killed when the second attack starts its second batch: the first attack and one batch of the second are stored.

@@ -53,6 +53,10 @@ test('crossmax generate --per-class --judge: grid, report, JSON with each judge\
     await assert.rejects(generateCommand(['--model', path, '--judge', join(dir, 'none.safetensors'), '--steps', '3000', '--class', '0', '--out', out]),
       (e) => e instanceof UsageError && /none\.safetensors/.test(e.message));
     assert.ok(Date.now() - start < 15_000, `the missing judge was found after ${Date.now() - start} ms, not before the generation`);
+    // A judge of other classes is refused, naming what its classes were compared with (the generator's, not data's).
+    const fiveClasses = tinyModelFile(dir, 5);
+    await assert.rejects(generateCommand(['--model', path, '--judge', fiveClasses, '--steps', '1', '--class', '0', '--out', out]),
+      (e) => e instanceof UsageError && e.message === `${fiveClasses} has 5 classes, the generator ${path} 10`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -190,7 +190,7 @@ export async function generateCommand(args: string[]): Promise<number> {
       model = crossmaxModel;
       applyAggregatorFlag(crossmaxModel, values);
       const numClasses = modelClassNames(crossmaxModel).length;
-      for (const path of judgePaths) judges.push(loadModelFile(path, { device, numClasses }));
+      for (const path of judgePaths) judges.push(loadModelFile(path, { device, numClasses, classesOf: `the generator ${modelPath}` }));
       source = crossmaxFromFlags(crossmaxModel, values, device);
     } else if (sources[0] === 'resnet') {
       const resnet = loadTorchvisionResNet(modelPath, { device });

@@ -17,8 +17,11 @@ export function modelLabel(path: string, all: readonly string[]): string {
   return namesakes.length > 1 ? `${own} (${namesakes.indexOf(resolve(path)) + 1})` : own;
 }
 
-/** A crossmax model file in eval mode, checked against the data's classes; any problem is a UsageError naming the file. */
-export function loadModelFile(path: string, options: { device?: Device; numClasses?: number } = {}): SelfEnsemble {
+/**
+ * A crossmax model file in eval mode, checked against `numClasses` (the data's unless `classesOf` names what else
+ * they are); any problem is a UsageError naming the file.
+ */
+export function loadModelFile(path: string, options: { device?: Device; numClasses?: number; classesOf?: string } = {}): SelfEnsemble {
   let model: SelfEnsemble;
   try {
     model = loadModel(path, { device: options.device ?? 'cpu' });
@@ -27,7 +30,7 @@ export function loadModelFile(path: string, options: { device?: Device; numClass
   }
   if (options.numClasses !== undefined && model.config && model.config.numClasses !== options.numClasses) {
     model.dispose();
-    throw new UsageError(`${path} has ${model.config.numClasses} classes, the data ${options.numClasses}`);
+    throw new UsageError(`${path} has ${model.config.numClasses} classes, ${options.classesOf ?? 'the data'} ${options.numClasses}`);
   }
   model.eval();
   return model;

@@ -216,8 +216,9 @@ function withProgress<T>(checkpoint: EvaluationCheckpoint | undefined, evaluate:
   });
   bar.finish();
   if (checkpoint) {
+    // Only batches an earlier run left count as resumed; those the masking checks share with this run do not.
     const { reused, computed } = checkpoint.stats;
-    if (reused > 0) process.stderr.write(`resumed: ${reused} attack batches taken from ${checkpoint.dir}, ${computed} computed\n`);
+    if (reused > 0) process.stderr.write(`resumed: ${reused} attack batches taken from ${checkpoint.dir} (an earlier run), ${computed} computed\n`);
   }
   return result;
 }

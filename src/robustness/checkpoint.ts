@@ -45,7 +45,10 @@ export interface EvaluationCheckpointOptions {
  */
 export class EvaluationCheckpoint {
   private hits = 0;
+  private shared = 0;
   private misses = 0;
+  /** Files this process wrote: a later call on the same batch (a masking check repeating one) is not a resume. */
+  private readonly writtenHere = new Set<string>();
 
   /**
    * @param dir - The checkpoint folder.
@@ -81,9 +84,12 @@ export class EvaluationCheckpoint {
     return new EvaluationCheckpoint(dir, identity);
   }
 
-  /** Batch calls taken from the folder and computed afresh since it was opened. */
-  get stats(): { reused: number; computed: number } {
-    return { reused: this.hits, computed: this.misses };
+  /**
+   * Batch calls since the folder was opened: `reused` taken from an earlier run's files, `shared` taken from files
+   * this run wrote (a masking check repeating a call of the evaluation), `computed` attacked afresh.
+   */
+  get stats(): { reused: number; shared: number; computed: number } {
+    return { reused: this.hits, shared: this.shared, computed: this.misses };
   }
 
   /**
@@ -115,7 +121,8 @@ export class EvaluationCheckpoint {
       throw new Error(`evaluation checkpoint file ${path} does not hold the batch it is named for: --overwrite to start afresh`);
     }
     for (const [name, t] of file.tensors) if (name !== 'adversarial') t.dispose();
-    this.hits++;
+    if (this.writtenHere.has(path)) this.shared++;
+    else this.hits++;
     return { adversarial, success, skipped };
   }
 
@@ -123,7 +130,9 @@ export class EvaluationCheckpoint {
   save(description: AttackDescription, indices: readonly number[], outcome: BatchOutcome): void {
     const key = keyOf(description, indices);
     if (key === null) return;
-    saveSafetensors(this.pathOf(key), { adversarial: outcome.adversarial.detach().contiguous() }, {
+    const path = this.pathOf(key);
+    this.writtenHere.add(path);
+    saveSafetensors(path, { adversarial: outcome.adversarial.detach().contiguous() }, {
       key, success: JSON.stringify(outcome.success), skipped: JSON.stringify(outcome.skipped),
     });
   }

@@ -5,14 +5,14 @@ import { join } from 'node:path';
 import { buildSelfEnsemble, saveModel } from '../../src/ensemble/index.js';
 
 /**
- * manualSeed(3), then a tiny stochastic self-ensemble in eval mode: WRN-10-1 on 16×16 inputs, 10 classes, the
- * paper's prior, pooled heads on block1.layer.0 and avgpool, CrossMax with k 2.
+ * manualSeed(3), then a tiny stochastic self-ensemble in eval mode: WRN-10-1 on 16×16 inputs, 10 classes unless
+ * `numClasses` says otherwise, the paper's prior, pooled heads on block1.layer.0 and avgpool, CrossMax with k 2.
  */
-export function tinySelfEnsemble(): ReturnType<typeof buildSelfEnsemble> {
+export function tinySelfEnsemble(numClasses = 10): ReturnType<typeof buildSelfEnsemble> {
   manualSeed(3);
   const model = buildSelfEnsemble({
     backbone: { arch: 'wide-resnet', depth: 10, widenFactor: 1 },
-    numClasses: 10,
+    numClasses,
     inputSize: 16,
     prior: { preset: 'paper' },
     heads: { features: ['block1.layer.0', 'avgpool'], kind: 'pooled' },
@@ -22,11 +22,15 @@ export function tinySelfEnsemble(): ReturnType<typeof buildSelfEnsemble> {
   return model;
 }
 
-/** tinySelfEnsemble() saved as <dir>/tiny/model.safetensors (label 'tiny' in command tables); returns the path. */
-export function tinyModelFile(dir: string): string {
-  const model = tinySelfEnsemble();
-  mkdirSync(join(dir, 'tiny'), { recursive: true });
-  const path = join(dir, 'tiny', 'model.safetensors');
+/**
+ * tinySelfEnsemble(numClasses) saved as <dir>/tiny/model.safetensors (label 'tiny' in command tables), or
+ * <dir>/tiny-<numClasses>/model.safetensors for other than 10 classes; returns the path.
+ */
+export function tinyModelFile(dir: string, numClasses = 10): string {
+  const model = tinySelfEnsemble(numClasses);
+  const name = numClasses === 10 ? 'tiny' : `tiny-${numClasses}`;
+  mkdirSync(join(dir, name), { recursive: true });
+  const path = join(dir, name, 'model.safetensors');
   try {
     saveModel(model, path);
   } finally {
