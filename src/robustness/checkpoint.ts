@@ -28,6 +28,16 @@ export interface BatchOutcome {
   skipped: boolean[];
 }
 
+/** What an {@link EvaluationCheckpoint} did with the batch calls since it was opened. */
+export interface CheckpointStats {
+  /** Taken from files an earlier run left (what a resumed run gets back). */
+  reused: number;
+  /** Taken from files this run wrote (a masking check repeating a call of the evaluation): not a resume. */
+  shared: number;
+  /** Attacked afresh. */
+  computed: number;
+}
+
 /** How {@link EvaluationCheckpoint.open} treats a folder that already holds results. */
 export interface EvaluationCheckpointOptions {
   /** Continue the evaluation the folder holds (it must belong to the same `identity`). Default false. */
@@ -84,11 +94,8 @@ export class EvaluationCheckpoint {
     return new EvaluationCheckpoint(dir, identity);
   }
 
-  /**
-   * Batch calls since the folder was opened: `reused` taken from an earlier run's files, `shared` taken from files
-   * this run wrote (a masking check repeating a call of the evaluation), `computed` attacked afresh.
-   */
-  get stats(): { reused: number; shared: number; computed: number } {
+  /** Batch calls since the folder was opened, by where their results came from. */
+  get stats(): CheckpointStats {
     return { reused: this.hits, shared: this.shared, computed: this.misses };
   }
 
