@@ -4,6 +4,7 @@
 // 200 images" sharper than two separate intervals: the images both get right or both get wrong say nothing about
 // the difference. Results on different images are refused, not compared.
 import type { RobustnessResults } from '../robustness/evaluation.js';
+import { heldImageRanges } from '../robustness/merge.js';
 import type { EvaluationResult } from '../train/evaluate.js';
 import {
   formatDifference, formatEstimate, pairedBootstrapDifference, pairedDifference, proportionEstimate, bootstrapMeanEstimate,
@@ -83,8 +84,7 @@ export function compareRobustness(a: RobustnessResults, b: RobustnessResults, na
   if (a.images !== b.images) throw new Error(`${nameA} has ${a.images} images and ${nameB} ${b.images}: a paired comparison needs the same images`);
   // A partial merge holds some ranges of the first N images, a complete evaluation of n images the range 0–(n−1):
   // pairs need the same ranges (a partial merge of images 0–199 pairs with a complete evaluation of the first 200).
-  const heldRanges = (r: RobustnessResults) => (r.partial ? r.partial.held : [r.images === 1 ? '0' : `0–${r.images - 1}`]);
-  if (heldRanges(a).join() !== heldRanges(b).join()) {
+  if (heldImageRanges(a).join() !== heldImageRanges(b).join()) {
     const held = (r: RobustnessResults) => (r.partial ? `images ${r.partial.held.join(', ')} of ${r.partial.of} (a partial merge)` : `all ${r.images} images`);
     throw new Error(`${nameA} holds ${held(a)}, ${nameB} ${held(b)}: a paired comparison needs the same images`);
   }

@@ -8,6 +8,7 @@ import { tensor, tidy, type Device, type Tensor } from '../tensor/index.js';
 import { formatEps } from '../robustness/masking.js';
 import type { AccuracyByDefinition, AccuracyDefinition } from '../robustness/definitions.js';
 import type { RobustnessEvaluation, RobustnessResults } from '../robustness/evaluation.js';
+import { holdsImageZero } from '../robustness/merge.js';
 import type { ChartSeries } from './chart.js';
 import { HtmlReport, type GalleryItem } from './html.js';
 import { writeJsonAtomic } from '../util/json.js';
@@ -62,7 +63,7 @@ export function writeRobustReport(evaluation: RobustnessEvaluation, images: Tens
     + `Brackets: 95% intervals over the ${results.images} images (${intervals.methods['all-R']} for all-R and single evaluation; ${intervals.methods['mean-over-R']} for mean over R).`);
   const failed = results.masking?.checks.filter((c) => !c.passed) ?? [];
   report.warnings(failed.map((c) => `${c.name}: ${c.details}`), { title: 'Signs of gradient masking: the numbers below may over-state robustness' });
-  if (!results.masking && !lacksImageZero(results)) report.paragraph('No gradient-masking checks were run with this evaluation.');
+  if (!results.masking && holdsImageZero(results)) report.paragraph('No gradient-masking checks were run with this evaluation.');
   // An estimate where there is one, else the bare accuracy.
   const cells = (accuracy: AccuracyByDefinition, estimates: EstimateByDefinition | null | undefined) =>
     Object.fromEntries(DEFINITION_ORDER.map((d) => [d, estimates?.[d] ?? accuracy[d]]));
@@ -219,10 +220,6 @@ function partialNote(r: RobustnessResults): string {
   const p = r.partial!;
   return `PARTIAL: ${r.images} of the evaluation's ${p.of} images (held ${p.held.join(', ')}; missing ${p.missing.join(', ')}), `
     + 'the shards done so far, not the evaluation\'s result'
-    + (lacksImageZero(r) ? '; the gradient-masking checks come with the shard holding image 0, not among these' : '');
+    + (!holdsImageZero(r) ? '; the gradient-masking checks come with the shard holding image 0, not among these' : '');
 }
 
-/** A partial merge without image 0, whose shard alone carries the masking checks (robustness/merge.ts). */
-function lacksImageZero(r: RobustnessResults): boolean {
-  return r.partial !== undefined && !/^0(–|$)/.test(r.partial.held[0] ?? '');
-}

@@ -21,7 +21,7 @@ export {
   SHARD_FORMAT, SHARD_JSON, SHARD_TENSORS, dataFingerprint, parseShardSpec, portableDataName, readShardFolder, shardRange, writeShardFolder, type EvaluationWorld, type ImageRange,
   type ShardRecord, type ShardSpec, type ShardTensors,
 } from './shard.js';
-export { differences, mergeShardRecords, type MergeOptions } from './merge.js';
+export { differences, heldImageRanges, holdsImageZero, mergeShardRecords, type MergeOptions } from './merge.js';
 export {
   ACCURACY_DEFINITIONS, HEADLINE_DEFINITION, repeatedAccuracy, robustUnderAllR, type AccuracyByDefinition, type AccuracyDefinition, type Passes,
 } from './definitions.js';

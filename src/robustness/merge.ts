@@ -114,8 +114,8 @@ export function mergeShardRecords(
   }
 
   const parts = order.map((i) => records[i]!.results);
-  const first = parts[0]!;
   const firstRecord = records[order[0]!]!;
+  const first = firstRecord.results;
   // The masking checks are run once, by the part holding image 0 (shard.ts), which a partial merge may lack.
   const holdsImageZero = firstRecord.range.start === 0;
   if ((options.maskingFromParts ?? true) && holdsImageZero && firstRecord.settings.masking !== false && first.masking === null) {
@@ -184,6 +184,19 @@ function joinPerImage(parts: readonly PerImageRobustness[]): PerImageRobustness 
 /** [start, end) as the images' numbers, '50–249' (one image: '50'). */
 function describeRange([start, end]: [number, number]): string {
   return end - start === 1 ? String(start) : `${start}–${end - 1}`;
+}
+
+/**
+ * The image ranges results hold, as describeRange writes them: a partial merge's `held`, else all its images from
+ * image 0. Two results with equal ranges hold the same images.
+ */
+export function heldImageRanges(results: RobustnessResults): string[] {
+  return results.partial ? results.partial.held : [describeRange([0, results.images])];
+}
+
+/** Whether the results hold image 0, whose part alone carries the gradient-masking checks (shard.ts). */
+export function holdsImageZero(results: RobustnessResults): boolean {
+  return /^0(–|$)/.test(heldImageRanges(results)[0] ?? '');
 }
 
 function describeParts(records: readonly ShardRecord[], names: readonly string[]): string {
