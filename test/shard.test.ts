@@ -126,6 +126,18 @@ test('two --shard runs merged equal the single-process evaluation bit for bit; m
       writeFileSync(join(folder, SHARD_JSON), JSON.stringify(record));
       return folder;
     };
+    // The merged time is the parts' work (attacks and masking checks); a part resumed after a kill brings the
+    // earlier runs' share, which the report states.
+    const partSeconds = shards.map((f) => (JSON.parse(readFileSync(join(f, SHARD_JSON), 'utf8')) as { results: RobustnessResults }).results.seconds);
+    assert.equal(got.seconds.attacks, partSeconds[0]!.attacks + partSeconds[1]!.attacks);
+    assert.equal(got.seconds.total, got.seconds.attacks + got.seconds.masking);
+    assert.equal(got.seconds.earlierRuns, undefined);
+    const resumedPart = tampered('resumed', (r) => { r.results.seconds = { ...r.results.seconds, earlierRuns: 30, untimedBatches: 2 }; });
+    assert.equal((await merge([shards[0]!, resumedPart, '--report', join(dir, 'merged-resumed'), '--json'])).code, 0);
+    const resumedSeconds = read(join(dir, 'merged-resumed', 'robust.json')).seconds;
+    assert.equal(resumedSeconds.earlierRuns, 30);
+    assert.equal(resumedSeconds.untimedBatches, 2);
+    assert.match(readFileSync(join(dir, 'merged-resumed', 'robust.html'), 'utf8'), /of which before a resume \(s\)[\s\S]*?30[\s\S]*?resumed batches without a stored time/);
     const otherModel = tampered('other-model', (r) => { r.identity.model = '0'.repeat(64); });
     await assert.rejects(merge([shards[0]!, otherModel]), /not a part of the same evaluation.*identity\.model/);
     // The same data read from another directory (another machine), and a shard written before data fingerprints

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ATTACK_PRESETS, ATTACK_PRESET_NAMES, resizeAttackBudget, withEot, type AttackEntry } from '../attacks/index.js';
 import {
-  ADAPTIVE_BUDGETS, BUDGET_NAMES, EvaluationCheckpoint, autoAttackSuite, adaptiveSuite, evaluateRobustness, resolveMaskingPlan, runMaskingChecks,
+  ADAPTIVE_BUDGETS, BUDGET_NAMES, EvaluationCheckpoint, autoAttackSuite, adaptiveSuite, evaluateRobustness, resolveMaskingPlan, runMaskingChecks, withMaskingSeconds,
   type BudgetName, type MaskingOptions, type RobustnessEvaluation, type RobustnessOptions,
 } from '../robustness/index.js';
 import { describeAttack } from '../attacks/index.js';
@@ -217,8 +217,11 @@ function withProgress<T>(checkpoint: EvaluationCheckpoint | undefined, evaluate:
   bar.finish();
   if (checkpoint) {
     // Only batches an earlier run left count as resumed; those the masking checks share with this run do not.
-    const { reused, computed } = checkpoint.stats;
-    if (reused > 0) process.stderr.write(`resumed: ${reused} attack batches taken from ${checkpoint.dir} (an earlier run), ${computed} computed\n`);
+    const { reused, computed, earlierSeconds, untimed } = checkpoint.stats;
+    if (reused > 0) {
+      process.stderr.write(`resumed: ${reused} attack batches taken from ${checkpoint.dir} (an earlier run; their ${(earlierSeconds / 60).toFixed(1)} min are counted in the results' times), ${computed} computed\n`);
+    }
+    if (untimed > 0) process.stderr.write(`note: ${untimed} of those batches were stored without their time (an older crossmax): the results' times leave them out\n`);
   }
   return result;
 }
@@ -247,7 +250,7 @@ function evaluatePart(setup: RobustSetup, range: ImageRange, part: string, check
   for (const t of evaluation.adversarial.values()) t.dispose();
   const results = evaluation.results;
   if (options.masking && range.start === 0) results.masking = maskingChecks(setup, checkpoint);
-  results.seconds.masking = results.masking?.seconds ?? 0;
+  results.seconds = withMaskingSeconds(results.seconds, results.masking);
   const record: ShardRecord = {
     format: SHARD_FORMAT, identity: setup.identity, settings: setup.settings,
     range: { ...range, images: setup.n, part }, classNames: [...(setup.testSet.classes ?? [])], results,
@@ -332,7 +335,7 @@ export async function runRobustnessDistributed(values: ParsedArgs['values'], wor
   }
   const { results, order } = mergeShardRecords(payloads.map((p) => p.record), payloads.map((_, r) => `rank ${r}`), { maskingFromParts: false });
   results.masking = maskingChecks(setup, checkpoint);
-  results.seconds.masking = results.masking?.seconds ?? 0;
+  results.seconds = withMaskingSeconds(results.seconds, results.masking);
   const { images, labels } = loadRange(setup, { start: 0, end: setup.n });
   const worstAdversarial = tidy(() => cat(order.map((r) => {
     const { shape, base64 } = payloads[r]!.adversarial;

@@ -117,6 +117,9 @@ export function writeRobustReport(evaluation: RobustnessEvaluation, images: Tens
     model: results.model, data: results.dataSource, norm: results.norm, eps: formatEps(results.eps), images: results.images,
     're-evaluations (R)': results.reEvaluations, seed: results.settings.seed, 'batch size': results.settings.batchSize,
     'every attack on every point': results.settings.independent, 'seconds (total)': results.seconds.total,
+    // A resumed evaluation's times include the work of the runs before it: say how much, so a rate is read right.
+    ...(results.seconds.earlierRuns !== undefined ? { 'of which before a resume (s)': results.seconds.earlierRuns } : {}),
+    ...(results.seconds.untimedBatches ? { 'resumed batches without a stored time': results.seconds.untimedBatches } : {}),
   });
   report.json(results.attacks.map((a) => ({ name: a.name, attack: a.attack, options: a.options })), { caption: 'Attacks and their settings' });
   report.paragraph(`All numbers, per attack and per image: ${jsonFileName}.`);

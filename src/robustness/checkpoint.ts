@@ -28,6 +28,12 @@ export interface BatchOutcome {
   skipped: boolean[];
 }
 
+/** A batch call as stored: its outcome and the seconds the call took when it was computed. */
+export interface StoredBatch extends BatchOutcome {
+  /** Seconds of the call in the run that computed it; null in files written before times were stored. */
+  seconds: number | null;
+}
+
 /** What an {@link EvaluationCheckpoint} did with the batch calls since it was opened. */
 export interface CheckpointStats {
   /** Taken from files an earlier run left (what a resumed run gets back). */
@@ -36,6 +42,13 @@ export interface CheckpointStats {
   shared: number;
   /** Attacked afresh. */
   computed: number;
+  /**
+   * Seconds that the `reused` batches took in the runs that computed them: the work a resumed evaluation did not
+   * repeat, so that its reported times are those of the whole evaluation, not of its last run.
+   */
+  earlierSeconds: number;
+  /** Reused batches whose files hold no time (written before times were stored): `earlierSeconds` misses them. */
+  untimed: number;
 }
 
 /** How {@link EvaluationCheckpoint.open} treats a folder that already holds results. */
@@ -57,8 +70,13 @@ export class EvaluationCheckpoint {
   private hits = 0;
   private shared = 0;
   private misses = 0;
-  /** Files this process wrote: a later call on the same batch (a masking check repeating one) is not a resume. */
-  private readonly writtenHere = new Set<string>();
+  private earlierSeconds = 0;
+  private untimed = 0;
+  /**
+   * Files this process wrote or already took: a later call on the same batch (a masking check repeating one) is
+   * not a resume, and its time is counted once.
+   */
+  private readonly seenHere = new Set<string>();
 
   /**
    * @param dir - The checkpoint folder.
@@ -96,14 +114,14 @@ export class EvaluationCheckpoint {
 
   /** Batch calls since the folder was opened, by where their results came from. */
   get stats(): CheckpointStats {
-    return { reused: this.hits, shared: this.shared, computed: this.misses };
+    return { reused: this.hits, shared: this.shared, computed: this.misses, earlierSeconds: this.earlierSeconds, untimed: this.untimed };
   }
 
   /**
    * The finished call of the attack `description` (describeAttack with the threat model and seed) on the images `indices`, or null. Custom attacks (a function,
    * no description to key on) are never cached.
    */
-  load(description: AttackDescription, indices: readonly number[], device: Device): BatchOutcome | null {
+  load(description: AttackDescription, indices: readonly number[], device: Device): StoredBatch | null {
     const key = keyOf(description, indices);
     if (key === null) return null;
     const path = this.pathOf(key);
@@ -121,26 +139,38 @@ export class EvaluationCheckpoint {
     const stored = file.metadata;
     const success = JSON.parse(stored.success ?? 'null') as boolean[] | null;
     const skipped = JSON.parse(stored.skipped ?? 'null') as boolean[] | null;
+    const seconds = stored.seconds === undefined ? null : Number(stored.seconds);
     const valid = stored.key === key && adversarial !== undefined && adversarial.shape[0] === indices.length
       && success?.length === indices.length && skipped?.length === indices.length;
     if (!valid) {
       for (const t of file.tensors.values()) t.dispose();
       throw new Error(`evaluation checkpoint file ${path} does not hold the batch it is named for: --overwrite to start afresh`);
     }
+    if (seconds !== null && !(Number.isFinite(seconds) && seconds >= 0)) {
+      for (const t of file.tensors.values()) t.dispose();
+      throw new Error(`evaluation checkpoint file ${path} records a time that is not a number of seconds ('${stored.seconds}'): --overwrite to start afresh`);
+    }
     for (const [name, t] of file.tensors) if (name !== 'adversarial') t.dispose();
-    if (this.writtenHere.has(path)) this.shared++;
-    else this.hits++;
-    return { adversarial, success, skipped };
+    if (this.seenHere.has(path)) this.shared++;
+    else {
+      this.hits++;
+      if (seconds === null) this.untimed++;
+      else this.earlierSeconds += seconds;
+      this.seenHere.add(path);
+    }
+    return { adversarial, success, skipped, seconds };
   }
 
-  /** Records a finished call (atomically: a kill mid-write leaves no partial file). */
-  save(description: AttackDescription, indices: readonly number[], outcome: BatchOutcome): void {
+  /**
+   * Records a finished call that took `seconds` (atomically: a kill mid-write leaves no partial file).
+   */
+  save(description: AttackDescription, indices: readonly number[], outcome: BatchOutcome, seconds: number): void {
     const key = keyOf(description, indices);
     if (key === null) return;
     const path = this.pathOf(key);
-    this.writtenHere.add(path);
+    this.seenHere.add(path);
     saveSafetensors(path, { adversarial: outcome.adversarial.detach().contiguous() }, {
-      key, success: JSON.stringify(outcome.success), skipped: JSON.stringify(outcome.skipped),
+      key, success: JSON.stringify(outcome.success), skipped: JSON.stringify(outcome.skipped), seconds: String(seconds),
     });
   }
 

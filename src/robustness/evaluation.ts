@@ -110,7 +110,7 @@ export interface AttackEvaluation {
   robustAccuracyAfter: AccuracyByDefinition;
   /** This attack alone (worst of clean and its adversarial image); null unless it ran on every point. */
   robustAccuracy: AccuracyByDefinition | null;
-  /** Time the attack took. */
+  /** Time the attack took (a resumed evaluation adds what its batches took in the runs that computed them). */
   seconds: number;
   /** Per image: correct re-evaluations of this attack's adversarial image (of R), null where it did not run. */
   correctReEvaluations: (number | null)[];
@@ -165,8 +165,30 @@ export interface MaskingResults {
   checks: MaskingCheck[];
   /** Robust accuracy against eps for each sweep attack. */
   epsCurve: EpsCurvePoint[];
-  /** Time the checks took. */
+  /** Time the checks took (with the times of the batches taken from an earlier run, as for attacks). */
   seconds: number;
+  /** Of `seconds`, what earlier, interrupted runs spent on the batches these checks took (absent: none). */
+  earlierRuns?: number;
+  /** Batches taken from files that hold no time (see EvaluationSeconds.untimedBatches). */
+  untimedBatches?: number;
+}
+
+/**
+ * Where an evaluation's time went. Every figure is the work of the whole evaluation: one resumed from a checkpoint
+ * counts the batches it took at the seconds they cost in the run that computed them (work lost to a kill, an
+ * unfinished batch, is not counted; it is not part of the results).
+ */
+export interface EvaluationSeconds {
+  /** The attacks and the masking checks, with the clean passes and re-evaluations. */
+  total: number;
+  /** The attacks, their clean passes and re-evaluations. */
+  attacks: number;
+  /** The gradient-masking checks. */
+  masking: number;
+  /** Of `total`, the seconds that earlier, interrupted runs spent on the batches this one took (absent: none). */
+  earlierRuns?: number;
+  /** Batches taken from files that hold no time (written by an older crossmax): `total` misses their seconds. */
+  untimedBatches?: number;
 }
 
 /** Plain JSON: what writeJsonAtomic writes and crossmax's reports read. */
@@ -207,7 +229,7 @@ export interface RobustnessResults {
   /** The evaluation's `seed`, `batchSize`, `independent` and `retryUntouched` settings. */
   settings: { seed: number; batchSize: number; independent: boolean; retryUntouched: number };
   /** Seconds in `total`, in the `attacks` and in the `masking` checks. */
-  seconds: { total: number; attacks: number; masking: number };
+  seconds: EvaluationSeconds;
   /**
    * Only in a partial merge of shards (`crossmax merge --partial`): the results cover `images` of the evaluation's
    * `of` images, those in the `held` ranges ('50–249'), not those in `missing`. Absent in a complete evaluation.
@@ -268,6 +290,8 @@ function evaluateRobustnessInCurrentMode(model: Classifier, images: Tensor, labe
   const labelValues = labels.toArray();
   const started = Date.now();
   const all = Array.from({ length: n }, (_, i) => i);
+  // Seconds of batches taken from an earlier run (EvaluationCheckpoint.stats): added to the times measured here.
+  const earlier = earlierRunClock(options.checkpoint);
 
   const robustNow = () => robustIn.filter((flags, i) => robustUnderAllR(single[i]!, flags)).length;
   const report = (event: Omit<EvaluationProgress, 'images' | 'robust'> & { robust?: number }) => options.onProgress?.({ robust: robustNow(), ...event, images: n });
@@ -294,6 +318,7 @@ function evaluateRobustnessInCurrentMode(model: Classifier, images: Tensor, labe
   try {
     for (const [a, entry] of entries.entries()) {
       const attackStarted = Date.now();
+      const earlierBefore = earlier.seconds();
       const pool = all.filter((i) => (independent || a === 0 ? worstCorrectClean(i) : robustIn[i]!.some(Boolean) || single[i]));
       const ran = attackInBatches(model, images, labels, entry, pool, {
         norm, eps, seed, batchSize, retries, checkpoint: options.checkpoint, layout,
@@ -330,7 +355,7 @@ function evaluateRobustnessInCurrentMode(model: Classifier, images: Tensor, labe
         robustAccuracy = accuracies(aloneSingle, alone, passes);
         perImageAlone = { single: aloneSingle, robustEvaluations: alone.map(countTrue) };
       }
-      const seconds = (Date.now() - attackStarted) / 1000;
+      const seconds = (Date.now() - attackStarted) / 1000 + earlier.seconds() - earlierBefore;
       attacks.push({
         ...describeAttack(entry, { norm, eps, seed }), attackedImages: pool.length, retriedImages: ran.retried, fooledImages: countTrue(ran.success),
         robustAccuracyAfter, robustAccuracy, seconds, correctReEvaluations, success, perImageAfter, perImageAlone,
@@ -351,7 +376,7 @@ function evaluateRobustnessInCurrentMode(model: Classifier, images: Tensor, labe
     for (const t of adversarial.values()) t.dispose();
     throw err;
   }
-  const attacksSeconds = (Date.now() - started) / 1000;
+  const attacksSeconds = (Date.now() - started) / 1000 + earlier.sinceStart();
 
   let masking: MaskingResults | null = null;
   if (options.masking !== false) {
@@ -395,7 +420,7 @@ function evaluateRobustnessInCurrentMode(model: Classifier, images: Tensor, labe
     },
     masking,
     settings: { seed, batchSize, independent, retryUntouched: retries },
-    seconds: { total: (Date.now() - started) / 1000, attacks: attacksSeconds, masking: masking?.seconds ?? 0 },
+    seconds: { total: (Date.now() - started) / 1000 + earlier.sinceStart(), attacks: attacksSeconds, masking: masking?.seconds ?? 0, ...earlier.fields() },
   };
   const results: RobustnessResults = { ...measured, intervals: robustnessIntervals(measured) };
   return { results, adversarial, worstAdversarial };
@@ -438,6 +463,7 @@ export function runMaskingChecks(model: Classifier, images: Tensor, labels: Tens
 
 function runMaskingChecksInCurrentMode(model: Classifier, images: Tensor, labels: Tensor, options: MaskingRunOptions = {}): MaskingResults {
   const started = Date.now();
+  const earlier = earlierRunClock(options.checkpoint);
   const norm = options.norm ?? 'Linf';
   const eps = options.eps ?? DEFAULT_EPS;
   const plan = resolveMaskingPlan(options, { eps, suite: options.suite ?? [] });
@@ -468,5 +494,41 @@ function runMaskingChecksInCurrentMode(model: Classifier, images: Tensor, labels
     checks.push(blackBoxCheck(blackBox, whiteBox, { definition: plan.definition, tolerance: plan.blackBoxTolerance }));
   }
   checks.push(budgetCheck(plan.mainAttack.name, { base, scaled }, { definition: plan.definition, factor: plan.budgetFactor, maxDrop: plan.maxBudgetDrop }));
-  return { images: count, definition: plan.definition, checks, epsCurve, seconds: (Date.now() - started) / 1000 };
+  return { images: count, definition: plan.definition, checks, epsCurve, seconds: (Date.now() - started) / 1000 + earlier.sinceStart(), ...earlier.fields() };
+}
+
+/**
+ * The seconds that batches taken from an earlier run had cost, read off the checkpoint's counters from now on
+ * (EvaluationCheckpoint.stats): what a resumed evaluation adds to the times it measures itself.
+ */
+function earlierRunClock(checkpoint: EvaluationCheckpoint | undefined): {
+  seconds: () => number; sinceStart: () => number; fields: () => Pick<EvaluationSeconds, 'earlierRuns' | 'untimedBatches'>;
+} {
+  const read = () => checkpoint?.stats ?? { reused: 0, earlierSeconds: 0, untimed: 0 };
+  const start = read();
+  return {
+    seconds: () => read().earlierSeconds,
+    sinceStart: () => read().earlierSeconds - start.earlierSeconds,
+    fields: () => {
+      const now = read();
+      if (now.reused === start.reused) return {};
+      const untimed = now.untimed - start.untimed;
+      return { earlierRuns: now.earlierSeconds - start.earlierSeconds, ...(untimed > 0 ? { untimedBatches: untimed } : {}) };
+    },
+  };
+}
+
+/**
+ * `seconds` of an evaluation run without its masking checks, with the checks run after it (a shard holding image
+ * 0, a distributed evaluation's rank 0) added: their time to `total` and `masking`, their earlier runs' share.
+ */
+export function withMaskingSeconds(seconds: EvaluationSeconds, masking: MaskingResults | null): EvaluationSeconds {
+  if (masking === null) return { ...seconds, masking: 0 };
+  const earlierRuns = (seconds.earlierRuns ?? 0) + (masking.earlierRuns ?? 0);
+  const untimedBatches = (seconds.untimedBatches ?? 0) + (masking.untimedBatches ?? 0);
+  const resumed = seconds.earlierRuns !== undefined || masking.earlierRuns !== undefined;
+  return {
+    total: seconds.total + masking.seconds, attacks: seconds.attacks, masking: masking.seconds,
+    ...(resumed ? { earlierRuns } : {}), ...(untimedBatches > 0 ? { untimedBatches } : {}),
+  };
 }

@@ -26,7 +26,7 @@ export {
   ACCURACY_DEFINITIONS, HEADLINE_DEFINITION, repeatedAccuracy, robustUnderAllR, type AccuracyByDefinition, type AccuracyDefinition, type Passes,
 } from './definitions.js';
 export {
-  evaluateRobustness, runMaskingChecks, type AttackEvaluation, type EvaluationProgress, type MaskingResults, type MaskingRunOptions,
+  evaluateRobustness, runMaskingChecks, withMaskingSeconds, type AttackEvaluation, type EvaluationProgress, type EvaluationSeconds, type MaskingResults, type MaskingRunOptions,
   type PartialCoverage, type PerImageResults, type PerImageRobustness, type RobustnessEvaluation, type RobustnessOptions, type RobustnessResults,
 } from './evaluation.js';
 export {
@@ -34,5 +34,5 @@ export {
   type MaskingCheck, type MaskingOptions, type MaskingPlan,
 } from './masking.js';
 export { estimatesOfPasses, robustnessIntervals, type EstimateByDefinition, type IntervalInput, type IntervalOptions, type RobustnessIntervals } from './intervals.js';
-export { EvaluationCheckpoint, type BatchOutcome, type EvaluationCheckpointOptions, type CheckpointStats } from './checkpoint.js';
+export { EvaluationCheckpoint, type BatchOutcome, type EvaluationCheckpointOptions, type CheckpointStats, type StoredBatch } from './checkpoint.js';
 export { LogitEnsemble, sourceSets, transferMatrix, type NamedClassifier, type TransferMatrix, type TransferOptions, type TransferRow } from './transfer-matrix.js';

@@ -4,7 +4,7 @@
 // counts summed; timings summed (the work done, not the wall time). Parts of different models, data, budgets or
 // settings are refused, naming the difference, and so are parts that leave images out or cover an image twice.
 import { HEADLINE_DEFINITION, accuracies, type AccuracyByDefinition } from './definitions.js';
-import type { AttackEvaluation, PerImageResults, PerImageRobustness, RobustnessResults } from './evaluation.js';
+import type { AttackEvaluation, EvaluationSeconds, PerImageResults, PerImageRobustness, RobustnessResults } from './evaluation.js';
 import { SHARD_FORMAT, portableDataName, type ShardRecord } from './shard.js';
 import { robustnessIntervals } from './intervals.js';
 
@@ -162,14 +162,26 @@ export function mergeShardRecords(
     perImage,
     masking: holdsImageZero ? first.masking : null,
     settings: { ...first.settings },
-    seconds: {
-      total: parts.reduce((s, p) => s + p.seconds.total, 0),
-      attacks: parts.reduce((s, p) => s + p.seconds.attacks, 0),
-      masking: holdsImageZero ? first.seconds.masking : 0,
-    },
+    seconds: mergedSeconds(parts, holdsImageZero ? first.seconds.masking : 0),
   };
   const results: RobustnessResults = { ...measured, intervals: robustnessIntervals(measured) };
   return { results, order };
+}
+
+/**
+ * The parts' work: their attacks, the masking checks (held by the part with image 0) and what earlier, interrupted
+ * runs of the parts contributed. The total is attacks plus masking, not the parts' totals added: shard files
+ * written before the masking checks' time counted in a part's total would otherwise leave it out.
+ */
+function mergedSeconds(parts: readonly RobustnessResults[], masking: number): EvaluationSeconds {
+  const attacks = parts.reduce((s, p) => s + p.seconds.attacks, 0);
+  const resumed = parts.filter((p) => p.seconds.earlierRuns !== undefined);
+  const untimedBatches = parts.reduce((s, p) => s + (p.seconds.untimedBatches ?? 0), 0);
+  return {
+    total: attacks + masking, attacks, masking,
+    ...(resumed.length > 0 ? { earlierRuns: resumed.reduce((s, p) => s + p.seconds.earlierRuns!, 0) } : {}),
+    ...(untimedBatches > 0 ? { untimedBatches } : {}),
+  };
 }
 
 /** The accuracies from per-image inputs, through `accuracies` itself (the evaluation's arithmetic, in its order). */

@@ -142,11 +142,13 @@ export function attackInBatches(
           const xb = images.indexSelect(0, index);
           const stored = description ? settings.checkpoint!.load(description, keyRows, device) : null;
           if (stored === null && streamSeed !== null) manualSeed(streamSeed);
+          const callStarted = Date.now();
           const outcome = stored ?? attackBatch(call, xb, labels.indexSelect(0, index), batch);
+          const callSeconds = (Date.now() - callStarted) / 1000;
           // A stored batch passes the same checks as a fresh one: the file could have been edited.
           checkAdversarial(xb, outcome.adversarial, threatModel);
           if (outcome.success.length !== batch.length) throw new Error(`attack '${entry.name}' returned ${outcome.success.length} flags for ${batch.length} images`);
-          if (stored === null && description) settings.checkpoint!.save(description, keyRows, outcome);
+          if (stored === null && description) settings.checkpoint!.save(description, keyRows, outcome, callSeconds);
           return { adversarial: keep(replaceRows(adversarial, index, outcome.adversarial)), success: outcome.success, skipped: outcome.skipped };
         });
         adversarial.dispose();
