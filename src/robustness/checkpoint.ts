@@ -28,12 +28,6 @@ export interface BatchOutcome {
   skipped: boolean[];
 }
 
-/** A batch call as stored: its outcome and the seconds the call took when it was computed. */
-export interface StoredBatch extends BatchOutcome {
-  /** Seconds of the call in the run that computed it; null in files written before times were stored. */
-  seconds: number | null;
-}
-
 /** What an {@link EvaluationCheckpoint} did with the batch calls since it was opened. */
 export interface CheckpointStats {
   /** Taken from files an earlier run left (what a resumed run gets back). */
@@ -121,7 +115,7 @@ export class EvaluationCheckpoint {
    * The finished call of the attack `description` (describeAttack with the threat model and seed) on the images `indices`, or null. Custom attacks (a function,
    * no description to key on) are never cached.
    */
-  load(description: AttackDescription, indices: readonly number[], device: Device): StoredBatch | null {
+  load(description: AttackDescription, indices: readonly number[], device: Device): BatchOutcome | null {
     const key = keyOf(description, indices);
     if (key === null) return null;
     const path = this.pathOf(key);
@@ -158,7 +152,7 @@ export class EvaluationCheckpoint {
       else this.earlierSeconds += seconds;
       this.seenHere.add(path);
     }
-    return { adversarial, success, skipped, seconds };
+    return { adversarial, success, skipped };
   }
 
   /**

@@ -512,8 +512,7 @@ function earlierRunClock(checkpoint: EvaluationCheckpoint | undefined): {
     fields: () => {
       const now = read();
       if (now.reused === start.reused) return {};
-      const untimed = now.untimed - start.untimed;
-      return { earlierRuns: now.earlierSeconds - start.earlierSeconds, ...(untimed > 0 ? { untimedBatches: untimed } : {}) };
+      return resumeFields([{ earlierRuns: now.earlierSeconds - start.earlierSeconds, untimedBatches: now.untimed - start.untimed }]);
     },
   };
 }
@@ -524,11 +523,18 @@ function earlierRunClock(checkpoint: EvaluationCheckpoint | undefined): {
  */
 export function withMaskingSeconds(seconds: EvaluationSeconds, masking: MaskingResults | null): EvaluationSeconds {
   if (masking === null) return { ...seconds, masking: 0 };
-  const earlierRuns = (seconds.earlierRuns ?? 0) + (masking.earlierRuns ?? 0);
-  const untimedBatches = (seconds.untimedBatches ?? 0) + (masking.untimedBatches ?? 0);
-  const resumed = seconds.earlierRuns !== undefined || masking.earlierRuns !== undefined;
+  return { total: seconds.total + masking.seconds, attacks: seconds.attacks, masking: masking.seconds, ...resumeFields([seconds, masking]) };
+}
+
+/**
+ * The resume fields of several timed pieces of one evaluation, added: `earlierRuns` present when any piece was
+ * resumed, `untimedBatches` when any piece took a batch without a time (as EvaluationSeconds leaves them out).
+ */
+export function resumeFields(pieces: readonly Pick<EvaluationSeconds, 'earlierRuns' | 'untimedBatches'>[]): Pick<EvaluationSeconds, 'earlierRuns' | 'untimedBatches'> {
+  const resumed = pieces.filter((p) => p.earlierRuns !== undefined);
+  const untimedBatches = pieces.reduce((s, p) => s + (p.untimedBatches ?? 0), 0);
   return {
-    total: seconds.total + masking.seconds, attacks: seconds.attacks, masking: masking.seconds,
-    ...(resumed ? { earlierRuns } : {}), ...(untimedBatches > 0 ? { untimedBatches } : {}),
+    ...(resumed.length > 0 ? { earlierRuns: resumed.reduce((s, p) => s + p.earlierRuns!, 0) } : {}),
+    ...(untimedBatches > 0 ? { untimedBatches } : {}),
   };
 }

@@ -34,5 +34,5 @@ export {
   type MaskingCheck, type MaskingOptions, type MaskingPlan,
 } from './masking.js';
 export { estimatesOfPasses, robustnessIntervals, type EstimateByDefinition, type IntervalInput, type IntervalOptions, type RobustnessIntervals } from './intervals.js';
-export { EvaluationCheckpoint, type BatchOutcome, type EvaluationCheckpointOptions, type CheckpointStats, type StoredBatch } from './checkpoint.js';
+export { EvaluationCheckpoint, type BatchOutcome, type EvaluationCheckpointOptions, type CheckpointStats } from './checkpoint.js';
 export { LogitEnsemble, sourceSets, transferMatrix, type NamedClassifier, type TransferMatrix, type TransferOptions, type TransferRow } from './transfer-matrix.js';

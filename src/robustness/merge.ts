@@ -4,7 +4,7 @@
 // counts summed; timings summed (the work done, not the wall time). Parts of different models, data, budgets or
 // settings are refused, naming the difference, and so are parts that leave images out or cover an image twice.
 import { HEADLINE_DEFINITION, accuracies, type AccuracyByDefinition } from './definitions.js';
-import type { AttackEvaluation, EvaluationSeconds, PerImageResults, PerImageRobustness, RobustnessResults } from './evaluation.js';
+import { resumeFields, type AttackEvaluation, type EvaluationSeconds, type PerImageResults, type PerImageRobustness, type RobustnessResults } from './evaluation.js';
 import { SHARD_FORMAT, portableDataName, type ShardRecord } from './shard.js';
 import { robustnessIntervals } from './intervals.js';
 
@@ -175,13 +175,7 @@ export function mergeShardRecords(
  */
 function mergedSeconds(parts: readonly RobustnessResults[], masking: number): EvaluationSeconds {
   const attacks = parts.reduce((s, p) => s + p.seconds.attacks, 0);
-  const resumed = parts.filter((p) => p.seconds.earlierRuns !== undefined);
-  const untimedBatches = parts.reduce((s, p) => s + (p.seconds.untimedBatches ?? 0), 0);
-  return {
-    total: attacks + masking, attacks, masking,
-    ...(resumed.length > 0 ? { earlierRuns: resumed.reduce((s, p) => s + p.seconds.earlierRuns!, 0) } : {}),
-    ...(untimedBatches > 0 ? { untimedBatches } : {}),
-  };
+  return { total: attacks + masking, attacks, masking, ...resumeFields(parts.map((p) => p.seconds)) };
 }
 
 /** The accuracies from per-image inputs, through `accuracies` itself (the evaluation's arithmetic, in its order). */
